@@ -1,0 +1,55 @@
+# nabla build.  `make` builds libnabla.a, libnabla.so and ./nabla;
+# `make demo` runs the paper's derivations; `make test` runs the test suite.
+# Options: CC=clang, BLAS=0 (portable kernels) / BLAS=1 (require OpenBLAS),
+# SAN=1 (AddressSanitizer + UndefinedBehaviorSanitizer), O=build dir.
+CC ?= cc
+O ?= build
+CFLAGS_BASE = -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -Iinclude -Isrc -fPIC
+OPT ?= -O2
+ifeq ($(SAN),1)
+  OPT = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+  LDSAN = -fsanitize=address,undefined
+endif
+# OpenBLAS auto-detection: cblas.h and libopenblas present -> use it.
+BLAS ?= $(shell printf '\043include <cblas.h>\nint main(void){return 0;}\n' | $(CC) -x c - -lopenblas -o /dev/null 2>/dev/null && echo 1 || echo 0)
+ifeq ($(BLAS),1)
+  BLAS_CFLAGS = -DNB_HAVE_CBLAS
+  BLAS_LIBS = -lopenblas
+endif
+CFLAGS += $(CFLAGS_BASE) $(OPT) $(BLAS_CFLAGS)
+LDLIBS = $(BLAS_LIBS) -lm -lpthread
+
+SRCS = $(wildcard src/*.c)
+OBJS = $(SRCS:src/%.c=$(O)/src/%.o)
+TEST_SRCS = $(wildcard tests/*.c)
+TEST_BINS = $(TEST_SRCS:tests/%.c=$(O)/tests/%)
+
+all: $(O)/libnabla.a $(O)/libnabla.so nabla
+
+$(O)/src/%.o: src/%.c src/*.h src/ops.def include/nabla.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(O)/libnabla.a: $(OBJS)
+	rm -f $@ && ar rcs $@ $^
+
+$(O)/libnabla.so: $(OBJS)
+	$(CC) -shared $(LDSAN) -o $@ $^ $(LDLIBS)
+
+nabla: $(wildcard tools/*.c) tools/*.h $(O)/libnabla.a
+	$(CC) $(CFLAGS) -Itools $(LDSAN) -o $@ $(wildcard tools/*.c) $(O)/libnabla.a $(LDLIBS)
+
+$(O)/tests/%: tests/%.c tests/*.h $(O)/libnabla.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDSAN) -o $@ $< $(O)/libnabla.a $(LDLIBS)
+
+demo: nabla
+	./examples/paper_demo.sh
+
+test: all $(TEST_BINS)
+	NABLA=./nabla TEST_BIN_DIR=$(O)/tests ./tests/run.sh
+
+clean:
+	rm -rf build build-* nabla
+
+.PHONY: all demo test clean

@@ -1,0 +1,150 @@
+/* nabla — matrix calculus and automatic differentiation in C.
+ *
+ * One intermediate representation serves everything: a typed, hash-consed
+ * expression DAG owned by a context.  Build expressions with the nb_* builders
+ * (or nb_parse), differentiate them (the derivative is again an expression),
+ * print them, evaluate them, or compile them into a fast program.
+ *
+ * Conventions (Parr & Howard): vectors are columns; the gradient of a scalar
+ * function is a row; the Jacobian of y in R^m w.r.t. x in R^n is m x n
+ * (numerator layout).  Denominator layout is the transpose.
+ *
+ * Errors: every builder returns NULL on error and leaves a message in
+ * nb_error(ctx); passing NULL into a builder propagates the NULL, so a chain of
+ * calls needs one check at the end.  Nothing aborts on bad input. */
+#ifndef NABLA_H
+#define NABLA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define NABLA_VERSION "0.1.0"
+
+typedef struct nb_ctx nb_ctx;
+typedef struct nb_node nb_expr;
+
+/* Shape kinds: scalar, column vector (n x 1), row vector (1 x n), matrix. */
+typedef enum { NB_SCALAR, NB_VECTOR, NB_ROW, NB_MATRIX } nb_kind;
+/* A dimension: > 0 a number, < 0 a symbol (-(id + 1)), see nb_dim_symbol. */
+typedef int64_t nb_dim;
+typedef struct {
+    nb_kind kind;
+    nb_dim rows, cols; /* scalar 1x1, vector n x 1, row 1 x n, matrix m x n */
+} nb_type;
+
+typedef enum { NB_NUMERATOR, NB_DENOMINATOR } nb_layout;
+typedef enum { NB_FMT_UNICODE, NB_FMT_ASCII, NB_FMT_LATEX } nb_format;
+
+/* ---- context ---------------------------------------------------------- */
+nb_ctx *nb_ctx_new(void);
+void nb_ctx_free(nb_ctx *ctx); /* frees every expression built in ctx */
+const char *nb_error(const nb_ctx *ctx); /* last error message, "" if none */
+int nb_error_column(const nb_ctx *ctx); /* 0-based column of a parse error, -1 if none */
+void nb_clear_error(nb_ctx *ctx);
+
+/* ---- types and declarations -------------------------------------------- */
+nb_dim nb_dim_symbol(nb_ctx *ctx, const char *name); /* interned dimension symbol */
+nb_type nb_scalar_type(void);
+nb_type nb_vector_type(nb_dim n);
+nb_type nb_matrix_type(nb_dim rows, nb_dim cols);
+nb_type nb_type_of(const nb_expr *e);
+/* Writes "scalar", "vector(n)", "row(n)", "matrix(N, n)" into buf. */
+const char *nb_type_str(const nb_ctx *ctx, nb_type t, char *buf, size_t size);
+/* Parses declarations such as "w, x: vector(n); X: matrix(N, n); b: scalar". */
+int nb_declare(nb_ctx *ctx, const char *decls);
+
+/* ---- building expressions ---------------------------------------------- */
+nb_expr *nb_var(nb_ctx *ctx, const char *name, nb_type t); /* declared variable */
+nb_expr *nb_lookup(nb_ctx *ctx, const char *name);         /* NULL if undeclared */
+nb_expr *nb_num(nb_ctx *ctx, double v);
+nb_expr *nb_rational(nb_ctx *ctx, int64_t num, int64_t den); /* exact num/den */
+nb_expr *nb_dimval(nb_ctx *ctx, nb_dim d); /* a dimension used as a scalar value */
+nb_expr *nb_add(nb_ctx *ctx, nb_expr *a, nb_expr *b); /* a + b, scalar expansion */
+nb_expr *nb_sub(nb_ctx *ctx, nb_expr *a, nb_expr *b); /* a - b */
+nb_expr *nb_neg(nb_ctx *ctx, nb_expr *a);             /* -a */
+nb_expr *nb_mul(nb_ctx *ctx, nb_expr *a, nb_expr *b); /* a ⊙ b (scalar product if scalars) */
+nb_expr *nb_div(nb_ctx *ctx, nb_expr *a, nb_expr *b); /* a ⊘ b */
+nb_expr *nb_pow(nb_ctx *ctx, nb_expr *a, nb_expr *b); /* a .^ b */
+nb_expr *nb_matmul(nb_ctx *ctx, nb_expr *a, nb_expr *b); /* linear-algebra product a·b */
+nb_expr *nb_transpose(nb_ctx *ctx, nb_expr *a);         /* aᵀ */
+nb_expr *nb_sum(nb_ctx *ctx, nb_expr *a);  /* Σᵢ aᵢ (all entries) */
+nb_expr *nb_mean(nb_ctx *ctx, nb_expr *a); /* sum(a) / (number of entries) */
+nb_expr *nb_dot(nb_ctx *ctx, nb_expr *a, nb_expr *b); /* aᵀb for vectors a, b */
+nb_expr *nb_norm2(nb_ctx *ctx, nb_expr *a); /* sqrt(sum(a.^2)) */
+nb_expr *nb_diag(nb_ctx *ctx, nb_expr *v);  /* diagonal matrix with v on its diagonal */
+nb_expr *nb_identity(nb_ctx *ctx, nb_dim n); /* I (n x n) */
+nb_expr *nb_exp(nb_ctx *ctx, nb_expr *a);
+nb_expr *nb_log(nb_ctx *ctx, nb_expr *a);
+nb_expr *nb_sin(nb_ctx *ctx, nb_expr *a);
+nb_expr *nb_cos(nb_ctx *ctx, nb_expr *a);
+nb_expr *nb_tan(nb_ctx *ctx, nb_expr *a);
+nb_expr *nb_tanh(nb_ctx *ctx, nb_expr *a);
+nb_expr *nb_sqrt(nb_ctx *ctx, nb_expr *a);    /* a .^ (1/2) */
+nb_expr *nb_abs(nb_ctx *ctx, nb_expr *a);
+nb_expr *nb_sigmoid(nb_ctx *ctx, nb_expr *a); /* 1 ⊘ (1 + exp(-a)) */
+nb_expr *nb_relu(nb_ctx *ctx, nb_expr *a);    /* max(0, a) */
+nb_expr *nb_max(nb_ctx *ctx, nb_expr *a, nb_expr *b);
+nb_expr *nb_min(nb_ctx *ctx, nb_expr *a, nb_expr *b);
+/* Indicators 1[a > b] etc., element-wise 0/1.  op is one of ">", ">=", "<", "<=". */
+nb_expr *nb_compare(nb_ctx *ctx, const char *op, nb_expr *a, nb_expr *b);
+nb_expr *nb_vector_lit(nb_ctx *ctx, size_t n, nb_expr *const *elems); /* [a, b, …] */
+nb_expr *nb_matrix_lit(nb_ctx *ctx, size_t rows, size_t cols, nb_expr *const *elems);
+/* mean over rows i of −Σⱼ Yᵢⱼ·log softmax(Zᵢ)ⱼ (numerically stable, fused). */
+nb_expr *nb_softmax_xent(nb_ctx *ctx, nb_expr *Z, nb_expr *Y);
+nb_expr *nb_softmax(nb_ctx *ctx, nb_expr *Z);    /* row-wise softmax */
+nb_expr *nb_logsoftmax(nb_ctx *ctx, nb_expr *Z); /* row-wise log softmax */
+
+/* Parses the expression language ("u = X*w + b; sum(u.^2)/N").  On error
+ * returns NULL; nb_error_column gives the column. */
+nb_expr *nb_parse(nb_ctx *ctx, const char *src);
+
+/* ---- differentiation --------------------------------------------------- */
+/* ∂f/∂wrt as an expression.  f scalar or vector; wrt one variable (scalar,
+ * vector, or — for scalar f — matrix), or nwrt > 1 scalar variables (one column
+ * each).  Structure (0, I, diag, 1, 1ᵀ) is kept. */
+nb_expr *nb_derivative(nb_ctx *ctx, nb_expr *f, size_t nwrt, nb_expr *const *wrt, nb_layout layout);
+/* Gradient of scalar f w.r.t. v, shaped like v: ∇ᵥf. */
+nb_expr *nb_gradient(nb_ctx *ctx, nb_expr *f, nb_expr *v);
+/* Jacobian-vector product J·t (forward mode) and vector-Jacobian product uᵀJ. */
+nb_expr *nb_jvp(nb_ctx *ctx, nb_expr *f, nb_expr *v, nb_expr *t);
+nb_expr *nb_vjp(nb_ctx *ctx, nb_expr *f, nb_expr *v, nb_expr *u);
+
+/* ---- printing ---------------------------------------------------------- */
+/* Returns a malloc'd string (free with free()); NULL on allocation failure. */
+char *nb_to_string(nb_ctx *ctx, const nb_expr *e, nb_format fmt);
+
+/* ---- reference evaluation (f64) ----------------------------------------- */
+typedef struct {
+    int64_t rows, cols;
+    double *data; /* row-major, rows*cols entries */
+} nb_matrix;
+/* Binds a variable's value (copied); binds its symbolic dimensions too. */
+int nb_set_value(nb_ctx *ctx, const char *name, int64_t rows, int64_t cols, const double *data);
+/* Binds a dimension symbol to a size. */
+int nb_bind_dim(nb_ctx *ctx, nb_dim d, int64_t size);
+void nb_unbind_all(nb_ctx *ctx);
+/* Evaluates e with the bound values into out (out->data is malloc'd).
+ * Returns 0, or -1 with nb_error set (unbound variable, domain error, NaN). */
+int nb_eval(nb_ctx *ctx, const nb_expr *e, nb_matrix *out);
+void nb_matrix_free(nb_matrix *m);
+
+/* ---- finite-difference checking ---- */
+/* Compares ∂f/∂wrt (nb_derivative, numerator layout, evaluated at the bound
+ * values) with central differences of f, step h = 1e-6·max(1, |x|) per entry
+ * of each wrt variable; *max_rel_err = max over entries of
+ * |a − b| / max(1, |a|, |b|).  Returns 0, or -1 with nb_error set. */
+int nb_check(nb_ctx *ctx, nb_expr *f, size_t nwrt, nb_expr *const *wrt, double *max_rel_err);
+/* A random test point: every variable e uses that has no value gets entries
+ * uniform in [lo, hi]; unbound dimension symbols e uses first get a size in
+ * 2..5.  *rng is the generator's state (seed it with anything); it advances.
+ * Returns 0, or -1 with nb_error set. */
+int nb_randomize(nb_ctx *ctx, const nb_expr *e, uint64_t *rng, double lo, double hi);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

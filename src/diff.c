@@ -1,0 +1,317 @@
+/* Symbolic differentiation by reverse accumulation over the DAG.
+ *
+ * The adjoint of node u is G_u = ∂f/∂u in numerator layout: one row per entry
+ * of f (m rows; m = 1 for scalar f), one column per entry of u.  So for
+ * scalar f a vector node's adjoint is a row (the gradient as the paper writes
+ * it), and for vector f it is the Jacobian.  Matrix nodes (scalar f only)
+ * carry gradient-shaped adjoints.  Seeds: 1 for scalar f, I(m) for vector f.
+ * Nodes are visited once, from f down in id order (a topological order), so
+ * the cost is linear in the graph; each operator's rule lives in ops.c. */
+#include "nb_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct contrib {
+    nb_node *e;
+    uint32_t order; /* preorder position of the user that sent it */
+    struct contrib *next;
+} contrib;
+
+struct nb_diff {
+    nb_ctx *ctx;
+    bool *dep;         /* by node id: depends on a wrt variable */
+    contrib **adjoint; /* by node id: pending contributions */
+    uint32_t *preorder; /* by node id: first-visit position from f, left to right */
+    uint32_t current;   /* preorder position of the node being propagated */
+    nb_arena tmp;
+    bool scalar_output;
+};
+
+nb_ctx *nb_diff_ctx(nb_diff *d) { return d->ctx; }
+bool nb_diff_scalar_output(const nb_diff *d) { return d->scalar_output; }
+bool nb_diff_depends(const nb_diff *d, const nb_node *e) { return d->dep[e->id]; }
+
+int nb_diff_accum(nb_diff *d, nb_node *operand, nb_node *e) {
+    if (!e) return -1;
+    if (nb_is_zero(e)) return 0;
+    contrib *c = nb_arena_alloc(&d->tmp, sizeof *c);
+    if (!c) return nb_set_error(d->ctx, "out of memory");
+    c->e = e;
+    c->order = d->current;
+    c->next = d->adjoint[operand->id];
+    d->adjoint[operand->id] = c;
+    return 0;
+}
+
+static nb_node *column_form(nb_ctx *ctx, nb_node *p) { return p->type.kind == NB_ROW ? nb_transpose(ctx, p) : p; }
+
+nb_node *nb_diff_elementwise(nb_diff *d, nb_node *y, nb_node *a, nb_node *G, nb_node *p) {
+    nb_ctx *ctx = d->ctx;
+    if (!p) return NULL;
+    if (nb_is_zero(p)) return p;
+    bool uniform = p->type.kind == NB_SCALAR;
+    switch (y->type.kind) {
+    case NB_SCALAR: return nb_mul(ctx, G, p);
+    case NB_VECTOR:
+    case NB_ROW: {
+        nb_dim n = nb_type_length(y->type);
+        if (a->type.kind != NB_SCALAR) /* G·diag(p) */
+            return uniform ? nb_mul(ctx, p, G) : nb_matmul(ctx, G, nb_diag(ctx, column_form(ctx, p)));
+        /* a scalar expanded to n entries: G·p (p as a column) */
+        nb_node *col = uniform ? nb_mul(ctx, p, nb_ones(ctx, nb_vector_type(n))) : column_form(ctx, p);
+        return nb_matmul(ctx, G, col);
+    }
+    case NB_MATRIX: {
+        nb_node *q = nb_mul(ctx, G, p);
+        if (a->type.kind == NB_SCALAR) return nb_sum(ctx, q);
+        if (a->type.kind == NB_ROW) return nb_matmul(ctx, nb_ones(ctx, nb_row_type(y->type.rows)), q);
+        return q;
+    }
+    }
+    return NULL;
+}
+
+static int propagate(nb_diff *d, nb_node *y, nb_node *G) {
+    nb_ctx *ctx = d->ctx;
+    const nb_opinfo *info = &nb_ops[y->op];
+    char buf[160], tb[64];
+    if (!d->scalar_output && y->type.kind == NB_MATRIX)
+        return nb_set_error(ctx, "the Jacobian of a vector function through the %s %s is a tensor (rank > 2); "
+                                 "differentiate a scalar function instead",
+                            nb_type_str(ctx, y->type, tb, sizeof tb), nb_describe(ctx, y, buf, sizeof buf));
+    if (info->vjp) return info->vjp(d, y, G);
+    if (!info->partial) return nb_set_error(ctx, "cannot differentiate %s", nb_describe(ctx, y, buf, sizeof buf));
+    for (int i = 0; i < y->nargs; i++) {
+        nb_node *a = y->args[i];
+        if (!d->dep[a->id]) continue;
+        if (nb_diff_accum(d, a, nb_diff_elementwise(d, y, a, G, info->partial(ctx, y, i)))) return -1;
+    }
+    return 0;
+}
+
+static bool is_variable(nb_ctx *ctx, nb_node *v, const char *role) {
+    char buf[160];
+    if (v && v->op == NB_OP_VAR) return true;
+    if (v) nb_set_error(ctx, "can only differentiate with respect to a variable; %s %s is not one", role, nb_describe(ctx, v, buf, sizeof buf));
+    return false;
+}
+
+/* Position of each node in a left-to-right depth-first walk from f. */
+static uint32_t *preorder_positions(const nb_ctx *ctx, const nb_node *f) {
+    size_t n = (size_t)f->id + 1;
+    uint32_t *pos = malloc(n * sizeof *pos);
+    const nb_node **stack = malloc(n * sizeof *stack);
+    bool *seen = calloc(n, sizeof *seen);
+    if (!pos || !stack || !seen) {
+        free(pos);
+        pos = NULL;
+        goto done;
+    }
+    (void)ctx;
+    uint32_t next = 0;
+    size_t top = 0;
+    stack[top++] = f;
+    seen[f->id] = true;
+    while (top) {
+        const nb_node *e = stack[--top];
+        pos[e->id] = next++;
+        for (size_t i = e->nargs; i-- > 0;)
+            if (!seen[e->args[i]->id]) {
+                seen[e->args[i]->id] = true;
+                stack[top++] = e->args[i];
+            }
+    }
+done:
+    free(stack);
+    free(seen);
+    return pos;
+}
+
+static int by_order(const void *x, const void *y) {
+    const contrib *a = *(const contrib *const *)x, *b = *(const contrib *const *)y;
+    return (a->order > b->order) - (a->order < b->order);
+}
+
+/* Reverse accumulation from f; adjoints[k] receives ∂f/∂wrt[k] or NULL (zero). */
+static int reverse(nb_ctx *ctx, nb_node *f, size_t nwrt, nb_node *const *wrt, nb_node **adjoints) {
+    nb_diff d = {ctx, NULL, NULL, NULL, 0, {NULL}, f->type.kind == NB_SCALAR};
+    size_t n = (size_t)f->id + 1;
+    int rc = -1;
+    d.dep = calloc(n, sizeof *d.dep);
+    d.adjoint = calloc(n, sizeof *d.adjoint);
+    d.preorder = preorder_positions(ctx, f);
+    if (!d.dep || !d.adjoint || !d.preorder) {
+        nb_set_error(ctx, "out of memory");
+        goto done;
+    }
+    for (size_t k = 0; k < nwrt; k++) {
+        adjoints[k] = NULL;
+        if (wrt[k]->id < n) d.dep[wrt[k]->id] = true;
+    }
+    for (size_t id = 0; id < n; id++) {
+        nb_node *e = ctx->nodes[id];
+        for (size_t i = 0; i < e->nargs && !d.dep[id]; i++) d.dep[id] = d.dep[e->args[i]->id];
+    }
+    if (!d.dep[f->id]) {
+        rc = 0;
+        goto done;
+    }
+    nb_node *seed = d.scalar_output ? nb_const(ctx, nb_number_int(1), nb_scalar_type())
+                                    : nb_identity(ctx, nb_type_length(f->type));
+    if (nb_diff_accum(&d, f, seed)) goto done;
+    for (size_t id = n; id-- > 0;) {
+        if (!d.adjoint[id]) continue;
+        nb_node *y = ctx->nodes[id];
+        size_t count = 0;
+        for (contrib *c = d.adjoint[id]; c; c = c->next) count++;
+        nb_node **terms = malloc(count * sizeof *terms);
+        contrib **list = malloc(count * sizeof *list);
+        if (!terms || !list) {
+            free(terms);
+            free(list);
+            nb_set_error(ctx, "out of memory");
+            goto done;
+        }
+        /* Sum the contributions in the order their sources appear in f, so
+         * results keep the user's term order (x² + 3x gives 2x + 3). */
+        count = 0;
+        for (contrib *c = d.adjoint[id]; c; c = c->next) list[count++] = c;
+        qsort(list, count, sizeof *list, by_order);
+        for (size_t k = 0; k < count; k++) terms[k] = list[k]->e;
+        nb_node *G = nb_add_n(ctx, count, terms);
+        free(terms);
+        free(list);
+        d.current = d.preorder[id];
+        if (!G) goto done;
+        if (y->op == NB_OP_VAR) {
+            for (size_t k = 0; k < nwrt; k++)
+                if (wrt[k] == y) adjoints[k] = G;
+            continue;
+        }
+        if (propagate(&d, y, G)) goto done;
+    }
+    rc = 0;
+done:
+    free(d.dep);
+    free(d.adjoint);
+    free(d.preorder);
+    nb_arena_free(&d.tmp);
+    return rc;
+}
+
+/* Type of ∂f/∂v in numerator layout. */
+static nb_type jacobian_type(nb_type f, nb_type v) {
+    if (f.kind == NB_SCALAR) {
+        if (v.kind == NB_SCALAR) return f;
+        if (v.kind == NB_MATRIX) return v;
+        return nb_row_type(nb_type_length(v));
+    }
+    if (v.kind == NB_SCALAR) return nb_vector_type(nb_type_length(f));
+    return nb_matrix_type(nb_type_length(f), nb_type_length(v));
+}
+
+/* Columns (one per listed scalar) side by side: [c₁ c₂ …]. */
+static nb_node *columns(nb_ctx *ctx, nb_node *f, size_t n, nb_node **cols) {
+    if (f->type.kind == NB_SCALAR) return nb_transpose(ctx, nb_vector_lit(ctx, n, cols));
+    nb_dim m = nb_type_length(f->type);
+    if (m > 0 && (uint64_t)m * n <= UINT16_MAX) {
+        nb_node **e = malloc((size_t)m * n * sizeof *e);
+        if (!e) return NULL;
+        for (size_t i = 0; i < (size_t)m; i++)
+            for (size_t k = 0; k < n; k++) e[i * n + k] = nb_entry(ctx, cols[k], (int64_t)i, 0);
+        nb_node *r = nb_matrix_lit(ctx, (size_t)m, n, e);
+        free(e);
+        return r;
+    }
+    /* Symbolic height: Σₖ cₖ·eₖᵀ */
+    nb_node *sum = NULL;
+    for (size_t k = 0; k < n; k++) {
+        nb_node **unit = malloc(n * sizeof *unit);
+        if (!unit) return NULL;
+        for (size_t j = 0; j < n; j++) unit[j] = nb_const(ctx, nb_number_int(j == k), nb_scalar_type());
+        nb_node *term = nb_matmul(ctx, cols[k], nb_transpose(ctx, nb_vector_lit(ctx, n, unit)));
+        free(unit);
+        sum = sum ? nb_add(ctx, sum, term) : term;
+    }
+    return sum;
+}
+
+nb_expr *nb_derivative(nb_ctx *ctx, nb_expr *f, size_t nwrt, nb_expr *const *wrt, nb_layout layout) {
+    char tf[64], tv[64], buf[160];
+    if (!f) return NULL;
+    if (nwrt == 0) {
+        nb_set_error(ctx, "nothing to differentiate with respect to");
+        return NULL;
+    }
+    for (size_t k = 0; k < nwrt; k++)
+        if (!is_variable(ctx, wrt[k], "")) return NULL;
+    if (f->type.kind == NB_MATRIX) {
+        nb_set_error(ctx, "%s is %s: the derivative of a matrix-valued function is a tensor; nabla differentiates "
+                          "scalar and vector functions",
+                     nb_describe(ctx, f, buf, sizeof buf), nb_type_str(ctx, f->type, tf, sizeof tf));
+        return NULL;
+    }
+    for (size_t k = 0; k < nwrt; k++) {
+        nb_type v = wrt[k]->type;
+        if (nwrt > 1 && v.kind != NB_SCALAR) {
+            nb_set_error(ctx, "a list of variables must be scalars, but %s is %s", wrt[k]->a.name, nb_type_str(ctx, v, tv, sizeof tv));
+            return NULL;
+        }
+        if (f->type.kind != NB_SCALAR && v.kind == NB_MATRIX) {
+            nb_set_error(ctx, "the derivative of the %s %s with respect to the %s %s is a tensor (rank 3)",
+                         nb_type_str(ctx, f->type, tf, sizeof tf), nb_describe(ctx, f, buf, sizeof buf),
+                         nb_type_str(ctx, v, tv, sizeof tv), wrt[k]->a.name);
+            return NULL;
+        }
+    }
+    nb_node **g = malloc(nwrt * sizeof *g);
+    if (!g) {
+        nb_set_error(ctx, "out of memory");
+        return NULL;
+    }
+    nb_node *J = NULL;
+    if (reverse(ctx, f, nwrt, wrt, g) == 0) {
+        for (size_t k = 0; k < nwrt; k++)
+            if (!g[k]) g[k] = nb_zero(ctx, jacobian_type(f->type, wrt[k]->type));
+        J = nwrt == 1 ? g[0] : columns(ctx, f, nwrt, g);
+        /* The gradient w.r.t. a matrix keeps the matrix's shape in both layouts. */
+        bool keep = f->type.kind == NB_SCALAR && nwrt == 1 && wrt[0]->type.kind == NB_MATRIX;
+        if (J && layout == NB_DENOMINATOR && !keep) J = nb_transpose(ctx, J);
+    }
+    free(g);
+    return J;
+}
+
+nb_expr *nb_gradient(nb_ctx *ctx, nb_expr *f, nb_expr *v) {
+    char tf[64];
+    if (!f || !v) return NULL;
+    if (f->type.kind != NB_SCALAR) {
+        nb_set_error(ctx, "the gradient needs a scalar function, got %s", nb_type_str(ctx, f->type, tf, sizeof tf));
+        return NULL;
+    }
+    nb_node *J = nb_derivative(ctx, f, 1, &v, NB_NUMERATOR);
+    return J && J->type.kind == NB_ROW ? nb_transpose(ctx, J) : J;
+}
+
+/* uᵀ·(∂f/∂v) is the derivative of the scalar uᵀf: one reverse pass. */
+nb_expr *nb_vjp(nb_ctx *ctx, nb_expr *f, nb_expr *v, nb_expr *u) {
+    if (!f || !u) return NULL;
+    nb_node *s = f->type.kind == NB_SCALAR ? nb_mul(ctx, u, f) : nb_matmul(ctx, nb_transpose(ctx, u), f);
+    return s ? nb_derivative(ctx, s, 1, &v, NB_NUMERATOR) : NULL;
+}
+
+/* (∂f/∂v)·t, evaluated in the Jacobian's structure (diag(p)·t = p ⊙ t). */
+nb_expr *nb_jvp(nb_ctx *ctx, nb_expr *f, nb_expr *v, nb_expr *t) {
+    char tv[64], tt[64];
+    if (!f || !v || !t) return NULL;
+    if (!nb_type_eq(v->type, t->type)) {
+        nb_set_error(ctx, "the tangent is %s but the variable is %s", nb_type_str(ctx, t->type, tt, sizeof tt),
+                     nb_type_str(ctx, v->type, tv, sizeof tv));
+        return NULL;
+    }
+    nb_node *J = nb_derivative(ctx, f, 1, &v, NB_NUMERATOR);
+    if (!J) return NULL;
+    if (v->type.kind == NB_MATRIX) return nb_sum(ctx, nb_mul(ctx, J, t));
+    return nb_matmul(ctx, J, t);
+}

@@ -1,0 +1,124 @@
+/* Reference evaluation in double precision: dense values, plain loops, one
+ * node at a time in topological (id) order.  It is the oracle the compiled
+ * engine and the finite-difference checks are measured against. */
+#include "nb_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int resolve_dim(nb_ctx *ctx, nb_dim d, int64_t *out) {
+    char name[64];
+    *out = nb_dim_value(ctx, d);
+    if (*out > 0) return 0;
+    return nb_set_error(ctx, "dimension %s is not bound: give a value to a variable that has it",
+                        nb_dim_name(ctx, d, name, sizeof name));
+}
+
+static const nb_matrix *variable_value(nb_ctx *ctx, const nb_node *v) {
+    for (size_t i = 0; i < ctx->nvars; i++)
+        if (ctx->vars[i].var == v) return ctx->vars[i].value.data ? &ctx->vars[i].value : NULL;
+    return NULL;
+}
+
+/* Marks the nodes reachable from e (explicit stack, no recursion). */
+static bool *reachable(nb_ctx *ctx, const nb_node *e) {
+    size_t n = (size_t)e->id + 1;
+    bool *seen = calloc(n, sizeof *seen);
+    const nb_node **stack = malloc(n * sizeof *stack);
+    if (!seen || !stack) {
+        free(seen);
+        free(stack);
+        return NULL;
+    }
+    size_t top = 0;
+    stack[top++] = e;
+    seen[e->id] = true;
+    while (top) {
+        const nb_node *x = stack[--top];
+        for (size_t i = 0; i < x->nargs; i++)
+            if (!seen[x->args[i]->id]) {
+                seen[x->args[i]->id] = true;
+                stack[top++] = x->args[i];
+            }
+    }
+    free(stack);
+    (void)ctx;
+    return seen;
+}
+
+int nb_eval_node(nb_ctx *ctx, const nb_node *e, nb_matrix *out) {
+    char buf[160];
+    size_t n = (size_t)e->id + 1;
+    bool *live = reachable(ctx, e);
+    nb_matrix *val = calloc(n, sizeof *val);
+    nb_matrix *args = NULL;
+    size_t cap_args = 0;
+    int rc = -1;
+    if (!live || !val) {
+        nb_set_error(ctx, "out of memory");
+        goto done;
+    }
+    for (size_t id = 0; id < n; id++) {
+        if (!live[id]) continue;
+        const nb_node *y = ctx->nodes[id];
+        int64_t rows, cols;
+        if (resolve_dim(ctx, y->type.rows, &rows) || resolve_dim(ctx, y->type.cols, &cols)) goto done;
+        if (y->op == NB_OP_VAR) {
+            const nb_matrix *v = variable_value(ctx, y);
+            if (!v) {
+                nb_set_error(ctx, "no value given for '%s'", y->a.name);
+                goto done;
+            }
+            val[id] = *v; /* borrowed, not freed */
+            continue;
+        }
+        if (rows > (int64_t)1 << 31 || cols > (int64_t)1 << 31 || (rows * cols) > ((int64_t)1 << 32)) {
+            nb_set_error(ctx, "%lld x %lld is too large to evaluate densely", (long long)rows, (long long)cols);
+            goto done;
+        }
+        val[id] = (nb_matrix){rows, cols, malloc((size_t)(rows * cols) * sizeof(double))};
+        if (y->nargs > cap_args) {
+            free(args);
+            cap_args = y->nargs;
+            args = malloc(cap_args * sizeof *args);
+        }
+        if (!val[id].data || (y->nargs && !args)) {
+            nb_set_error(ctx, "out of memory");
+            goto done;
+        }
+        for (size_t i = 0; i < y->nargs; i++) args[i] = val[y->args[i]->id];
+        if (nb_ops[y->op].eval(ctx, y, args, &val[id])) goto done;
+        for (int64_t k = 0; k < rows * cols; k++)
+            if (!isfinite(val[id].data[k])) {
+                nb_set_error(ctx, "%s evaluates to %g", nb_describe(ctx, y, buf, sizeof buf), val[id].data[k]);
+                goto done;
+            }
+    }
+    *out = val[e->id];
+    if (e->op == NB_OP_VAR) {
+        size_t bytes = (size_t)(out->rows * out->cols) * sizeof(double);
+        out->data = malloc(bytes);
+        if (!out->data) {
+            nb_set_error(ctx, "out of memory");
+            goto done;
+        }
+        memcpy(out->data, val[e->id].data, bytes);
+    }
+    val[e->id].data = NULL;
+    rc = 0;
+done:
+    if (val)
+        for (size_t id = 0; id < n; id++)
+            if (live && live[id] && ctx->nodes[id]->op != NB_OP_VAR) free(val[id].data);
+    free(val);
+    free(live);
+    free(args);
+    return rc;
+}
+
+int nb_eval(nb_ctx *ctx, const nb_expr *e, nb_matrix *out) {
+    if (!e || !out) return nb_set_error(ctx, "nothing to evaluate");
+    out->data = NULL;
+    return nb_eval_node(ctx, e, out);
+}

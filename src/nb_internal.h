@@ -1,0 +1,159 @@
+/* Internal representation shared by the passes.  See DESIGN.md. */
+#ifndef NB_INTERNAL_H
+#define NB_INTERNAL_H
+
+#include "nabla.h"
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+#define OP(id, name, arity) NB_OP_##id,
+#include "ops.def"
+#undef OP
+    NB_OP_COUNT
+} nb_op;
+
+/* A constant: exact rational num/den when exact, else the double val. */
+typedef struct {
+    bool exact;
+    int64_t num, den; /* den > 0, gcd(num, den) == 1 when exact */
+    double val;       /* always set */
+} nb_number;
+
+struct nb_node {
+    uint32_t id;    /* creation index: operands always have smaller ids */
+    uint16_t op;    /* nb_op */
+    uint16_t nargs;
+    nb_type type;
+    uint64_t hash;
+    union {
+        nb_number c;    /* CONST */
+        const char *name; /* VAR (interned in the context) */
+        nb_dim dim;     /* DIMVAL, IDENTITY */
+        int64_t index[2]; /* COLUMN: index[0] = k; ENTRY: (i, j); 0-based */
+    } a;
+    struct nb_node *hash_next;
+    struct nb_node *args[]; /* nargs operands */
+};
+typedef struct nb_node nb_node;
+
+typedef struct nb_arena_block nb_arena_block;
+typedef struct {
+    nb_arena_block *head;
+} nb_arena;
+void *nb_arena_alloc(nb_arena *a, size_t size);
+void nb_arena_free(nb_arena *a);
+
+typedef struct {
+    char *name;
+    int64_t bound; /* 0 when unbound */
+} nb_dimsym;
+
+typedef struct {
+    nb_node *var;
+    nb_matrix value; /* data NULL when unbound */
+} nb_binding;
+
+struct nb_ctx {
+    nb_arena arena;
+    nb_node **buckets;
+    size_t nbuckets;
+    nb_node **nodes; /* by id: a topological order */
+    size_t nnodes, cap_nodes;
+    nb_dimsym *dims;
+    size_t ndims, cap_dims;
+    nb_binding *vars; /* declared variables and their values */
+    size_t nvars, cap_vars;
+    char error[1024];
+    int error_column;
+    bool oom;
+};
+
+/* ---- context, errors, dims (expr.c) ---- */
+int nb_set_error(nb_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+const char *nb_dim_name(const nb_ctx *ctx, nb_dim d, char *buf, size_t size);
+int64_t nb_dim_value(const nb_ctx *ctx, nb_dim d); /* 0 if unbound */
+bool nb_type_eq(nb_type a, nb_type b);
+nb_type nb_row_type(nb_dim n);
+bool nb_is_scalar(const nb_node *e);
+/* Number of entries of a type as a dim when it is a vector/row (length). */
+nb_dim nb_type_length(nb_type t);
+
+/* The hash-consing constructor: returns the existing node if an identical one
+ * exists.  attr may be NULL. No simplification happens here. */
+nb_node *nb_make(nb_ctx *ctx, nb_op op, nb_type type, size_t nargs, nb_node *const *args,
+                 const void *attr, size_t attr_size);
+
+/* Numbers (expr.c) */
+nb_number nb_number_int(int64_t v);
+nb_number nb_number_rational(int64_t num, int64_t den);
+nb_number nb_number_double(double v);
+nb_number nb_number_add(nb_number a, nb_number b);
+nb_number nb_number_mul(nb_number a, nb_number b);
+nb_number nb_number_neg(nb_number a);
+bool nb_number_is(nb_number a, int64_t v);
+bool nb_number_is_int(nb_number a);
+
+/* Constants of any type (a non-scalar constant is filled with the number). */
+nb_node *nb_const(nb_ctx *ctx, nb_number c, nb_type t);
+nb_node *nb_zero(nb_ctx *ctx, nb_type t);
+nb_node *nb_ones(nb_ctx *ctx, nb_type t);
+bool nb_is_const(const nb_node *e, int64_t v); /* CONST equal to v (any shape) */
+bool nb_is_zero(const nb_node *e);
+
+/* ---- the operator table (ops.c) ---- */
+typedef struct nb_diff nb_diff; /* reverse-accumulation state (diff.c) */
+/* The VJP rule: given G = ∂f/∂y in the paper's layout (see diff.c), add each
+ * operand's contribution with nb_diff_accum.  Returns 0 or -1 (error set). */
+typedef int (*nb_vjp_fn)(nb_diff *d, nb_node *y, nb_node *G);
+/* Element-wise partial ∂y/∂argᵢ as an expression shaped like y or scalar. */
+typedef nb_node *(*nb_partial_fn)(nb_ctx *ctx, nb_node *y, int i);
+/* Reference f64 evaluation into out (rows x cols of y, bound). 0 or -1. */
+typedef int (*nb_eval_fn)(nb_ctx *ctx, const nb_node *y, const nb_matrix *args, nb_matrix *out);
+
+typedef struct {
+    const char *name;
+    int arity;              /* -1: n-ary */
+    nb_partial_fn partial;  /* element-wise ops: the local partial */
+    nb_vjp_fn vjp;          /* other ops: the full rule (NULL: not differentiable) */
+    nb_eval_fn eval;
+} nb_opinfo;
+extern const nb_opinfo nb_ops[NB_OP_COUNT];
+
+/* Smart constructors with canonicalisation (ops.c); n-ary forms. */
+nb_node *nb_add_n(nb_ctx *ctx, size_t n, nb_node *const *terms);
+nb_node *nb_mul_n(nb_ctx *ctx, size_t n, nb_node *const *factors);
+nb_node *nb_unary(nb_ctx *ctx, nb_op op, nb_node *a);
+nb_node *nb_binary(nb_ctx *ctx, nb_op op, nb_node *a, nb_node *b);
+nb_node *nb_column(nb_ctx *ctx, nb_node *a, int64_t k);
+nb_node *nb_entry(nb_ctx *ctx, nb_node *a, int64_t i, int64_t j);
+nb_node *nb_diagpart(nb_ctx *ctx, nb_node *a);
+nb_node *nb_scale(nb_ctx *ctx, nb_number c, nb_node *a); /* c·a */
+
+/* ---- differentiation (diff.c) ---- */
+int nb_diff_accum(nb_diff *d, nb_node *operand, nb_node *contribution);
+bool nb_diff_depends(const nb_diff *d, const nb_node *e);
+bool nb_diff_scalar_output(const nb_diff *d); /* f is a scalar (m = 1) */
+nb_ctx *nb_diff_ctx(nb_diff *d);
+/* Contribution of an element-wise partial p (scalar or shaped like y) of y
+ * w.r.t. operand a, given G = ∂f/∂y: G·diag(p), reduced over broadcasts. */
+nb_node *nb_diff_elementwise(nb_diff *d, nb_node *y, nb_node *a, nb_node *G, nb_node *p);
+
+/* ---- reference evaluation (eval.c) ---- */
+int nb_eval_node(nb_ctx *ctx, const nb_node *e, nb_matrix *out);
+
+/* ---- printing (print.c) ---- */
+typedef struct {
+    char *buf;
+    size_t len, cap;
+    bool failed;
+} nb_strbuf;
+void nb_sb_puts(nb_strbuf *sb, const char *s);
+void nb_sb_printf(nb_strbuf *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void nb_print_number(nb_strbuf *sb, nb_number c);
+/* Short description of an expression for error messages (truncated). */
+const char *nb_describe(nb_ctx *ctx, const nb_node *e, char *buf, size_t size);
+
+#endif

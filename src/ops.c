@@ -1,0 +1,1228 @@
+/* The operators.  For every operator, in ops.def order (ORDER OP): its shape
+ * rule and canonicalising constructor, its derivative rule (an element-wise
+ * partial ∂y/∂aᵢ, or a full VJP rule), and its reference f64 kernel.  The
+ * table nb_ops at the end ties them together. */
+#include "nb_internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FLATTEN_LIMIT 64 /* n-ary sums/products are flattened up to this size */
+
+static nb_number node_number(const nb_node *e) { return e->a.c; }
+static nb_node *num(nb_ctx *ctx, int64_t v) { return nb_const(ctx, nb_number_int(v), nb_scalar_type()); }
+static bool is_scalar_const(const nb_node *e) { return e->op == NB_OP_CONST && e->type.kind == NB_SCALAR; }
+static bool is_ones(const nb_node *e) { return nb_is_const(e, 1) && e->type.kind != NB_SCALAR; }
+
+/* ---- shape rules --------------------------------------------------------- */
+static bool dim_eq(nb_dim a, nb_dim b) { return a == b; }
+
+static nb_node *shape_error(nb_ctx *ctx, const char *what, const nb_node *a, const nb_node *b) {
+    char ta[80], tb[80], da[120], db[120];
+    nb_set_error(ctx, "shape mismatch in %s: %s is %s but %s is %s", what, nb_describe(ctx, a, da, sizeof da),
+                 nb_type_str(ctx, a->type, ta, sizeof ta), nb_describe(ctx, b, db, sizeof db),
+                 nb_type_str(ctx, b->type, tb, sizeof tb));
+    return NULL;
+}
+
+/* Element-wise broadcasting: a scalar expands to any shape; a row (1 x n)
+ * expands over the rows of an m x n matrix. */
+static bool broadcast(nb_type a, nb_type b, nb_type *out) {
+    if (a.kind == NB_SCALAR) return *out = b, true;
+    if (b.kind == NB_SCALAR || nb_type_eq(a, b)) return *out = a, true;
+    if (a.kind == NB_MATRIX && b.kind == NB_ROW && dim_eq(a.cols, b.cols)) return *out = a, true;
+    if (b.kind == NB_MATRIX && a.kind == NB_ROW && dim_eq(a.cols, b.cols)) return *out = b, true;
+    return false;
+}
+
+static bool broadcast_all(nb_ctx *ctx, const char *what, size_t n, nb_node *const *args, nb_type *out) {
+    nb_type t = nb_scalar_type();
+    const nb_node *shaped = NULL;
+    for (size_t i = 0; i < n; i++) {
+        nb_type next;
+        if (!broadcast(t, args[i]->type, &next)) {
+            shape_error(ctx, what, shaped, args[i]);
+            return false;
+        }
+        if (!nb_type_eq(next, t) || !shaped) shaped = args[i];
+        t = next;
+    }
+    *out = t;
+    return true;
+}
+
+static nb_type transposed(nb_type t) {
+    switch (t.kind) {
+    case NB_VECTOR: return nb_row_type(t.rows);
+    case NB_ROW: return nb_vector_type(t.cols);
+    case NB_MATRIX: return nb_matrix_type(t.cols, t.rows);
+    default: return t;
+    }
+}
+
+/* ---- ADD --------------------------------------------------------------- */
+typedef struct {
+    nb_number coef;
+    nb_node *rest; /* NULL: a plain number */
+} term;
+
+/* c·rest decomposition of a term. */
+static term split_term(nb_ctx *ctx, nb_node *e) {
+    if (e->op == NB_OP_CONST)
+        return (term){node_number(e), e->type.kind == NB_SCALAR ? NULL : nb_ones(ctx, e->type)};
+    if (e->op == NB_OP_MUL && is_scalar_const(e->args[0])) {
+        nb_node *rest = e->nargs == 2 ? e->args[1] : nb_make(ctx, NB_OP_MUL, e->type, e->nargs - 1u, e->args + 1, NULL, 0);
+        return (term){node_number(e->args[0]), rest};
+    }
+    return (term){nb_number_int(1), e};
+}
+
+nb_node *nb_scale(nb_ctx *ctx, nb_number c, nb_node *a) {
+    nb_node *f[2] = {nb_const(ctx, c, nb_scalar_type()), a};
+    return nb_mul_n(ctx, 2, f);
+}
+
+static nb_node *build_term(nb_ctx *ctx, term t) {
+    return t.rest ? nb_scale(ctx, t.coef, t.rest) : nb_const(ctx, t.coef, nb_scalar_type());
+}
+
+/* Literals add entry by entry: [a, b] + [c, d] = [a + c, b + d]. */
+static nb_node *add_literals(nb_ctx *ctx, nb_node *x, nb_node *y) {
+    nb_node **e = malloc(x->nargs * sizeof *e);
+    if (!e) return NULL;
+    for (size_t i = 0; i < x->nargs; i++) {
+        nb_node *pair[2] = {x->args[i], y->args[i]};
+        e[i] = nb_add_n(ctx, 2, pair);
+    }
+    nb_node *r = x->op == NB_OP_VECLIT ? nb_vector_lit(ctx, x->nargs, e)
+                                       : nb_matrix_lit(ctx, (size_t)x->type.rows, (size_t)x->type.cols, e);
+    free(e);
+    return r;
+}
+
+static bool is_literal(const nb_node *e) { return e && (e->op == NB_OP_VECLIT || e->op == NB_OP_MATLIT); }
+
+/* Factors of a term as a product (a non-product is its own single factor). */
+static size_t term_factors(nb_node *const *t, nb_node *const **f) {
+    if ((*t)->op == NB_OP_MUL) {
+        *f = (*t)->args;
+        return (*t)->nargs;
+    }
+    *f = t;
+    return 1;
+}
+
+static bool has_factor(nb_node *const *t, const nb_node *x) {
+    nb_node *const *f;
+    size_t n = term_factors(t, &f);
+    for (size_t i = 0; i < n; i++)
+        if (f[i] == x) return true;
+    return false;
+}
+
+/* The term with one factor x removed. */
+static nb_node *without_factor(nb_ctx *ctx, nb_node *const *t, const nb_node *x) {
+    nb_node *const *f;
+    size_t n = term_factors(t, &f), k = 0;
+    nb_node *rest[FLATTEN_LIMIT + 1];
+    if (n > FLATTEN_LIMIT + 1) return NULL;
+    bool removed = false;
+    for (size_t i = 0; i < n; i++) {
+        if (f[i] == x && !removed) removed = true;
+        else rest[k++] = f[i];
+    }
+    return nb_mul_n(ctx, k, rest);
+}
+
+/* a·F + b·F = F·(a + b) for a compound factor F (a function application or a
+ * sum, never a bare variable, so polynomials stay expanded): cos(u) + 2x·cos(u)
+ * prints as cos(u)·(1 + 2x). */
+static nb_node *factor_out_common(nb_ctx *ctx, size_t n, nb_node *const *terms) {
+    nb_node *const *f;
+    size_t nf = term_factors(&terms[0], &f);
+    for (size_t i = 0; i < nf; i++) {
+        nb_node *x = f[i];
+        nb_op op = x->op == NB_OP_POW ? (nb_op)x->args[0]->op : (nb_op)x->op;
+        if (op == NB_OP_CONST || op == NB_OP_VAR || op == NB_OP_DIMVAL || x->type.kind != NB_SCALAR) continue;
+        bool everywhere = true;
+        for (size_t k = 1; k < n && everywhere; k++) everywhere = has_factor(&terms[k], x);
+        if (!everywhere) continue;
+        nb_node **rest = malloc(n * sizeof *rest);
+        if (!rest) return NULL;
+        for (size_t k = 0; k < n; k++) rest[k] = without_factor(ctx, &terms[k], x);
+        nb_node *r = nb_mul(ctx, x, nb_add_n(ctx, n, rest));
+        free(rest);
+        return r;
+    }
+    return NULL;
+}
+
+nb_node *nb_add_n(nb_ctx *ctx, size_t n, nb_node *const *args) {
+    for (size_t i = 0; i < n; i++)
+        if (!args[i]) return NULL;
+    nb_type type;
+    if (!broadcast_all(ctx, "+", n, args, &type)) return NULL;
+    size_t cap = 0;
+    for (size_t i = 0; i < n; i++) cap += args[i]->op == NB_OP_ADD && args[i]->nargs <= FLATTEN_LIMIT ? args[i]->nargs : 1;
+    term *t = malloc((cap + 1) * sizeof *t);
+    nb_node **out = malloc((cap + 2) * sizeof *out);
+    nb_node *result = NULL;
+    if (!t || !out) goto done;
+    size_t nt = 0;
+    for (size_t i = 0; i < n; i++) {
+        bool flat = args[i]->op == NB_OP_ADD && args[i]->nargs <= FLATTEN_LIMIT;
+        for (size_t k = 0; k < (flat ? args[i]->nargs : 1u); k++) {
+            term s = split_term(ctx, flat ? args[i]->args[k] : args[i]);
+            if (s.rest == NULL && s.coef.exact && s.coef.num == 0) continue;
+            size_t j = 0;
+            if (nt <= 2 * FLATTEN_LIMIT)
+                while (j < nt && t[j].rest != s.rest) j++;
+            else
+                j = nt;
+            if (j < nt) t[j].coef = nb_number_add(t[j].coef, s.coef);
+            else t[nt++] = s;
+        }
+    }
+    /* Structure: c·I and diag(v) terms of one size merge into one diag. */
+    int first_struct = -1;
+    nb_node *diag_sum = NULL;
+    nb_number eye = nb_number_int(0);
+    bool has_diag = false;
+    for (size_t i = 0; i < nt; i++) {
+        if (!t[i].rest || (t[i].rest->op != NB_OP_DIAG && t[i].rest->op != NB_OP_IDENTITY)) continue;
+        if (first_struct < 0) first_struct = (int)i;
+        if (t[i].rest->op == NB_OP_IDENTITY) eye = nb_number_add(eye, t[i].coef);
+        else {
+            nb_node *v = nb_scale(ctx, t[i].coef, t[i].rest->args[0]);
+            nb_node *pair[2] = {diag_sum, v};
+            diag_sum = diag_sum ? nb_add_n(ctx, 2, pair) : v;
+            has_diag = true;
+        }
+        if ((int)i != first_struct) t[i].coef = nb_number_int(0);
+    }
+    if (first_struct >= 0) {
+        if (has_diag) {
+            nb_node *pair[2] = {diag_sum, nb_const(ctx, eye, nb_scalar_type())};
+            t[first_struct] = (term){nb_number_int(1), nb_diag(ctx, nb_add_n(ctx, 2, pair))};
+        } else {
+            t[first_struct] = (term){eye, nb_identity(ctx, type.rows)};
+        }
+    }
+    /* Literal terms merge entry by entry. */
+    int first_lit = -1;
+    for (size_t i = 0; i < nt; i++) {
+        if (nb_number_is(t[i].coef, 0) || !t[i].rest) continue;
+        nb_node *lit = build_term(ctx, t[i]);
+        if (!is_literal(lit)) continue;
+        if (first_lit < 0) {
+            first_lit = (int)i;
+            t[i] = (term){nb_number_int(1), lit};
+        } else if (t[first_lit].rest->op == lit->op && nb_type_eq(lit->type, t[first_lit].rest->type)) {
+            t[first_lit].rest = add_literals(ctx, t[first_lit].rest, lit);
+            t[i].coef = nb_number_int(0);
+        }
+    }
+    size_t no = 0;
+    bool shaped = false;
+    for (size_t i = 0; i < nt; i++) {
+        if (nb_number_is(t[i].coef, 0) || (t[i].rest && nb_is_zero(t[i].rest))) continue;
+        out[no] = build_term(ctx, t[i]);
+        if (!out[no]) goto done;
+        shaped |= nb_type_eq(out[no]->type, type);
+        no++;
+    }
+    if (no == 0) result = nb_zero(ctx, type);
+    else if (no >= 2 && (result = factor_out_common(ctx, no, out)) != NULL) {
+    } else if (!shaped) {
+        /* Only scalars survived: expand them to the result's shape. */
+        nb_node *s = no == 1 ? out[0] : nb_make(ctx, NB_OP_ADD, nb_scalar_type(), no, out, NULL, 0);
+        nb_node *f[2] = {s, nb_ones(ctx, type)};
+        result = nb_make(ctx, NB_OP_MUL, type, 2, f, NULL, 0);
+    } else if (no == 1) result = out[0];
+    else result = nb_make(ctx, NB_OP_ADD, type, no, out, NULL, 0);
+done:
+    if ((!t || !out) && !result) nb_set_error(ctx, "out of memory");
+    free(t);
+    free(out);
+    return result;
+}
+
+/* ---- MUL --------------------------------------------------------------- */
+typedef struct {
+    nb_node *base;
+    nb_number exp;
+} factor;
+
+/* Printing order of factors: scalars before arrays; numbers, then variables
+ * and their powers, then function applications, then sums; ties by age. */
+static int factor_rank(const nb_node *b) {
+    int shape = b->type.kind == NB_SCALAR ? 0 : 8;
+    if (is_ones(b)) return shape + 0;
+    switch (b->op) {
+    case NB_OP_VAR:
+    case NB_OP_DIMVAL: return shape + 1;
+    case NB_OP_ADD: return shape + 3;
+    default: return shape + 2;
+    }
+}
+
+static int factor_cmp(const void *x, const void *y) {
+    const factor *a = x, *b = y;
+    int ra = factor_rank(a->base), rb = factor_rank(b->base);
+    if (ra != rb) return ra - rb;
+    return (a->base->id > b->base->id) - (a->base->id < b->base->id);
+}
+
+static nb_node *make_pow(nb_ctx *ctx, nb_node *base, nb_number e) {
+    if (nb_number_is(e, 1)) return base;
+    nb_node *args[2] = {base, nb_const(ctx, e, nb_scalar_type())};
+    return nb_make(ctx, NB_OP_POW, base->type, 2, args, NULL, 0);
+}
+
+static nb_node *literal_map_scale(nb_ctx *ctx, nb_node *lit, size_t ns, nb_node *const *scalars) {
+    nb_node **e = malloc(lit->nargs * sizeof *e);
+    nb_node **f = malloc((ns + 1) * sizeof *f);
+    nb_node *r = NULL;
+    if (e && f) {
+        memcpy(f, scalars, ns * sizeof *f);
+        for (size_t i = 0; i < lit->nargs; i++) {
+            f[ns] = lit->args[i];
+            e[i] = nb_mul_n(ctx, ns + 1, f);
+        }
+        r = lit->op == NB_OP_VECLIT ? nb_vector_lit(ctx, lit->nargs, e)
+                                    : nb_matrix_lit(ctx, (size_t)lit->type.rows, (size_t)lit->type.cols, e);
+    } else nb_set_error(ctx, "out of memory");
+    free(e);
+    free(f);
+    return r;
+}
+
+nb_node *nb_mul_n(nb_ctx *ctx, size_t n, nb_node *const *args) {
+    for (size_t i = 0; i < n; i++)
+        if (!args[i]) return NULL;
+    nb_type type;
+    if (!broadcast_all(ctx, "⊙", n, args, &type)) return NULL;
+    size_t cap = 0;
+    for (size_t i = 0; i < n; i++) cap += args[i]->op == NB_OP_MUL && args[i]->nargs <= FLATTEN_LIMIT ? args[i]->nargs : 1;
+    factor *f = malloc((cap + 1) * sizeof *f);
+    nb_node **out = malloc((cap + 2) * sizeof *out);
+    nb_node *result = NULL;
+    if (!f || !out) {
+        nb_set_error(ctx, "out of memory");
+        goto done;
+    }
+    nb_number coef = nb_number_int(1);
+    size_t nf = 0;
+    for (size_t i = 0; i < n; i++) {
+        bool flat = args[i]->op == NB_OP_MUL && args[i]->nargs <= FLATTEN_LIMIT;
+        for (size_t k = 0; k < (flat ? args[i]->nargs : 1u); k++) {
+            nb_node *x = flat ? args[i]->args[k] : args[i];
+            factor g = {x, nb_number_int(1)};
+            if (x->op == NB_OP_CONST) {
+                coef = nb_number_mul(coef, node_number(x));
+                if (x->type.kind == NB_SCALAR) continue;
+                g.base = nb_ones(ctx, x->type);
+            } else if (x->op == NB_OP_POW && is_scalar_const(x->args[1])) {
+                g = (factor){x->args[0], node_number(x->args[1])};
+            }
+            size_t j = 0;
+            while (j < nf && f[j].base != g.base) j++;
+            if (j < nf) {
+                if (!is_ones(g.base)) f[j].exp = nb_number_add(f[j].exp, g.exp);
+            } else f[nf++] = g;
+        }
+    }
+    if (nb_number_is(coef, 0)) {
+        result = nb_zero(ctx, type);
+        goto done;
+    }
+    /* Drop x^0, and ones that another factor's shape already implies. */
+    bool full = type.kind == NB_SCALAR;
+    for (size_t i = 0; i < nf; i++) full |= !is_ones(f[i].base) && nb_type_eq(f[i].base->type, type) && !nb_number_is(f[i].exp, 0);
+    size_t m = 0, nscalar = 0;
+    int diag = -1, lit = -1, sum = -1;
+    for (size_t i = 0; i < nf; i++) {
+        if (nb_number_is(f[i].exp, 0) || (full && is_ones(f[i].base))) continue;
+        f[m] = f[i];
+        if (f[m].base->type.kind == NB_SCALAR) nscalar++;
+        if (nb_number_is(f[m].exp, 1)) {
+            if (f[m].base->op == NB_OP_DIAG) diag = (int)m;
+            if (is_literal(f[m].base)) lit = (int)m;
+            if (f[m].base->op == NB_OP_ADD) sum = (int)m;
+        }
+        m++;
+    }
+    nf = m;
+    qsort(f, nf, sizeof *f, factor_cmp);
+    for (size_t i = 0; i < nf; i++) {
+        if (f[i].base->op == NB_OP_DIAG && nb_number_is(f[i].exp, 1)) diag = (int)i;
+        if (is_literal(f[i].base) && nb_number_is(f[i].exp, 1)) lit = (int)i;
+        if (f[i].base->op == NB_OP_ADD && nb_number_is(f[i].exp, 1)) sum = (int)i;
+    }
+    size_t no = 0;
+    if (!nb_number_is(coef, 1)) out[no++] = nb_const(ctx, coef, nb_scalar_type());
+    for (size_t i = 0; i < nf; i++) {
+        if ((int)i == diag || (int)i == lit) continue;
+        out[no++] = make_pow(ctx, f[i].base, f[i].exp);
+    }
+    if (diag >= 0 && nscalar + 1 == nf) {
+        /* s·diag(v) = diag(s·v) */
+        out[no++] = f[diag].base->args[0];
+        result = nb_diag(ctx, nb_mul_n(ctx, no, out));
+    } else if (lit >= 0 && nscalar + 1 == nf) {
+        /* s·[a, b] = [s·a, s·b] */
+        result = literal_map_scale(ctx, f[lit].base, no, out);
+    } else {
+        if (diag >= 0) out[no++] = f[diag].base;
+        if (lit >= 0) out[no++] = f[lit].base;
+        if (no == 0) result = nb_const(ctx, coef, type);
+        else if (no == 1 && nb_type_eq(out[0]->type, type)) result = out[0];
+        else if (no == 2 && nf == 1 && sum >= 0 && !nb_number_is(coef, 1) && type.kind == NB_SCALAR) {
+            /* c·(a + b) = c·a + c·b for scalar sums (9(x + x²) = 9x + 9x²) */
+            nb_node *s = out[1];
+            nb_node **terms = malloc(s->nargs * sizeof *terms);
+            if (terms) {
+                for (size_t k = 0; k < s->nargs; k++) terms[k] = nb_scale(ctx, coef, s->args[k]);
+                result = nb_add_n(ctx, s->nargs, terms);
+                free(terms);
+            }
+        } else result = nb_make(ctx, NB_OP_MUL, type, no, out, NULL, 0);
+    }
+done:
+    free(f);
+    free(out);
+    return result;
+}
+
+/* ---- POW --------------------------------------------------------------- */
+static bool exact_int_power(nb_number base, int64_t e, nb_number *out) {
+    if (!base.exact || e > 64 || e < -64 || (e < 0 && base.num == 0)) return false;
+    nb_number r = nb_number_int(1);
+    for (int64_t i = 0; i < (e < 0 ? -e : e); i++) {
+        r = nb_number_mul(r, base);
+        if (!r.exact) return false;
+    }
+    if (e < 0) r = nb_number_rational(r.den, r.num);
+    *out = r;
+    return true;
+}
+
+static nb_node *pow_build(nb_ctx *ctx, nb_node *a, nb_node *b) {
+    nb_type type;
+    if (!broadcast(a->type, b->type, &type)) return shape_error(ctx, ".^", a, b);
+    if (!is_scalar_const(b)) {
+        nb_node *args[2] = {a, b};
+        return nb_make(ctx, NB_OP_POW, type, 2, args, NULL, 0);
+    }
+    nb_number e = node_number(b);
+    if (nb_number_is(e, 0)) return nb_ones(ctx, type);
+    if (nb_number_is(e, 1)) return a;
+    nb_number folded;
+    if (is_scalar_const(a) && nb_number_is_int(e) && exact_int_power(node_number(a), (int64_t)e.val, &folded))
+        return nb_const(ctx, folded, nb_scalar_type());
+    bool int_exp = nb_number_is_int(e);
+    if (a->op == NB_OP_POW && is_scalar_const(a->args[1]) && int_exp)
+        return pow_build(ctx, a->args[0], nb_const(ctx, nb_number_mul(node_number(a->args[1]), e), nb_scalar_type()));
+    if (a->op == NB_OP_MUL && int_exp) {
+        nb_node **f = malloc(a->nargs * sizeof *f);
+        if (!f) return NULL;
+        for (size_t i = 0; i < a->nargs; i++) f[i] = pow_build(ctx, a->args[i], b);
+        nb_node *r = nb_mul_n(ctx, a->nargs, f);
+        free(f);
+        return r;
+    }
+    nb_node *one[1] = {make_pow(ctx, a, e)};
+    return nb_mul_n(ctx, 1, one);
+}
+
+/* ---- element-wise functions and comparisons ------------------------------ */
+static bool fold_unary(nb_op op, nb_number c, nb_number *out) {
+    if (!c.exact) return false;
+    bool zero = c.num == 0;
+    switch (op) {
+    case NB_OP_EXP: return zero ? (*out = nb_number_int(1), true) : false;
+    case NB_OP_LOG: return nb_number_is(c, 1) ? (*out = nb_number_int(0), true) : false;
+    case NB_OP_SIN:
+    case NB_OP_TAN:
+    case NB_OP_TANH: return zero ? (*out = nb_number_int(0), true) : false;
+    case NB_OP_COS: return zero ? (*out = nb_number_int(1), true) : false;
+    case NB_OP_SIGMOID: return zero ? (*out = nb_number_rational(1, 2), true) : false;
+    case NB_OP_ABS: return *out = nb_number_rational(c.num < 0 ? -c.num : c.num, c.den), true;
+    case NB_OP_SIGN: return *out = nb_number_int((c.num > 0) - (c.num < 0)), true;
+    default: return false;
+    }
+}
+
+nb_node *nb_unary(nb_ctx *ctx, nb_op op, nb_node *a) {
+    if (!a) return NULL;
+    nb_number folded;
+    if (a->op == NB_OP_CONST && fold_unary(op, node_number(a), &folded)) return nb_const(ctx, folded, a->type);
+    if (op == NB_OP_SIGN && a->op == NB_OP_SIGN) return a;
+    if (op == NB_OP_ABS && a->op == NB_OP_ABS) return a;
+    return nb_make(ctx, op, a->type, 1, &a, NULL, 0);
+}
+
+static bool fold_binary(nb_op op, nb_number x, nb_number y, nb_number *out) {
+    if (!x.exact || !y.exact) return false;
+    double a = x.val, b = y.val;
+    switch (op) {
+    case NB_OP_MAX: *out = a >= b ? x : y; return true;
+    case NB_OP_MIN: *out = a <= b ? x : y; return true;
+    case NB_OP_GT: *out = nb_number_int(a > b); return true;
+    case NB_OP_GE: *out = nb_number_int(a >= b); return true;
+    case NB_OP_LT: *out = nb_number_int(a < b); return true;
+    case NB_OP_LE: *out = nb_number_int(a <= b); return true;
+    default: return false;
+    }
+}
+
+static const char *op_symbol(nb_op op) { return nb_ops[op].name; }
+
+nb_node *nb_binary(nb_ctx *ctx, nb_op op, nb_node *a, nb_node *b) {
+    if (!a || !b) return NULL;
+    if (op == NB_OP_POW) return pow_build(ctx, a, b);
+    nb_type type;
+    if (!broadcast(a->type, b->type, &type)) return shape_error(ctx, op_symbol(op), a, b);
+    nb_number folded;
+    if (is_scalar_const(a) && is_scalar_const(b) && fold_binary(op, node_number(a), node_number(b), &folded))
+        return nb_const(ctx, folded, type);
+    nb_node *args[2] = {a, b};
+    return nb_make(ctx, op, type, 2, args, NULL, 0);
+}
+
+/* ---- linear algebra -------------------------------------------------------- */
+/* Splits a product into its scalar factors and the rest: s·A. */
+static void split_scalars(nb_ctx *ctx, nb_node *e, nb_node **scalars, nb_node **rest) {
+    *scalars = NULL;
+    *rest = e;
+    if (e->op != NB_OP_MUL || e->type.kind == NB_SCALAR) return;
+    size_t ns = 0, nr = 0;
+    for (size_t i = 0; i < e->nargs; i++) *(e->args[i]->type.kind == NB_SCALAR ? &ns : &nr) += 1;
+    if (ns == 0 || nr == 0) return;
+    nb_node **s = malloc(ns * sizeof *s), **r = malloc(nr * sizeof *r);
+    if (s && r) {
+        ns = nr = 0;
+        for (size_t i = 0; i < e->nargs; i++) {
+            if (e->args[i]->type.kind == NB_SCALAR) s[ns++] = e->args[i];
+            else r[nr++] = e->args[i];
+        }
+        *scalars = nb_mul_n(ctx, ns, s);
+        *rest = nr == 1 ? r[0] : nb_make(ctx, NB_OP_MUL, e->type, nr, r, NULL, 0);
+    }
+    free(s);
+    free(r);
+}
+
+nb_expr *nb_transpose(nb_ctx *ctx, nb_expr *a) {
+    if (!a) return NULL;
+    nb_type t = transposed(a->type);
+    switch (a->op) {
+    case NB_OP_TRANSPOSE: return a->args[0];
+    case NB_OP_DIAG:
+    case NB_OP_IDENTITY: return a;
+    case NB_OP_CONST: return nb_const(ctx, node_number(a), t);
+    case NB_OP_MATMUL: return nb_matmul(ctx, nb_transpose(ctx, a->args[1]), nb_transpose(ctx, a->args[0]));
+    case NB_OP_MATLIT: {
+        size_t r = (size_t)a->type.rows, c = (size_t)a->type.cols;
+        nb_node **e = malloc(r * c * sizeof *e);
+        if (!e) return NULL;
+        for (size_t i = 0; i < r; i++)
+            for (size_t j = 0; j < c; j++) e[j * r + i] = a->args[i * c + j];
+        nb_node *m = nb_matrix_lit(ctx, c, r, e);
+        free(e);
+        return m;
+    }
+    default: break;
+    }
+    if (a->type.kind == NB_SCALAR) return a;
+    nb_node *s, *rest;
+    split_scalars(ctx, a, &s, &rest);
+    if (s) return nb_mul(ctx, s, nb_transpose(ctx, rest));
+    return nb_make(ctx, NB_OP_TRANSPOSE, t, 1, &a, NULL, 0);
+}
+
+static nb_type matmul_type(nb_type a, nb_type b) {
+    bool one_row = a.kind == NB_ROW, one_col = b.kind == NB_VECTOR;
+    if (one_row && one_col) return nb_scalar_type();
+    if (one_row) return nb_row_type(b.cols);
+    if (one_col) return nb_vector_type(a.rows);
+    return nb_matrix_type(a.rows, b.cols);
+}
+
+nb_expr *nb_matmul(nb_ctx *ctx, nb_expr *a, nb_expr *b) {
+    if (!a || !b) return NULL;
+    if (a->type.kind == NB_SCALAR || b->type.kind == NB_SCALAR) return nb_mul(ctx, a, b);
+    if (!dim_eq(a->type.cols, b->type.rows)) return shape_error(ctx, "the product A*B", a, b);
+    nb_type t = matmul_type(a->type, b->type);
+    if (nb_is_zero(a) || nb_is_zero(b)) return nb_zero(ctx, t);
+    if (a->op == NB_OP_IDENTITY) return b;
+    if (b->op == NB_OP_IDENTITY) return a;
+    nb_node *sa, *ra, *sb, *rb;
+    split_scalars(ctx, a, &sa, &ra);
+    split_scalars(ctx, b, &sb, &rb);
+    if (sa || sb) {
+        nb_node *s = sa && sb ? nb_mul(ctx, sa, sb) : (sa ? sa : sb);
+        return nb_mul(ctx, s, nb_matmul(ctx, ra, rb));
+    }
+    if (a->op == NB_OP_DIAG && b->op == NB_OP_DIAG) return nb_diag(ctx, nb_mul(ctx, a->args[0], b->args[0]));
+    if (a->op == NB_OP_DIAG && b->type.kind == NB_VECTOR) return nb_mul(ctx, a->args[0], b); /* diag(v)·u = v ⊙ u */
+    if (a->type.kind == NB_ROW && b->op == NB_OP_DIAG)                                    /* r·diag(v) = (rᵀ ⊙ v)ᵀ */
+        return nb_transpose(ctx, nb_mul(ctx, nb_transpose(ctx, a), b->args[0]));
+    if (t.kind == NB_SCALAR && is_ones(a)) return nb_sum(ctx, b); /* 1ᵀ·x = sum(x) */
+    if (t.kind == NB_SCALAR && is_ones(b)) return nb_sum(ctx, a);
+    nb_node *args[2] = {a, b};
+    return nb_make(ctx, NB_OP_MATMUL, t, 2, args, NULL, 0);
+}
+
+nb_expr *nb_sum(nb_ctx *ctx, nb_expr *a) {
+    if (!a) return NULL;
+    if (a->type.kind == NB_SCALAR) return a;
+    switch (a->op) {
+    case NB_OP_CONST: return nb_mul(ctx, nb_const(ctx, node_number(a), nb_scalar_type()),
+                                    nb_mul(ctx, nb_dimval(ctx, a->type.rows), nb_dimval(ctx, a->type.cols)));
+    case NB_OP_TRANSPOSE:
+    case NB_OP_DIAG: return nb_sum(ctx, a->args[0]);
+    case NB_OP_IDENTITY: return nb_dimval(ctx, a->a.dim);
+    case NB_OP_VECLIT:
+    case NB_OP_MATLIT: return nb_add_n(ctx, a->nargs, a->args);
+    default: break;
+    }
+    nb_node *s, *rest;
+    split_scalars(ctx, a, &s, &rest);
+    if (s) return nb_mul(ctx, s, nb_sum(ctx, rest));
+    return nb_make(ctx, NB_OP_SUM, nb_scalar_type(), 1, &a, NULL, 0);
+}
+
+nb_expr *nb_diag(nb_ctx *ctx, nb_expr *v) {
+    char tv[80];
+    if (!v) return NULL;
+    if (v->type.kind == NB_ROW) v = nb_transpose(ctx, v);
+    if (v->type.kind != NB_VECTOR) {
+        nb_set_error(ctx, "diag expects a vector, got %s", nb_type_str(ctx, v->type, tv, sizeof tv));
+        return NULL;
+    }
+    if (v->op == NB_OP_CONST) return nb_mul(ctx, nb_const(ctx, node_number(v), nb_scalar_type()), nb_identity(ctx, v->type.rows));
+    nb_node *s, *rest;
+    split_scalars(ctx, v, &s, &rest);
+    if (s && rest->op == NB_OP_CONST) return nb_mul(ctx, s, nb_identity(ctx, v->type.rows));
+    return nb_make(ctx, NB_OP_DIAG, nb_matrix_type(v->type.rows, v->type.rows), 1, &v, NULL, 0);
+}
+
+nb_node *nb_diagpart(nb_ctx *ctx, nb_node *a) {
+    char ta[80];
+    if (!a) return NULL;
+    if (a->type.kind != NB_MATRIX || !dim_eq(a->type.rows, a->type.cols)) {
+        nb_set_error(ctx, "the diagonal needs a square matrix, got %s", nb_type_str(ctx, a->type, ta, sizeof ta));
+        return NULL;
+    }
+    if (a->op == NB_OP_DIAG) return a->args[0];
+    if (a->op == NB_OP_IDENTITY) return nb_ones(ctx, nb_vector_type(a->type.rows));
+    nb_node *s, *rest;
+    split_scalars(ctx, a, &s, &rest);
+    if (s) return nb_mul(ctx, s, nb_diagpart(ctx, rest));
+    return nb_make(ctx, NB_OP_DIAGPART, nb_vector_type(a->type.rows), 1, &a, NULL, 0);
+}
+
+/* ---- literals and indexing ------------------------------------------------ */
+static bool all_scalar(nb_ctx *ctx, size_t n, nb_expr *const *e, const char *what) {
+    char t[80];
+    for (size_t i = 0; i < n; i++) {
+        if (!e[i]) return false;
+        if (e[i]->type.kind != NB_SCALAR) {
+            nb_set_error(ctx, "%s entries must be scalars; entry %zu is %s", what, i + 1, nb_type_str(ctx, e[i]->type, t, sizeof t));
+            return false;
+        }
+    }
+    return true;
+}
+
+nb_expr *nb_vector_lit(nb_ctx *ctx, size_t n, nb_expr *const *elems) {
+    if (n == 0) {
+        nb_set_error(ctx, "empty vector literal");
+        return NULL;
+    }
+    if (!all_scalar(ctx, n, elems, "vector literal")) return NULL;
+    return nb_make(ctx, NB_OP_VECLIT, nb_vector_type((nb_dim)n), n, elems, NULL, 0);
+}
+
+nb_expr *nb_matrix_lit(nb_ctx *ctx, size_t rows, size_t cols, nb_expr *const *elems) {
+    if (rows == 0 || cols == 0) {
+        nb_set_error(ctx, "empty matrix literal");
+        return NULL;
+    }
+    if (rows > UINT16_MAX || cols > UINT16_MAX || rows * cols > UINT16_MAX) {
+        nb_set_error(ctx, "matrix literal too large");
+        return NULL;
+    }
+    if (!all_scalar(ctx, rows * cols, elems, "matrix literal")) return NULL;
+    return nb_make(ctx, NB_OP_MATLIT, nb_matrix_type((nb_dim)rows, (nb_dim)cols), rows * cols, elems, NULL, 0);
+}
+
+/* Column k of a (0-based); for a single-row a, its k-th entry. */
+nb_node *nb_column(nb_ctx *ctx, nb_node *a, int64_t k) {
+    if (!a) return NULL;
+    bool one_row = a->type.kind == NB_ROW || a->type.kind == NB_SCALAR;
+    if (a->type.kind == NB_VECTOR || a->type.kind == NB_SCALAR) return a;
+    nb_type t = one_row ? nb_scalar_type() : nb_vector_type(a->type.rows);
+    if (a->op == NB_OP_CONST) return nb_const(ctx, node_number(a), t);
+    if (one_row) return nb_entry(ctx, a, 0, k);
+    if (a->op == NB_OP_IDENTITY && a->a.dim > 0) {
+        nb_node **e = malloc((size_t)a->a.dim * sizeof *e);
+        if (!e) return NULL;
+        for (int64_t i = 0; i < a->a.dim; i++) e[i] = num(ctx, i == k);
+        nb_node *r = nb_vector_lit(ctx, (size_t)a->a.dim, e);
+        free(e);
+        return r;
+    }
+    if (a->op == NB_OP_MATLIT) {
+        size_t r = (size_t)a->type.rows, c = (size_t)a->type.cols;
+        nb_node **e = malloc(r * sizeof *e);
+        if (!e) return NULL;
+        for (size_t i = 0; i < r; i++) e[i] = a->args[i * c + (size_t)k];
+        nb_node *v = nb_vector_lit(ctx, r, e);
+        free(e);
+        return v;
+    }
+    if (a->op == NB_OP_MATMUL) return nb_matmul(ctx, a->args[0], nb_column(ctx, a->args[1], k));
+    if (a->op == NB_OP_DIAG) {
+        nb_node *s[2] = {nb_column(ctx, nb_identity(ctx, a->type.rows), k), a->args[0]};
+        if (a->type.rows > 0) return nb_mul_n(ctx, 2, s);
+    }
+    if (a->op == NB_OP_ADD || a->op == NB_OP_MUL) {
+        nb_node **e = malloc(a->nargs * sizeof *e);
+        if (!e) return NULL;
+        for (size_t i = 0; i < a->nargs; i++) e[i] = nb_column(ctx, a->args[i], k);
+        nb_node *r = a->op == NB_OP_ADD ? nb_add_n(ctx, a->nargs, e) : nb_mul_n(ctx, a->nargs, e);
+        free(e);
+        return r;
+    }
+    int64_t attr[2] = {k, 0};
+    return nb_make(ctx, NB_OP_COLUMN, t, 1, &a, attr, sizeof attr);
+}
+
+nb_node *nb_entry(nb_ctx *ctx, nb_node *a, int64_t i, int64_t j) {
+    if (!a) return NULL;
+    switch (a->op) {
+    case NB_OP_CONST: return nb_const(ctx, node_number(a), nb_scalar_type());
+    case NB_OP_IDENTITY: return num(ctx, i == j);
+    case NB_OP_VECLIT: return a->args[i];
+    case NB_OP_MATLIT: return a->args[i * (int64_t)a->type.cols + j];
+    case NB_OP_TRANSPOSE: return nb_entry(ctx, a->args[0], j, i);
+    case NB_OP_DIAG: return i == j ? nb_entry(ctx, a->args[0], i, 0) : num(ctx, 0);
+    case NB_OP_ADD:
+    case NB_OP_MUL: {
+        nb_node **e = malloc(a->nargs * sizeof *e);
+        if (!e) return NULL;
+        for (size_t k = 0; k < a->nargs; k++) {
+            nb_type t = a->args[k]->type;
+            e[k] = t.kind == NB_SCALAR ? a->args[k] : nb_entry(ctx, a->args[k], t.rows == 1 ? 0 : i, t.cols == 1 ? 0 : j);
+        }
+        nb_node *r = a->op == NB_OP_ADD ? nb_add_n(ctx, a->nargs, e) : nb_mul_n(ctx, a->nargs, e);
+        free(e);
+        return r;
+    }
+    default: break;
+    }
+    if (a->type.kind == NB_SCALAR) return a;
+    int64_t attr[2] = {i, j};
+    return nb_make(ctx, NB_OP_ENTRY, nb_scalar_type(), 1, &a, attr, sizeof attr);
+}
+
+/* ---- neural-network operators ---------------------------------------------- */
+static bool need_matrix(nb_ctx *ctx, const char *what, nb_node *z) {
+    char t[80];
+    if (z->type.kind == NB_MATRIX) return true;
+    nb_set_error(ctx, "%s expects a matrix (one sample per row), got %s", what, nb_type_str(ctx, z->type, t, sizeof t));
+    return false;
+}
+
+nb_expr *nb_softmax(nb_ctx *ctx, nb_expr *z) {
+    if (!z || !need_matrix(ctx, "softmax", z)) return NULL;
+    return nb_make(ctx, NB_OP_SOFTMAX, z->type, 1, &z, NULL, 0);
+}
+
+nb_expr *nb_logsoftmax(nb_ctx *ctx, nb_expr *z) {
+    if (!z || !need_matrix(ctx, "logsoftmax", z)) return NULL;
+    return nb_make(ctx, NB_OP_LOGSOFTMAX, z->type, 1, &z, NULL, 0);
+}
+
+nb_expr *nb_softmax_xent(nb_ctx *ctx, nb_expr *z, nb_expr *y) {
+    if (!z || !y || !need_matrix(ctx, "softmax_xent", z)) return NULL;
+    if (!nb_type_eq(z->type, y->type)) return shape_error(ctx, "softmax_xent(Z, Y)", z, y);
+    nb_node *args[2] = {z, y};
+    return nb_make(ctx, NB_OP_SOFTMAX_XENT, nb_scalar_type(), 2, args, NULL, 0);
+}
+
+/* ---- public builders --------------------------------------------------------- */
+nb_expr *nb_add(nb_ctx *ctx, nb_expr *a, nb_expr *b) {
+    nb_node *t[2] = {a, b};
+    return nb_add_n(ctx, 2, t);
+}
+nb_expr *nb_neg(nb_ctx *ctx, nb_expr *a) { return a ? nb_scale(ctx, nb_number_int(-1), a) : NULL; }
+nb_expr *nb_sub(nb_ctx *ctx, nb_expr *a, nb_expr *b) {
+    nb_type t;
+    if (a && b && !broadcast(a->type, b->type, &t)) return shape_error(ctx, "-", a, b);
+    return nb_add(ctx, a, nb_neg(ctx, b));
+}
+nb_expr *nb_mul(nb_ctx *ctx, nb_expr *a, nb_expr *b) {
+    nb_node *f[2] = {a, b};
+    return nb_mul_n(ctx, 2, f);
+}
+nb_expr *nb_div(nb_ctx *ctx, nb_expr *a, nb_expr *b) {
+    nb_type t;
+    if (a && b && !broadcast(a->type, b->type, &t)) return shape_error(ctx, "⊘", a, b);
+    return nb_mul(ctx, a, nb_pow(ctx, b, num(ctx, -1)));
+}
+nb_expr *nb_pow(nb_ctx *ctx, nb_expr *a, nb_expr *b) { return nb_binary(ctx, NB_OP_POW, a, b); }
+nb_expr *nb_exp(nb_ctx *ctx, nb_expr *a) { return nb_unary(ctx, NB_OP_EXP, a); }
+nb_expr *nb_log(nb_ctx *ctx, nb_expr *a) { return nb_unary(ctx, NB_OP_LOG, a); }
+nb_expr *nb_sin(nb_ctx *ctx, nb_expr *a) { return nb_unary(ctx, NB_OP_SIN, a); }
+nb_expr *nb_cos(nb_ctx *ctx, nb_expr *a) { return nb_unary(ctx, NB_OP_COS, a); }
+nb_expr *nb_tan(nb_ctx *ctx, nb_expr *a) { return nb_unary(ctx, NB_OP_TAN, a); }
+nb_expr *nb_tanh(nb_ctx *ctx, nb_expr *a) { return nb_unary(ctx, NB_OP_TANH, a); }
+nb_expr *nb_abs(nb_ctx *ctx, nb_expr *a) { return nb_unary(ctx, NB_OP_ABS, a); }
+nb_expr *nb_sigmoid(nb_ctx *ctx, nb_expr *a) { return nb_unary(ctx, NB_OP_SIGMOID, a); }
+nb_expr *nb_sqrt(nb_ctx *ctx, nb_expr *a) { return nb_pow(ctx, a, nb_rational(ctx, 1, 2)); }
+nb_expr *nb_relu(nb_ctx *ctx, nb_expr *a) { return nb_max(ctx, num(ctx, 0), a); }
+nb_expr *nb_max(nb_ctx *ctx, nb_expr *a, nb_expr *b) { return nb_binary(ctx, NB_OP_MAX, a, b); }
+nb_expr *nb_min(nb_ctx *ctx, nb_expr *a, nb_expr *b) { return nb_binary(ctx, NB_OP_MIN, a, b); }
+
+nb_expr *nb_compare(nb_ctx *ctx, const char *op, nb_expr *a, nb_expr *b) {
+    static const struct {
+        const char *s;
+        nb_op op;
+    } ops[] = {{">", NB_OP_GT}, {">=", NB_OP_GE}, {"<", NB_OP_LT}, {"<=", NB_OP_LE}};
+    for (size_t i = 0; i < sizeof ops / sizeof *ops; i++)
+        if (op && strcmp(op, ops[i].s) == 0) return nb_binary(ctx, ops[i].op, a, b);
+    nb_set_error(ctx, "unknown comparison '%s'", op ? op : "(null)");
+    return NULL;
+}
+
+static nb_node *entry_count(nb_ctx *ctx, nb_node *a) {
+    return nb_mul(ctx, nb_dimval(ctx, a->type.rows), nb_dimval(ctx, a->type.cols));
+}
+
+nb_expr *nb_mean(nb_ctx *ctx, nb_expr *a) {
+    if (!a) return NULL;
+    return nb_div(ctx, nb_sum(ctx, a), entry_count(ctx, a));
+}
+
+nb_expr *nb_dot(nb_ctx *ctx, nb_expr *a, nb_expr *b) {
+    char ta[80], tb[80];
+    if (!a || !b) return NULL;
+    if (a->type.kind != NB_VECTOR || b->type.kind != NB_VECTOR) {
+        nb_set_error(ctx, "dot expects two vectors, got %s and %s", nb_type_str(ctx, a->type, ta, sizeof ta),
+                     nb_type_str(ctx, b->type, tb, sizeof tb));
+        return NULL;
+    }
+    return nb_matmul(ctx, nb_transpose(ctx, a), b);
+}
+
+nb_expr *nb_norm2(nb_ctx *ctx, nb_expr *a) { return nb_sqrt(ctx, nb_sum(ctx, nb_pow(ctx, a, num(ctx, 2)))); }
+
+/* =====================================================================
+ * Derivative rules.  G is ∂f/∂y in numerator layout: rows index f's
+ * entries (m of them; m = 1 gives a scalar or a row), columns index y's
+ * entries; for a matrix y (scalar f only) G has y's shape.
+ * ===================================================================== */
+
+/* Element-wise partials ∂y/∂argᵢ (scalar when uniform). */
+static nb_node *partial_add(nb_ctx *ctx, nb_node *y, int i) {
+    (void)y, (void)i;
+    return num(ctx, 1);
+}
+
+static nb_node *partial_mul(nb_ctx *ctx, nb_node *y, int i) {
+    nb_node **others = malloc(y->nargs * sizeof *others);
+    if (!others) return NULL;
+    size_t n = 0;
+    for (int k = 0; k < y->nargs; k++)
+        if (k != i) others[n++] = y->args[k];
+    nb_node *p = nb_mul_n(ctx, n, others);
+    free(others);
+    return p;
+}
+
+static nb_node *partial_pow(nb_ctx *ctx, nb_node *y, int i) {
+    nb_node *a = y->args[0], *b = y->args[1];
+    if (i == 0) return nb_mul(ctx, b, nb_pow(ctx, a, nb_sub(ctx, b, num(ctx, 1)))); /* b·a^(b−1) */
+    return nb_mul(ctx, nb_log(ctx, a), y);                                            /* log(a)·a^b */
+}
+
+static nb_node *partial_exp(nb_ctx *ctx, nb_node *y, int i) {
+    (void)ctx, (void)i;
+    return y;
+}
+static nb_node *partial_log(nb_ctx *ctx, nb_node *y, int i) {
+    (void)i;
+    return nb_pow(ctx, y->args[0], num(ctx, -1));
+}
+static nb_node *partial_sin(nb_ctx *ctx, nb_node *y, int i) {
+    (void)i;
+    return nb_cos(ctx, y->args[0]);
+}
+static nb_node *partial_cos(nb_ctx *ctx, nb_node *y, int i) {
+    (void)i;
+    return nb_neg(ctx, nb_sin(ctx, y->args[0]));
+}
+static nb_node *partial_tan(nb_ctx *ctx, nb_node *y, int i) { /* 1 + tan² */
+    (void)i;
+    return nb_add(ctx, num(ctx, 1), nb_pow(ctx, y, num(ctx, 2)));
+}
+static nb_node *partial_tanh(nb_ctx *ctx, nb_node *y, int i) { /* 1 − tanh² */
+    (void)i;
+    return nb_sub(ctx, num(ctx, 1), nb_pow(ctx, y, num(ctx, 2)));
+}
+static nb_node *partial_sigmoid(nb_ctx *ctx, nb_node *y, int i) { /* σ(1 − σ) */
+    (void)i;
+    return nb_mul(ctx, y, nb_sub(ctx, num(ctx, 1), y));
+}
+static nb_node *partial_abs(nb_ctx *ctx, nb_node *y, int i) {
+    (void)i;
+    return nb_unary(ctx, NB_OP_SIGN, y->args[0]);
+}
+static nb_node *partial_zero(nb_ctx *ctx, nb_node *y, int i) {
+    (void)y, (void)i;
+    return num(ctx, 0);
+}
+/* max(a, b): 1[a > b] and 1[b > a]; at a tie (the kink) the derivative is 0. */
+static nb_node *partial_max(nb_ctx *ctx, nb_node *y, int i) {
+    return nb_binary(ctx, NB_OP_GT, y->args[i], y->args[1 - i]);
+}
+static nb_node *partial_min(nb_ctx *ctx, nb_node *y, int i) {
+    return nb_binary(ctx, NB_OP_LT, y->args[i], y->args[1 - i]);
+}
+
+static nb_node *ones_row(nb_ctx *ctx, nb_dim n) { return nb_ones(ctx, nb_row_type(n)); }
+static nb_node *ones_col(nb_ctx *ctx, nb_dim n) { return nb_ones(ctx, nb_vector_type(n)); }
+
+/* y = A·B.  Vector-shaped operands take G·(∂y/∂operand); matrix operands
+ * (scalar f only) take the gradient-shaped Gᵀ-products. */
+static int vjp_matmul(nb_diff *d, nb_node *y, nb_node *G) {
+    nb_ctx *ctx = nb_diff_ctx(d);
+    nb_node *A = y->args[0], *B = y->args[1];
+    nb_node *gA = NULL, *gB = NULL;
+    switch (y->type.kind) {
+    case NB_VECTOR: /* M·b */
+        gB = nb_matmul(ctx, G, A);
+        gA = nb_matmul(ctx, nb_transpose(ctx, G), nb_transpose(ctx, B));
+        break;
+    case NB_ROW: /* r·M */
+        gA = nb_matmul(ctx, G, nb_transpose(ctx, B));
+        gB = nb_matmul(ctx, nb_transpose(ctx, A), G);
+        break;
+    case NB_SCALAR: /* r·c */
+        gA = nb_matmul(ctx, G, nb_transpose(ctx, B));
+        gB = nb_matmul(ctx, G, A);
+        break;
+    case NB_MATRIX: /* gradient-shaped: G·Bᵀ and Aᵀ·G; a column operand's entry is a row */
+        gA = nb_matmul(ctx, G, nb_transpose(ctx, B));
+        gB = nb_matmul(ctx, nb_transpose(ctx, A), G);
+        if (A->type.kind == NB_VECTOR) gA = nb_transpose(ctx, gA);
+        break;
+    }
+    if (nb_diff_depends(d, A) && nb_diff_accum(d, A, gA)) return -1;
+    if (nb_diff_depends(d, B) && nb_diff_accum(d, B, gB)) return -1;
+    return 0;
+}
+
+static int vjp_transpose(nb_diff *d, nb_node *y, nb_node *G) {
+    nb_node *x = y->args[0];
+    return nb_diff_accum(d, x, x->type.kind == NB_MATRIX ? nb_transpose(nb_diff_ctx(d), G) : G);
+}
+
+static int vjp_sum(nb_diff *d, nb_node *y, nb_node *G) {
+    nb_ctx *ctx = nb_diff_ctx(d);
+    nb_node *x = y->args[0];
+    if (x->type.kind == NB_MATRIX) return nb_diff_accum(d, x, nb_mul(ctx, G, nb_ones(ctx, x->type)));
+    return nb_diff_accum(d, x, nb_matmul(ctx, G, ones_row(ctx, nb_type_length(x->type)))); /* G·1ᵀ */
+}
+
+static int vjp_diag(nb_diff *d, nb_node *y, nb_node *G) {
+    nb_ctx *ctx = nb_diff_ctx(d);
+    return nb_diff_accum(d, y->args[0], nb_transpose(ctx, nb_diagpart(ctx, G)));
+}
+
+static int vjp_diagpart(nb_diff *d, nb_node *y, nb_node *G) {
+    return nb_diff_accum(d, y->args[0], nb_diag(nb_diff_ctx(d), G));
+}
+
+static int vjp_veclit(nb_diff *d, nb_node *y, nb_node *G) {
+    for (size_t k = 0; k < y->nargs; k++)
+        if (nb_diff_depends(d, y->args[k]) && nb_diff_accum(d, y->args[k], nb_column(nb_diff_ctx(d), G, (int64_t)k)))
+            return -1;
+    return 0;
+}
+
+static int vjp_matlit(nb_diff *d, nb_node *y, nb_node *G) {
+    int64_t cols = y->type.cols;
+    for (size_t k = 0; k < y->nargs; k++)
+        if (nb_diff_depends(d, y->args[k]) &&
+            nb_diff_accum(d, y->args[k], nb_entry(nb_diff_ctx(d), G, (int64_t)k / cols, (int64_t)k % cols)))
+            return -1;
+    return 0;
+}
+
+/* Row sums broadcast back over the columns: (M·1)·1ᵀ. */
+static nb_node *rowsum_spread(nb_ctx *ctx, nb_node *M) {
+    return nb_matmul(ctx, nb_matmul(ctx, M, ones_col(ctx, M->type.cols)), ones_row(ctx, M->type.cols));
+}
+
+/* ∂/∂Z of softmax: S ⊙ (G − rowsum(G ⊙ S)) */
+static int vjp_softmax(nb_diff *d, nb_node *y, nb_node *G) {
+    nb_ctx *ctx = nb_diff_ctx(d);
+    return nb_diff_accum(d, y->args[0], nb_mul(ctx, y, nb_sub(ctx, G, rowsum_spread(ctx, nb_mul(ctx, G, y)))));
+}
+
+/* ∂/∂Z of log softmax: G − softmax(Z) ⊙ rowsum(G) */
+static int vjp_logsoftmax(nb_diff *d, nb_node *y, nb_node *G) {
+    nb_ctx *ctx = nb_diff_ctx(d);
+    nb_node *S = nb_softmax(ctx, y->args[0]);
+    return nb_diff_accum(d, y->args[0], nb_sub(ctx, G, nb_mul(ctx, S, rowsum_spread(ctx, G))));
+}
+
+/* ∂/∂Z = (softmax(Z) − Y)/rows, ∂/∂Y = −logsoftmax(Z)/rows */
+static int vjp_softmax_xent(nb_diff *d, nb_node *y, nb_node *G) {
+    nb_ctx *ctx = nb_diff_ctx(d);
+    nb_node *Z = y->args[0], *Y = y->args[1];
+    nb_node *scale = nb_div(ctx, G, nb_dimval(ctx, Z->type.rows));
+    if (nb_diff_depends(d, Z) && nb_diff_accum(d, Z, nb_mul(ctx, scale, nb_sub(ctx, nb_softmax(ctx, Z), Y)))) return -1;
+    if (nb_diff_depends(d, Y) && nb_diff_accum(d, Y, nb_neg(ctx, nb_mul(ctx, scale, nb_logsoftmax(ctx, Z))))) return -1;
+    return 0;
+}
+
+/* =====================================================================
+ * Reference f64 kernels: plain loops over dense row-major values.
+ * ===================================================================== */
+/* Entry (i, j) of a broadcast operand. */
+static double at(const nb_matrix *m, int64_t i, int64_t j) {
+    return m->data[(m->rows == 1 ? 0 : i) * m->cols + (m->cols == 1 ? 0 : j)];
+}
+
+#define FOR_EACH(out) for (int64_t i = 0; i < (out)->rows; i++) for (int64_t j = 0; j < (out)->cols; j++)
+#define OUT(out) (out)->data[i * (out)->cols + j]
+
+static int domain_error(nb_ctx *ctx, const nb_node *y, const char *what, double v) {
+    char buf[160];
+    return nb_set_error(ctx, "%s (%g) in %s", what, v, nb_describe(ctx, y, buf, sizeof buf));
+}
+
+static int eval_const(nb_ctx *ctx, const nb_node *y, const nb_matrix *a, nb_matrix *out) {
+    (void)ctx, (void)a;
+    FOR_EACH(out) OUT(out) = y->a.c.val;
+    return 0;
+}
+
+static int eval_dimval(nb_ctx *ctx, const nb_node *y, const nb_matrix *a, nb_matrix *out) {
+    (void)a;
+    out->data[0] = (double)nb_dim_value(ctx, y->a.dim);
+    return 0;
+}
+
+static int eval_identity(nb_ctx *ctx, const nb_node *y, const nb_matrix *a, nb_matrix *out) {
+    (void)ctx, (void)y, (void)a;
+    FOR_EACH(out) OUT(out) = i == j;
+    return 0;
+}
+
+static int eval_add(nb_ctx *ctx, const nb_node *y, const nb_matrix *a, nb_matrix *out) {
+    (void)ctx;
+    FOR_EACH(out) {
+        double s = 0;
+        for (size_t k = 0; k < y->nargs; k++) s += at(&a[k], i, j);
+        OUT(out) = s;
+    }
+    return 0;
+}
+
+static int eval_mul(nb_ctx *ctx, const nb_node *y, const nb_matrix *a, nb_matrix *out) {
+    (void)ctx;
+    FOR_EACH(out) {
+        double p = 1;
+        for (size_t k = 0; k < y->nargs; k++) p *= at(&a[k], i, j);
+        OUT(out) = p;
+    }
+    return 0;
+}
+
+static int eval_pow(nb_ctx *ctx, const nb_node *y, const nb_matrix *a, nb_matrix *out) {
+    FOR_EACH(out) {
+        double b = at(&a[0], i, j), e = at(&a[1], i, j);
+        if (b < 0 && e != floor(e)) return domain_error(ctx, y, "fractional power of a negative number", b);
+        if (b == 0 && e < 0) return domain_error(ctx, y, "division by zero", b);
+        OUT(out) = e == 2 ? b * b : pow(b, e);
+    }
+    return 0;
+}
+
+static int eval_matmul(nb_ctx *ctx, const nb_node *y, const nb_matrix *a, nb_matrix *out) {
+    (void)ctx, (void)y;
+    int64_t n = a[0].cols;
+    FOR_EACH(out) {
+        double s = 0;
+        for (int64_t k = 0; k < n; k++) s += a[0].data[i * n + k] * a[1].data[k * a[1].cols + j];
+        OUT(out) = s;
+    }
+    return 0;
+}
+
+static int eval_transpose(nb_ctx *ctx, const nb_node *y, const nb_matrix *a, nb_matrix *out) {
+    (void)ctx, (void)y;
+    FOR_EACH(out) OUT(out) = a[0].data[j * a[0].cols + i];
+    return 0;
+}
+
+static int eval_sum(nb_ctx *ctx, const nb_node *y, const nb_matrix *a, nb_matrix *out) {
+    (void)ctx, (void)y;
+    double s = 0;
+    for (int64_t k = 0; k < a[0].rows * a[0].cols; k++) s += a[0].data[k];
+    out->data[0] = s;
+    return 0;
+}
+
+static int eval_diag(nb_ctx *ctx, const nb_node *y, const nb_matrix *a, nb_matrix *out) {
+    (void)ctx, (void)y;
+    FOR_EACH(out) OUT(out) = i == j ? a[0].data[i] : 0;
+    return 0;
+}
+
+static int eval_diagpart(nb_ctx *ctx, const nb_node *y, const nb_matrix *a, nb_matrix *out) {
+    (void)ctx, (void)y;
+    for (int64_t i = 0; i < out->rows; i++) out->data[i] = a[0].data[i * a[0].cols + i];
+    return 0;
+}
+
+static int eval_literal(nb_ctx *ctx, const nb_node *y, const nb_matrix *a, nb_matrix *out) {
+    (void)ctx;
+    for (size_t k = 0; k < y->nargs; k++) out->data[k] = a[k].data[0];
+    return 0;
+}
+
+static int eval_column(nb_ctx *ctx, const nb_node *y, const nb_matrix *a, nb_matrix *out) {
+    (void)ctx;
+    int64_t k = y->a.index[0];
+    if (a[0].rows == 1) out->data[0] = a[0].data[k];
+    else
+        for (int64_t i = 0; i < out->rows; i++) out->data[i] = a[0].data[i * a[0].cols + k];
+    return 0;
+}
+
+static int eval_entry(nb_ctx *ctx, const nb_node *y, const nb_matrix *a, nb_matrix *out) {
+    (void)ctx;
+    out->data[0] = a[0].data[y->a.index[0] * a[0].cols + y->a.index[1]];
+    return 0;
+}
+
+static double sigmoid(double x) { return x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x)); }
+static double sign(double x) { return (x > 0) - (x < 0); }
+
+static int eval_unary(nb_ctx *ctx, const nb_node *y, const nb_matrix *a, nb_matrix *out) {
+    FOR_EACH(out) {
+        double x = a[0].data[i * out->cols + j], r;
+        switch (y->op) {
+        case NB_OP_EXP: r = exp(x); break;
+        case NB_OP_LOG:
+            if (x <= 0) return domain_error(ctx, y, x < 0 ? "log of a negative number" : "log of zero", x);
+            r = log(x);
+            break;
+        case NB_OP_SIN: r = sin(x); break;
+        case NB_OP_COS: r = cos(x); break;
+        case NB_OP_TAN: r = tan(x); break;
+        case NB_OP_TANH: r = tanh(x); break;
+        case NB_OP_SIGMOID: r = sigmoid(x); break;
+        case NB_OP_ABS: r = fabs(x); break;
+        default: r = sign(x); break;
+        }
+        OUT(out) = r;
+    }
+    return 0;
+}
+
+static int eval_binary(nb_ctx *ctx, const nb_node *y, const nb_matrix *a, nb_matrix *out) {
+    (void)ctx;
+    FOR_EACH(out) {
+        double u = at(&a[0], i, j), v = at(&a[1], i, j), r;
+        switch (y->op) {
+        case NB_OP_MAX: r = u > v ? u : v; break;
+        case NB_OP_MIN: r = u < v ? u : v; break;
+        case NB_OP_GT: r = u > v; break;
+        case NB_OP_GE: r = u >= v; break;
+        case NB_OP_LT: r = u < v; break;
+        default: r = u <= v; break;
+        }
+        OUT(out) = r;
+    }
+    return 0;
+}
+
+/* log Σⱼ exp(zᵢⱼ) of row i, shifted by the row maximum for stability. */
+static double row_logsumexp(const nb_matrix *z, int64_t i) {
+    const double *r = z->data + i * z->cols;
+    double m = r[0], s = 0;
+    for (int64_t j = 1; j < z->cols; j++) m = r[j] > m ? r[j] : m;
+    for (int64_t j = 0; j < z->cols; j++) s += exp(r[j] - m);
+    return m + log(s);
+}
+
+static int eval_softmax(nb_ctx *ctx, const nb_node *y, const nb_matrix *a, nb_matrix *out) {
+    (void)ctx;
+    for (int64_t i = 0; i < out->rows; i++) {
+        double lse = row_logsumexp(&a[0], i);
+        for (int64_t j = 0; j < out->cols; j++) {
+            double l = a[0].data[i * out->cols + j] - lse;
+            OUT(out) = y->op == NB_OP_SOFTMAX ? exp(l) : l;
+        }
+    }
+    return 0;
+}
+
+static int eval_softmax_xent(nb_ctx *ctx, const nb_node *y, const nb_matrix *a, nb_matrix *out) {
+    (void)ctx, (void)y;
+    double total = 0;
+    for (int64_t i = 0; i < a[0].rows; i++) {
+        double lse = row_logsumexp(&a[0], i);
+        for (int64_t j = 0; j < a[0].cols; j++) total -= a[1].data[i * a[0].cols + j] * (a[0].data[i * a[0].cols + j] - lse);
+    }
+    out->data[0] = total / (double)a[0].rows;
+    return 0;
+}
+
+/* ---- the table: ORDER OP ------------------------------------------------------ */
+const nb_opinfo nb_ops[NB_OP_COUNT] = {
+    [NB_OP_CONST] = {"const", 0, NULL, NULL, eval_const},
+    [NB_OP_VAR] = {"var", 0, NULL, NULL, NULL},
+    [NB_OP_DIMVAL] = {"dim", 0, NULL, NULL, eval_dimval},
+    [NB_OP_IDENTITY] = {"I", 0, NULL, NULL, eval_identity},
+    [NB_OP_ADD] = {"+", -1, partial_add, NULL, eval_add},
+    [NB_OP_MUL] = {"⊙", -1, partial_mul, NULL, eval_mul},
+    [NB_OP_POW] = {".^", 2, partial_pow, NULL, eval_pow},
+    [NB_OP_MATMUL] = {"matmul", 2, NULL, vjp_matmul, eval_matmul},
+    [NB_OP_TRANSPOSE] = {"'", 1, NULL, vjp_transpose, eval_transpose},
+    [NB_OP_SUM] = {"sum", 1, NULL, vjp_sum, eval_sum},
+    [NB_OP_DIAG] = {"diag", 1, NULL, vjp_diag, eval_diag},
+    [NB_OP_DIAGPART] = {"diagpart", 1, NULL, vjp_diagpart, eval_diagpart},
+    [NB_OP_VECLIT] = {"vector literal", -1, NULL, vjp_veclit, eval_literal},
+    [NB_OP_MATLIT] = {"matrix literal", -1, NULL, vjp_matlit, eval_literal},
+    [NB_OP_COLUMN] = {"col", 1, NULL, NULL, eval_column},
+    [NB_OP_ENTRY] = {"entry", 1, NULL, NULL, eval_entry},
+    [NB_OP_EXP] = {"exp", 1, partial_exp, NULL, eval_unary},
+    [NB_OP_LOG] = {"log", 1, partial_log, NULL, eval_unary},
+    [NB_OP_SIN] = {"sin", 1, partial_sin, NULL, eval_unary},
+    [NB_OP_COS] = {"cos", 1, partial_cos, NULL, eval_unary},
+    [NB_OP_TAN] = {"tan", 1, partial_tan, NULL, eval_unary},
+    [NB_OP_TANH] = {"tanh", 1, partial_tanh, NULL, eval_unary},
+    [NB_OP_SIGMOID] = {"sigmoid", 1, partial_sigmoid, NULL, eval_unary},
+    [NB_OP_ABS] = {"abs", 1, partial_abs, NULL, eval_unary},
+    [NB_OP_SIGN] = {"sign", 1, partial_zero, NULL, eval_unary},
+    [NB_OP_MAX] = {"max", 2, partial_max, NULL, eval_binary},
+    [NB_OP_MIN] = {"min", 2, partial_min, NULL, eval_binary},
+    [NB_OP_GT] = {">", 2, partial_zero, NULL, eval_binary},
+    [NB_OP_GE] = {">=", 2, partial_zero, NULL, eval_binary},
+    [NB_OP_LT] = {"<", 2, partial_zero, NULL, eval_binary},
+    [NB_OP_LE] = {"<=", 2, partial_zero, NULL, eval_binary},
+    [NB_OP_SOFTMAX] = {"softmax", 1, NULL, vjp_softmax, eval_softmax},
+    [NB_OP_LOGSOFTMAX] = {"logsoftmax", 1, NULL, vjp_logsoftmax, eval_softmax},
+    [NB_OP_SOFTMAX_XENT] = {"softmax_xent", 2, NULL, vjp_softmax_xent, eval_softmax_xent},
+};
