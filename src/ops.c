@@ -62,6 +62,38 @@ static nb_type transposed(nb_type t) {
     }
 }
 
+/* ---- a pointer -> index map, so merging n terms costs O(n) ---------------- */
+typedef struct {
+    const nb_node **key;
+    size_t *index;
+    size_t mask;
+} node_index;
+
+static bool node_index_init(node_index *m, size_t n) {
+    size_t cap = 16;
+    while (cap < 2 * n) cap *= 2;
+    m->key = calloc(cap, sizeof *m->key);
+    m->index = malloc(cap * sizeof *m->index);
+    m->mask = cap - 1;
+    return m->key && m->index;
+}
+
+static void node_index_free(node_index *m) {
+    free(m->key);
+    free(m->index);
+}
+
+/* Returns the index stored for key, or stores fresh and returns it. */
+static size_t node_index_get(node_index *m, const nb_node *key, size_t fresh) {
+    size_t h = (size_t)(key->hash ^ (key->hash >> 29)) & m->mask;
+    while (m->key[h] && m->key[h] != key) h = (h + 1) & m->mask;
+    if (!m->key[h]) {
+        m->key[h] = key;
+        m->index[h] = fresh;
+    }
+    return m->index[h];
+}
+
 /* ---- ADD --------------------------------------------------------------- */
 typedef struct {
     nb_number coef;
@@ -142,6 +174,7 @@ static nb_node *without_factor(nb_ctx *ctx, nb_node *const *t, const nb_node *x)
 static nb_node *factor_out_common(nb_ctx *ctx, size_t n, nb_node *const *terms) {
     nb_node *const *f;
     size_t nf = term_factors(&terms[0], &f);
+    if (n > 16 || nf > 16) return NULL; /* a readability rewrite: keep it cheap */
     for (size_t i = 0; i < nf; i++) {
         nb_node *x = f[i];
         nb_op op = x->op == NB_OP_POW ? (nb_op)x->args[0]->op : (nb_op)x->op;
@@ -169,18 +202,17 @@ nb_node *nb_add_n(nb_ctx *ctx, size_t n, nb_node *const *args) {
     term *t = malloc((cap + 1) * sizeof *t);
     nb_node **out = malloc((cap + 2) * sizeof *out);
     nb_node *result = NULL;
-    if (!t || !out) goto done;
+    node_index seen;
+    bool indexed = node_index_init(&seen, cap);
+    if (!t || !out || !indexed) goto done;
     size_t nt = 0;
+    nb_node *number_key = nb_ones(ctx, nb_scalar_type()); /* stands for the plain-number term */
     for (size_t i = 0; i < n; i++) {
         bool flat = args[i]->op == NB_OP_ADD && args[i]->nargs <= FLATTEN_LIMIT;
         for (size_t k = 0; k < (flat ? args[i]->nargs : 1u); k++) {
             term s = split_term(ctx, flat ? args[i]->args[k] : args[i]);
             if (s.rest == NULL && s.coef.exact && s.coef.num == 0) continue;
-            size_t j = 0;
-            if (nt <= 2 * FLATTEN_LIMIT)
-                while (j < nt && t[j].rest != s.rest) j++;
-            else
-                j = nt;
+            size_t j = node_index_get(&seen, s.rest ? s.rest : number_key, nt);
             if (j < nt) t[j].coef = nb_number_add(t[j].coef, s.coef);
             else t[nt++] = s;
         }
@@ -243,7 +275,8 @@ nb_node *nb_add_n(nb_ctx *ctx, size_t n, nb_node *const *args) {
     } else if (no == 1) result = out[0];
     else result = nb_make(ctx, NB_OP_ADD, type, no, out, NULL, 0);
 done:
-    if ((!t || !out) && !result) nb_set_error(ctx, "out of memory");
+    if ((!t || !out || !indexed) && !result) nb_set_error(ctx, "out of memory");
+    node_index_free(&seen);
     free(t);
     free(out);
     return result;
@@ -309,7 +342,9 @@ nb_node *nb_mul_n(nb_ctx *ctx, size_t n, nb_node *const *args) {
     factor *f = malloc((cap + 1) * sizeof *f);
     nb_node **out = malloc((cap + 2) * sizeof *out);
     nb_node *result = NULL;
-    if (!f || !out) {
+    node_index seen;
+    bool indexed = node_index_init(&seen, cap);
+    if (!f || !out || !indexed) {
         nb_set_error(ctx, "out of memory");
         goto done;
     }
@@ -327,8 +362,7 @@ nb_node *nb_mul_n(nb_ctx *ctx, size_t n, nb_node *const *args) {
             } else if (x->op == NB_OP_POW && is_scalar_const(x->args[1])) {
                 g = (factor){x->args[0], node_number(x->args[1])};
             }
-            size_t j = 0;
-            while (j < nf && f[j].base != g.base) j++;
+            size_t j = node_index_get(&seen, g.base, nf);
             if (j < nf) {
                 if (!is_ones(g.base)) f[j].exp = nb_number_add(f[j].exp, g.exp);
             } else f[nf++] = g;
@@ -391,6 +425,7 @@ nb_node *nb_mul_n(nb_ctx *ctx, size_t n, nb_node *const *args) {
         } else result = nb_make(ctx, NB_OP_MUL, type, no, out, NULL, 0);
     }
 done:
+    node_index_free(&seen);
     free(f);
     free(out);
     return result;
