@@ -72,14 +72,20 @@ nb_node *nb_diff_elementwise(nb_diff *d, nb_node *y, nb_node *a, nb_node *G, nb_
     return NULL;
 }
 
+bool nb_diff_needs_tensor(nb_diff *d, const nb_node *x) {
+    char buf[160], tb[64];
+    if (d->scalar_output || x->type.kind != NB_MATRIX) return false;
+    nb_set_error(d->ctx, "the Jacobian of a vector function through the %s %s is a tensor (rank > 2); "
+                         "differentiate a scalar function instead",
+                 nb_type_str(d->ctx, x->type, tb, sizeof tb), nb_describe(d->ctx, x, buf, sizeof buf));
+    return true;
+}
+
 static int propagate(nb_diff *d, nb_node *y, nb_node *G) {
     nb_ctx *ctx = d->ctx;
     const nb_opinfo *info = &nb_ops[y->op];
-    char buf[160], tb[64];
-    if (!d->scalar_output && y->type.kind == NB_MATRIX)
-        return nb_set_error(ctx, "the Jacobian of a vector function through the %s %s is a tensor (rank > 2); "
-                                 "differentiate a scalar function instead",
-                            nb_type_str(ctx, y->type, tb, sizeof tb), nb_describe(ctx, y, buf, sizeof buf));
+    char buf[160];
+    if (nb_diff_needs_tensor(d, y)) return -1;
     if (info->vjp) return info->vjp(d, y, G);
     if (!info->partial) return nb_set_error(ctx, "cannot differentiate %s", nb_describe(ctx, y, buf, sizeof buf));
     for (int i = 0; i < y->nargs; i++) {

@@ -938,28 +938,25 @@ static nb_node *ones_col(nb_ctx *ctx, nb_dim n) { return nb_ones(ctx, nb_vector_
 static int vjp_matmul(nb_diff *d, nb_node *y, nb_node *G) {
     nb_ctx *ctx = nb_diff_ctx(d);
     nb_node *A = y->args[0], *B = y->args[1];
-    nb_node *gA = NULL, *gB = NULL;
-    switch (y->type.kind) {
-    case NB_VECTOR: /* M·b */
-        gB = nb_matmul(ctx, G, A);
-        gA = nb_matmul(ctx, nb_transpose(ctx, G), nb_transpose(ctx, B));
-        break;
-    case NB_ROW: /* r·M */
-        gA = nb_matmul(ctx, G, nb_transpose(ctx, B));
-        gB = nb_matmul(ctx, nb_transpose(ctx, A), G);
-        break;
-    case NB_SCALAR: /* r·c */
-        gA = nb_matmul(ctx, G, nb_transpose(ctx, B));
-        gB = nb_matmul(ctx, G, A);
-        break;
-    case NB_MATRIX: /* gradient-shaped: G·Bᵀ and Aᵀ·G; a column operand's entry is a row */
-        gA = nb_matmul(ctx, G, nb_transpose(ctx, B));
-        gB = nb_matmul(ctx, nb_transpose(ctx, A), G);
-        if (A->type.kind == NB_VECTOR) gA = nb_transpose(ctx, gA);
-        break;
+    if (nb_diff_depends(d, A)) {
+        if (nb_diff_needs_tensor(d, A)) return -1;
+        nb_node *gA;
+        switch (y->type.kind) {
+        case NB_VECTOR: gA = nb_matmul(ctx, nb_transpose(ctx, G), nb_transpose(ctx, B)); break; /* M·b */
+        case NB_MATRIX:
+            gA = nb_matmul(ctx, G, nb_transpose(ctx, B));
+            if (A->type.kind == NB_VECTOR) gA = nb_transpose(ctx, gA); /* a column's entries form a row */
+            break;
+        default: gA = nb_matmul(ctx, G, nb_transpose(ctx, B)); break; /* r·M, r·c */
+        }
+        if (nb_diff_accum(d, A, gA)) return -1;
     }
-    if (nb_diff_depends(d, A) && nb_diff_accum(d, A, gA)) return -1;
-    if (nb_diff_depends(d, B) && nb_diff_accum(d, B, gB)) return -1;
+    if (nb_diff_depends(d, B)) {
+        if (nb_diff_needs_tensor(d, B)) return -1;
+        nb_node *gB = y->type.kind == NB_VECTOR || y->type.kind == NB_SCALAR ? nb_matmul(ctx, G, A) /* G·A */
+                                                                          : nb_matmul(ctx, nb_transpose(ctx, A), G);
+        if (nb_diff_accum(d, B, gB)) return -1;
+    }
     return 0;
 }
 

@@ -222,12 +222,17 @@ static void print_product(printer *p, const nb_node *e, bool negate, int prec) {
 
 static void print_sum(printer *p, const nb_node *e, int prec) {
     bool paren = prec > P_ADD;
+    /* Lead with the first positive term: y - x rather than -x + y. */
+    size_t lead = 0;
+    while (lead < e->nargs && negative_term(e->args[lead])) lead++;
+    if (lead == e->nargs) lead = 0;
     open_paren(p, paren);
-    for (size_t i = 0; i < e->nargs; i++) {
+    for (size_t k = 0; k < e->nargs; k++) {
+        size_t i = k == 0 ? lead : (k <= lead ? k - 1 : k);
         const nb_node *t = e->args[i];
-        bool neg = i > 0 && negative_term(t);
-        if (i > 0) nb_sb_puts(&p->sb, neg ? " - " : " + ");
-        if (!neg) print_node(p, t, i == 0 ? P_ADD : P_ADD + 1);
+        bool neg = k > 0 && negative_term(t);
+        if (k > 0) nb_sb_puts(&p->sb, neg ? " - " : " + ");
+        if (!neg) print_node(p, t, k == 0 ? P_ADD : P_ADD + 1);
         else if (is_scalar_const(t)) print_number(p, nb_number_neg(t->a.c), P_ADD + 1);
         else print_product(p, t, true, P_ADD + 1);
     }
