@@ -1,7 +1,8 @@
 # nabla build.  `make` builds libnabla.a, libnabla.so and ./nabla;
 # `make demo` runs the paper's derivations; `make test` runs the test suite.
 # Options: CC=clang, BLAS=0 (portable kernels) / BLAS=1 (require OpenBLAS),
-# SAN=1 (AddressSanitizer + UndefinedBehaviorSanitizer), O=build dir.
+# SAN=1 (AddressSanitizer + UndefinedBehaviorSanitizer), O=build dir (the
+# default build puts the command at ./nabla, any other O at $(O)/nabla).
 CC ?= cc
 O ?= build
 CFLAGS_BASE = -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -Iinclude -Isrc -fPIC
@@ -23,8 +24,9 @@ SRCS = $(wildcard src/*.c)
 OBJS = $(SRCS:src/%.c=$(O)/src/%.o)
 TEST_SRCS = $(wildcard tests/*.c)
 TEST_BINS = $(TEST_SRCS:tests/%.c=$(O)/tests/%)
+BIN = $(if $(filter build,$(O)),nabla,$(O)/nabla)
 
-all: $(O)/libnabla.a $(O)/libnabla.so nabla
+all: $(O)/libnabla.a $(O)/libnabla.so $(BIN)
 
 $(O)/src/%.o: src/%.c src/*.h src/ops.def include/nabla.h
 	@mkdir -p $(dir $@)
@@ -36,18 +38,18 @@ $(O)/libnabla.a: $(OBJS)
 $(O)/libnabla.so: $(OBJS)
 	$(CC) -shared $(LDSAN) -o $@ $^ $(LDLIBS)
 
-nabla: $(wildcard tools/*.c) tools/*.h $(O)/libnabla.a
+$(BIN): $(wildcard tools/*.c) tools/*.h $(O)/libnabla.a
 	$(CC) $(CFLAGS) -Itools $(LDSAN) -o $@ $(wildcard tools/*.c) $(O)/libnabla.a $(LDLIBS)
 
 $(O)/tests/%: tests/%.c tests/*.h $(O)/libnabla.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDSAN) -o $@ $< $(O)/libnabla.a $(LDLIBS)
 
-demo: nabla
-	./examples/paper_demo.sh
+demo: $(BIN)
+	NABLA=./$(BIN) ./examples/paper_demo.sh
 
 test: all $(TEST_BINS)
-	NABLA=./nabla TEST_BIN_DIR=$(O)/tests ./tests/run.sh
+	NABLA=./$(BIN) TEST_BIN_DIR=$(O)/tests ./tests/run.sh
 
 clean:
 	rm -rf build build-* nabla
