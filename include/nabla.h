@@ -109,13 +109,18 @@ nb_expr *nb_parse(nb_ctx *ctx, const char *src);
 nb_expr *nb_derivative(nb_ctx *ctx, nb_expr *f, size_t nwrt, nb_expr *const *wrt, nb_layout layout);
 /* Gradient of scalar f w.r.t. v, shaped like v: ∇ᵥf. */
 nb_expr *nb_gradient(nb_ctx *ctx, nb_expr *f, nb_expr *v);
-/* Jacobian-vector product J·t (forward mode) and vector-Jacobian product uᵀJ. */
+/* Jacobian-vector product J·t (t shaped like v; J kept in its structure, so
+ * diag(p)·t = p ⊙ t) and vector-Jacobian product uᵀJ (u shaped like f; one
+ * reverse pass; a row for vector v, v's shape for a matrix v). */
 nb_expr *nb_jvp(nb_ctx *ctx, nb_expr *f, nb_expr *v, nb_expr *t);
 nb_expr *nb_vjp(nb_ctx *ctx, nb_expr *f, nb_expr *v, nb_expr *u);
 
 /* ---- printing ---------------------------------------------------------- */
 /* Returns a malloc'd string (free with free()); NULL on allocation failure. */
 char *nb_to_string(nb_ctx *ctx, const nb_expr *e, nb_format fmt);
+/* Like nb_to_string, but a row of listed entries (a gradient w.r.t. several
+ * scalars) prints as the paper writes it, [6*x*y, 3*x^2], without the ᵀ. */
+char *nb_derivative_to_string(nb_ctx *ctx, const nb_expr *J, nb_format fmt);
 
 /* ---- reference evaluation (f64) ----------------------------------------- */
 typedef struct {
@@ -143,6 +148,92 @@ int nb_check(nb_ctx *ctx, nb_expr *f, size_t nwrt, nb_expr *const *wrt, double *
  * 2..5.  *rng is the generator's state (seed it with anything); it advances.
  * Returns 0, or -1 with nb_error set. */
 int nb_randomize(nb_ctx *ctx, const nb_expr *e, uint64_t *rng, double lo, double hi);
+
+/* ---- compiled programs ---- */
+/* A program computes outputs = F(inputs) on caller-owned row-major buffers,
+ * in f64 or f32.  Compile a function together with its derivatives
+ * (nb_gradient, nb_derivative) so that they share work.  Sizes are planned
+ * when the dimensions are bound; a run then performs no allocation.  A
+ * program is independent of its context once compiled.  Calls on one program
+ * must not overlap; distinct programs may run concurrently. */
+typedef struct nb_program nb_program;
+typedef enum { NB_F64, NB_F32 } nb_dtype;
+/* How an output buffer holds its value (the shape is always rows x cols). */
+typedef enum {
+    NB_STRUCT_DENSE,           /* rows·cols entries, row-major */
+    NB_STRUCT_DIAGONAL,        /* diag(d) (n x n): the n diagonal entries d */
+    NB_STRUCT_SCALED_IDENTITY, /* c·I (n x n): one entry c */
+    NB_STRUCT_UNIFORM          /* every entry equal: one entry */
+} nb_structure;
+/* nb_compile flags */
+#define NB_COMPILE_DENSE 1u        /* every output dense: no structured outputs */
+#define NB_COMPILE_CHECK_FINITE 2u /* runs reject NaN/Inf inputs (see nb_program_check_finite) */
+/* Status codes of program calls; the message is nb_program_error(p). */
+typedef enum {
+    NB_OK = 0,
+    NB_ERR_ARG = -1,       /* bad argument: NULL buffer, index out of range, size <= 0 */
+    NB_ERR_SIZE = -2,      /* a buffer has the wrong number of entries */
+    NB_ERR_UNBOUND = -3,   /* a dimension symbol has no size yet */
+    NB_ERR_NONFINITE = -4, /* an input holds NaN or Inf (checking on) */
+    NB_ERR_NOMEM = -5,     /* out of memory (binding sizes) */
+    NB_ERR_THREAD = -6     /* threads could not be started */
+} nb_status;
+
+/* outputs[0..nout) as functions of the variables inputs[0..nin), evaluated in
+ * dtype.  Every variable the outputs use must be an input.  Sizes bound in ctx
+ * (nb_bind_dim, nb_set_value) are the initial sizes.  NULL on error, with the
+ * message in nb_error(ctx). */
+nb_program *nb_compile(nb_ctx *ctx, size_t nout, nb_expr *const *outputs, size_t nin, nb_expr *const *inputs,
+                       nb_dtype dtype, unsigned flags);
+void nb_program_free(nb_program *p);
+const char *nb_program_error(const nb_program *p); /* message of the last failed call, "" if none */
+nb_dtype nb_program_dtype(const nb_program *p);
+size_t nb_program_num_inputs(const nb_program *p);
+size_t nb_program_num_outputs(const nb_program *p);
+const char *nb_program_input_name(const nb_program *p, size_t i);
+/* Dimension symbols the program uses: count, name of k, size of k (0: unbound). */
+size_t nb_program_num_dims(const nb_program *p);
+const char *nb_program_dim_name(const nb_program *p, size_t k);
+int64_t nb_program_dim_value(const nb_program *p, size_t k);
+/* Binds the symbol `name` to size > 0 (a symbol the program does not use is an
+ * error); when every symbol is bound, plans and allocates the workspace. */
+int nb_program_bind_dim(nb_program *p, const char *name, int64_t size);
+/* Binds the symbols in input i's type from its actual size rows x cols. */
+int nb_program_bind_input(nb_program *p, size_t i, int64_t rows, int64_t cols);
+/* Shape rows x cols of input i / output i (NB_ERR_UNBOUND while a symbol is unbound). */
+int nb_program_input_shape(const nb_program *p, size_t i, int64_t *rows, int64_t *cols);
+int nb_program_output_shape(const nb_program *p, size_t i, int64_t *rows, int64_t *cols);
+/* The structure of output i: how many entries its buffer holds and what they mean. */
+nb_structure nb_program_output_structure(const nb_program *p, size_t i);
+/* Entries of input i's / output i's buffer (rows·cols when dense, n for a
+ * diagonal, 1 for c·I or uniform); 0 while a symbol is unbound. */
+int64_t nb_program_input_size(const nb_program *p, size_t i);
+int64_t nb_program_output_size(const nb_program *p, size_t i);
+/* Threads per run (1..64; default 1): large element-wise loops, products and
+ * reductions are split; results equal the 1-thread results up to rounding.
+ * With OpenBLAS, nabla runs each BLAS call on one OpenBLAS thread. */
+int nb_program_set_threads(nb_program *p, int nthreads);
+/* NaN/Inf checking of inputs on every run (on != 0) or off. */
+void nb_program_check_finite(nb_program *p, int on);
+/* outputs = F(inputs).  inputs[i] / outputs[i] hold nb_program_input_size /
+ * nb_program_output_size entries of the dtype (double or float), row-major;
+ * outputs must not overlap inputs.  Returns NB_OK or an nb_status. */
+int nb_program_run(nb_program *p, const void *const *inputs, void *const *outputs);
+/* nb_program_run after checking each buffer's entry count (NB_ERR_SIZE). */
+int nb_program_run_sized(nb_program *p, const void *const *inputs, const size_t *input_sizes,
+                         void *const *outputs, const size_t *output_sizes);
+/* Expands output i's structured buffer src into the dense rows x cols dst. */
+int nb_program_expand_output(nb_program *p, size_t i, const void *src, void *dst);
+/* What the compiler produced (for diagnostics and tests). */
+typedef struct {
+    size_t instructions; /* executed per run */
+    size_t groups;       /* fused element-wise loops among them */
+    size_t fused_ops;    /* element-wise operations inside those loops */
+    size_t products;     /* matrix products (gemm/gemv) */
+    size_t init_instructions; /* input-independent work done once when sizes are bound */
+    size_t workspace_bytes;   /* 0 until planned */
+} nb_program_stats;
+void nb_program_get_stats(const nb_program *p, nb_program_stats *stats);
 
 #ifdef __cplusplus
 }

@@ -72,7 +72,8 @@ nb_node *nb_diff_elementwise(nb_diff *d, nb_node *y, nb_node *a, nb_node *G, nb_
     return NULL;
 }
 
-bool nb_diff_needs_tensor(nb_diff *d, const nb_node *x) {
+/* True (with the error set) when a vector f would need a rank-3 adjoint for x. */
+static bool needs_tensor(nb_diff *d, const nb_node *x) {
     char buf[160], tb[64];
     if (d->scalar_output || x->type.kind != NB_MATRIX) return false;
     nb_set_error(d->ctx, "the Jacobian of a vector function through the %s %s is a tensor (rank > 2); "
@@ -85,7 +86,9 @@ static int propagate(nb_diff *d, nb_node *y, nb_node *G) {
     nb_ctx *ctx = d->ctx;
     const nb_opinfo *info = &nb_ops[y->op];
     char buf[160];
-    if (nb_diff_needs_tensor(d, y)) return -1;
+    if (needs_tensor(d, y)) return -1;
+    for (int i = 0; i < y->nargs; i++)
+        if (d->dep[y->args[i]->id] && needs_tensor(d, y->args[i])) return -1;
     if (info->vjp) return info->vjp(d, y, G);
     if (!info->partial) return nb_set_error(ctx, "cannot differentiate %s", nb_describe(ctx, y, buf, sizeof buf));
     for (int i = 0; i < y->nargs; i++) {
@@ -297,13 +300,19 @@ nb_expr *nb_gradient(nb_ctx *ctx, nb_expr *f, nb_expr *v) {
         return NULL;
     }
     nb_node *J = nb_derivative(ctx, f, 1, &v, NB_NUMERATOR);
-    return J && J->type.kind == NB_ROW ? nb_transpose(ctx, J) : J;
+    return J && v->type.kind == NB_VECTOR ? nb_transpose(ctx, J) : J;
 }
 
-/* uᵀ·(∂f/∂v) is the derivative of the scalar uᵀf: one reverse pass. */
+/* uᵀ·(∂f/∂v) is the derivative of the scalar Σ u ⊙ f: one reverse pass. */
 nb_expr *nb_vjp(nb_ctx *ctx, nb_expr *f, nb_expr *v, nb_expr *u) {
+    char tf[64], tu[64];
     if (!f || !u) return NULL;
-    nb_node *s = f->type.kind == NB_SCALAR ? nb_mul(ctx, u, f) : nb_matmul(ctx, nb_transpose(ctx, u), f);
+    if (!nb_type_eq(f->type, u->type)) {
+        nb_set_error(ctx, "the cotangent is %s but the function is %s", nb_type_str(ctx, u->type, tu, sizeof tu),
+                     nb_type_str(ctx, f->type, tf, sizeof tf));
+        return NULL;
+    }
+    nb_node *s = f->type.kind == NB_VECTOR ? nb_matmul(ctx, nb_transpose(ctx, u), f) : nb_sum(ctx, nb_mul(ctx, u, f));
     return s ? nb_derivative(ctx, s, 1, &v, NB_NUMERATOR) : NULL;
 }
 
@@ -319,5 +328,5 @@ nb_expr *nb_jvp(nb_ctx *ctx, nb_expr *f, nb_expr *v, nb_expr *t) {
     nb_node *J = nb_derivative(ctx, f, 1, &v, NB_NUMERATOR);
     if (!J) return NULL;
     if (v->type.kind == NB_MATRIX) return nb_sum(ctx, nb_mul(ctx, J, t));
-    return nb_matmul(ctx, J, t);
+    return nb_matmul(ctx, J, v->type.kind == NB_ROW ? nb_transpose(ctx, t) : t);
 }

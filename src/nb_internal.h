@@ -136,8 +136,6 @@ nb_node *nb_scale(nb_ctx *ctx, nb_number c, nb_node *a); /* c·a */
 int nb_diff_accum(nb_diff *d, nb_node *operand, nb_node *contribution);
 bool nb_diff_depends(const nb_diff *d, const nb_node *e);
 bool nb_diff_scalar_output(const nb_diff *d); /* f is a scalar (m = 1) */
-/* True (with the error set) when a vector f would need a rank-3 adjoint for x. */
-bool nb_diff_needs_tensor(nb_diff *d, const nb_node *x);
 nb_ctx *nb_diff_ctx(nb_diff *d);
 /* Contribution of an element-wise partial p (scalar or shaped like y) of y
  * w.r.t. operand a, given G = ∂f/∂y: G·diag(p), reduced over broadcasts. */

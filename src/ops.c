@@ -559,6 +559,17 @@ nb_expr *nb_transpose(nb_ctx *ctx, nb_expr *a) {
     case NB_OP_IDENTITY: return a;
     case NB_OP_CONST: return nb_const(ctx, node_number(a), t);
     case NB_OP_MATMUL: return nb_matmul(ctx, nb_transpose(ctx, a->args[1]), nb_transpose(ctx, a->args[0]));
+    case NB_OP_ADD: { /* (a + b)ᵀ = aᵀ + bᵀ, unless a row broadcasts over a matrix */
+        for (size_t i = 0; i < a->nargs; i++)
+            if (a->args[i]->type.kind != NB_SCALAR && !nb_type_eq(a->args[i]->type, a->type))
+                return nb_make(ctx, NB_OP_TRANSPOSE, t, 1, &a, NULL, 0);
+        nb_node **terms = malloc(a->nargs * sizeof *terms);
+        if (!terms) return NULL;
+        for (size_t i = 0; i < a->nargs; i++) terms[i] = nb_transpose(ctx, a->args[i]);
+        nb_node *r = nb_add_n(ctx, a->nargs, terms);
+        free(terms);
+        return r;
+    }
     case NB_OP_MATLIT: {
         size_t r = (size_t)a->type.rows, c = (size_t)a->type.cols;
         nb_node **e = malloc(r * c * sizeof *e);
@@ -605,6 +616,12 @@ nb_expr *nb_matmul(nb_ctx *ctx, nb_expr *a, nb_expr *b) {
     if (a->op == NB_OP_DIAG && b->type.kind == NB_VECTOR) return nb_mul(ctx, a->args[0], b); /* diag(v)·u = v ⊙ u */
     if (a->type.kind == NB_ROW && b->op == NB_OP_DIAG)                                    /* r·diag(v) = (rᵀ ⊙ v)ᵀ */
         return nb_transpose(ctx, nb_mul(ctx, nb_transpose(ctx, a), b->args[0]));
+    /* Re-associate so structure meets structure: (P·r)·diag(v) = P·(r·diag(v)),
+     * (P·diag(u))·diag(v) = P·diag(u ⊙ v), and the mirror images. */
+    if (b->op == NB_OP_DIAG && a->op == NB_OP_MATMUL && (a->args[1]->type.kind == NB_ROW || a->args[1]->op == NB_OP_DIAG))
+        return nb_matmul(ctx, a->args[0], nb_matmul(ctx, a->args[1], b));
+    if (a->op == NB_OP_DIAG && b->op == NB_OP_MATMUL && b->args[0]->op == NB_OP_DIAG)
+        return nb_matmul(ctx, nb_matmul(ctx, a, b->args[0]), b->args[1]);
     if (t.kind == NB_SCALAR && is_ones(a)) return nb_sum(ctx, b); /* 1ᵀ·x = sum(x) */
     if (t.kind == NB_SCALAR && is_ones(b)) return nb_sum(ctx, a);
     nb_node *args[2] = {a, b};
@@ -939,7 +956,6 @@ static int vjp_matmul(nb_diff *d, nb_node *y, nb_node *G) {
     nb_ctx *ctx = nb_diff_ctx(d);
     nb_node *A = y->args[0], *B = y->args[1];
     if (nb_diff_depends(d, A)) {
-        if (nb_diff_needs_tensor(d, A)) return -1;
         nb_node *gA;
         switch (y->type.kind) {
         case NB_VECTOR: gA = nb_matmul(ctx, nb_transpose(ctx, G), nb_transpose(ctx, B)); break; /* M·b */
@@ -952,7 +968,6 @@ static int vjp_matmul(nb_diff *d, nb_node *y, nb_node *G) {
         if (nb_diff_accum(d, A, gA)) return -1;
     }
     if (nb_diff_depends(d, B)) {
-        if (nb_diff_needs_tensor(d, B)) return -1;
         nb_node *gB = y->type.kind == NB_VECTOR || y->type.kind == NB_SCALAR ? nb_matmul(ctx, G, A) /* G·A */
                                                                           : nb_matmul(ctx, nb_transpose(ctx, A), G);
         if (nb_diff_accum(d, B, gB)) return -1;
@@ -1015,12 +1030,16 @@ static int vjp_logsoftmax(nb_diff *d, nb_node *y, nb_node *G) {
     return nb_diff_accum(d, y->args[0], nb_sub(ctx, G, nb_mul(ctx, S, rowsum_spread(ctx, G))));
 }
 
-/* ∂/∂Z = (softmax(Z) − Y)/rows, ∂/∂Y = −logsoftmax(Z)/rows */
+/* ∂/∂Z = (softmax(Z) ⊙ rowsum(Y) − Y)/rows — (softmax(Z) − Y)/rows when each
+ * row of Y sums to 1 — and ∂/∂Y = −logsoftmax(Z)/rows. */
 static int vjp_softmax_xent(nb_diff *d, nb_node *y, nb_node *G) {
     nb_ctx *ctx = nb_diff_ctx(d);
     nb_node *Z = y->args[0], *Y = y->args[1];
     nb_node *scale = nb_div(ctx, G, nb_dimval(ctx, Z->type.rows));
-    if (nb_diff_depends(d, Z) && nb_diff_accum(d, Z, nb_mul(ctx, scale, nb_sub(ctx, nb_softmax(ctx, Z), Y)))) return -1;
+    if (nb_diff_depends(d, Z)) {
+        nb_node *S = nb_mul(ctx, nb_softmax(ctx, Z), rowsum_spread(ctx, Y));
+        if (nb_diff_accum(d, Z, nb_mul(ctx, scale, nb_sub(ctx, S, Y)))) return -1;
+    }
     if (nb_diff_depends(d, Y) && nb_diff_accum(d, Y, nb_neg(ctx, nb_mul(ctx, scale, nb_logsoftmax(ctx, Z))))) return -1;
     return 0;
 }

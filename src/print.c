@@ -152,7 +152,9 @@ static void print_factors(printer *p, const pfactor *f, size_t n, bool lead_pare
             nb_sb_puts(&p->sb, elementwise ? pick(p, " .* ", " ⊙ ", " \\odot ") : pick(p, "*", "·", " "));
         }
         bool power = !nb_number_is(f[i].exp, 1);
-        if (!power && (i > 0 || lead_paren)) print_node(p, f[i].base, P_MUL + 1);
+        /* a matrix product among other factors reads better bracketed: 4*(x'*x)*x */
+        bool bracket = n > 1 && f[i].base->op == NB_OP_MATMUL;
+        if (!power && (i > 0 || lead_paren || bracket)) print_node(p, f[i].base, P_MUL + 1);
         else if (!power) print_node(p, f[i].base, P_MUL);
         else print_power(p, f[i].base, f[i].exp);
     }
@@ -480,7 +482,7 @@ done:
     return ok;
 }
 
-char *nb_to_string(nb_ctx *ctx, const nb_expr *e, nb_format fmt) {
+static char *to_string(nb_ctx *ctx, const nb_expr *e, nb_format fmt, bool list_rows) {
     if (!e) return NULL;
     printer p = {ctx, fmt, {NULL, 0, 0, false}, NULL, 0};
     uint32_t named;
@@ -498,8 +500,8 @@ char *nb_to_string(nb_ctx *ctx, const nb_expr *e, nb_format fmt) {
             nb_sb_puts(&p.sb, latex(&p) ? " \\\\\n" : "\n");
         }
     }
-    /* A row of entries (a gradient w.r.t. listed scalars) prints as its list. */
-    if (e->op == NB_OP_TRANSPOSE && e->args[0]->op == NB_OP_VECLIT && (!p.name || !p.name[e->args[0]->id - p.base]))
+    if (list_rows && e->op == NB_OP_TRANSPOSE && e->args[0]->op == NB_OP_VECLIT &&
+        (!p.name || !p.name[e->args[0]->id - p.base]))
         print_literal(&p, e->args[0], true);
     else print_node(&p, e, P_LOW);
     free(p.name);
@@ -509,6 +511,12 @@ char *nb_to_string(nb_ctx *ctx, const nb_expr *e, nb_format fmt) {
     }
     return p.sb.buf;
 }
+
+char *nb_to_string(nb_ctx *ctx, const nb_expr *e, nb_format fmt) { return to_string(ctx, e, fmt, false); }
+
+/* A derivative as the paper writes it: a row of entries (the gradient w.r.t.
+ * listed scalars) prints as its list [a, b], like a column of entries. */
+char *nb_derivative_to_string(nb_ctx *ctx, const nb_expr *J, nb_format fmt) { return to_string(ctx, J, fmt, true); }
 
 const char *nb_describe(nb_ctx *ctx, const nb_node *e, char *buf, size_t size) {
     char *s = nb_to_string(ctx, e, NB_FMT_ASCII);

@@ -165,7 +165,7 @@ int main(void) {
             wrt[k] = nb_lookup(ctx, names[k]) ? nb_lookup(ctx, names[k]) : nb_var(ctx, names[k], nb_scalar_type());
         for (int layout = 0; layout < 2; layout++) {
             nb_expr *J = nb_derivative(ctx, f, nwrt, wrt, layout ? NB_DENOMINATOR : NB_NUMERATOR);
-            char *s = nb_to_string(ctx, J, NB_FMT_ASCII);
+            char *s = nb_derivative_to_string(ctx, J, NB_FMT_ASCII);
             const char *want = layout ? t->denominator : t->numerator;
             CHECK(s && strcmp(s, want) == 0, "d(%s)/d(%s) %s: got \"%s\", want \"%s\"", t->f, t->wrt,
                   layout ? "denominator" : "numerator", s ? s : nb_error(ctx), want);
