@@ -156,8 +156,10 @@ nb_dim nb_dim_symbol(nb_ctx *ctx, const char *name) {
         ctx->dims = d;
         ctx->cap_dims = cap;
     }
-    char *copy = strdup(name);
+    size_t len = strlen(name) + 1;
+    char *copy = malloc(len);
     if (!copy) return 0;
+    memcpy(copy, name, len);
     ctx->dims[ctx->ndims].name = copy;
     ctx->dims[ctx->ndims].bound = 0;
     return -(nb_dim)(++ctx->ndims);

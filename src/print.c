@@ -121,6 +121,11 @@ static void print_power(printer *p, const nb_node *base, nb_number e) {
         print_node(p, base, P_POW + 1);
         return;
     }
+    if (e.exact && e.num == 1 && e.den == 2 && p->fmt == NB_FMT_UNICODE) {
+        nb_sb_puts(&p->sb, "√");
+        print_node(p, base, P_ATOM);
+        return;
+    }
     if (e.exact && e.num == 1 && e.den == 2) {
         nb_sb_puts(&p->sb, latex(p) ? "\\sqrt{" : "sqrt(");
         print_node(p, base, P_LOW);
