@@ -61,6 +61,7 @@ void nb_ctx_free(nb_ctx *ctx) {
     free(ctx->vars);
     free(ctx->nodes);
     free(ctx->buckets);
+    free(ctx->memo);
     nb_arena_free(&ctx->arena);
     free(ctx);
 }
@@ -324,6 +325,40 @@ oom:
     ctx->oom = true;
     nb_set_error(ctx, "out of memory");
     return NULL;
+}
+
+/* ---- memo of recursive rewrites ------------------------------------------ */
+static size_t memo_slot(const nb_memo_slot *memo, size_t mask, int kind, const nb_node *arg, int64_t i, int64_t j) {
+    size_t h = (size_t)mix(mix(mix(arg->hash, (uint64_t)kind), (uint64_t)i), (uint64_t)j) & mask;
+    while (memo[h].arg && !(memo[h].arg == arg && memo[h].kind == kind && memo[h].i == i && memo[h].j == j))
+        h = (h + 1) & mask;
+    return h;
+}
+
+nb_node *nb_memo_get(nb_ctx *ctx, int kind, const nb_node *arg, int64_t i, int64_t j) {
+    if (!ctx->memo) return NULL;
+    nb_memo_slot *s = &ctx->memo[memo_slot(ctx->memo, ctx->memo_cap - 1, kind, arg, i, j)];
+    return s->arg ? s->result : NULL;
+}
+
+nb_node *nb_memo_put(nb_ctx *ctx, int kind, const nb_node *arg, int64_t i, int64_t j, nb_node *result) {
+    if (!result) return NULL;
+    if (2 * (ctx->memo_count + 1) > ctx->memo_cap) {
+        size_t cap = ctx->memo_cap ? 2 * ctx->memo_cap : 256;
+        nb_memo_slot *m = calloc(cap, sizeof *m);
+        if (!m) return result; /* the memo is an optimisation only */
+        for (size_t k = 0; k < ctx->memo_cap; k++) {
+            const nb_memo_slot *o = &ctx->memo[k];
+            if (o->arg) m[memo_slot(m, cap - 1, o->kind, o->arg, o->i, o->j)] = *o;
+        }
+        free(ctx->memo);
+        ctx->memo = m;
+        ctx->memo_cap = cap;
+    }
+    size_t h = memo_slot(ctx->memo, ctx->memo_cap - 1, kind, arg, i, j);
+    if (!ctx->memo[h].arg) ctx->memo_count++;
+    ctx->memo[h] = (nb_memo_slot){arg, kind, i, j, result};
+    return result;
 }
 
 /* ---- leaves ------------------------------------------------------------ */

@@ -56,8 +56,20 @@ typedef struct {
     nb_matrix value; /* data NULL when unbound */
 } nb_binding;
 
+/* Memo of structural rewrites that recurse (transpose, column, entry), so a
+ * rewrite of a shared DAG costs one visit per node, not one per path. */
+typedef struct {
+    const nb_node *arg; /* NULL: empty slot */
+    int kind;
+    int64_t i, j;
+    nb_node *result;
+} nb_memo_slot;
+enum { NB_MEMO_TRANSPOSE, NB_MEMO_COLUMN, NB_MEMO_ENTRY };
+
 struct nb_ctx {
     nb_arena arena;
+    nb_memo_slot *memo;
+    size_t memo_cap, memo_count;
     nb_node **buckets;
     size_t nbuckets;
     nb_node **nodes; /* by id: a topological order */
@@ -85,6 +97,9 @@ nb_dim nb_type_length(nb_type t);
  * exists.  attr may be NULL. No simplification happens here. */
 nb_node *nb_make(nb_ctx *ctx, nb_op op, nb_type type, size_t nargs, nb_node *const *args,
                  const void *attr, size_t attr_size);
+
+nb_node *nb_memo_get(nb_ctx *ctx, int kind, const nb_node *arg, int64_t i, int64_t j);
+nb_node *nb_memo_put(nb_ctx *ctx, int kind, const nb_node *arg, int64_t i, int64_t j, nb_node *result);
 
 /* Numbers (expr.c) */
 nb_number nb_number_int(int64_t v);

@@ -550,8 +550,7 @@ static void split_scalars(nb_ctx *ctx, nb_node *e, nb_node **scalars, nb_node **
     free(r);
 }
 
-nb_expr *nb_transpose(nb_ctx *ctx, nb_expr *a) {
-    if (!a) return NULL;
+static nb_node *transpose_uncached(nb_ctx *ctx, nb_node *a) {
     nb_type t = transposed(a->type);
     switch (a->op) {
     case NB_OP_TRANSPOSE: return a->args[0];
@@ -587,6 +586,12 @@ nb_expr *nb_transpose(nb_ctx *ctx, nb_expr *a) {
     split_scalars(ctx, a, &s, &rest);
     if (s) return nb_mul(ctx, s, nb_transpose(ctx, rest));
     return nb_make(ctx, NB_OP_TRANSPOSE, t, 1, &a, NULL, 0);
+}
+
+nb_expr *nb_transpose(nb_ctx *ctx, nb_expr *a) {
+    if (!a) return NULL;
+    nb_node *r = nb_memo_get(ctx, NB_MEMO_TRANSPOSE, a, 0, 0);
+    return r ? r : nb_memo_put(ctx, NB_MEMO_TRANSPOSE, a, 0, 0, transpose_uncached(ctx, a));
 }
 
 static nb_type matmul_type(nb_type a, nb_type b) {
@@ -712,9 +717,7 @@ nb_expr *nb_matrix_lit(nb_ctx *ctx, size_t rows, size_t cols, nb_expr *const *el
     return nb_make(ctx, NB_OP_MATLIT, nb_matrix_type((nb_dim)rows, (nb_dim)cols), rows * cols, elems, NULL, 0);
 }
 
-/* Column k of a (0-based); for a single-row a, its k-th entry. */
-nb_node *nb_column(nb_ctx *ctx, nb_node *a, int64_t k) {
-    if (!a) return NULL;
+static nb_node *column_uncached(nb_ctx *ctx, nb_node *a, int64_t k) {
     bool one_row = a->type.kind == NB_ROW || a->type.kind == NB_SCALAR;
     if (a->type.kind == NB_VECTOR || a->type.kind == NB_SCALAR) return a;
     nb_type t = one_row ? nb_scalar_type() : nb_vector_type(a->type.rows);
@@ -754,8 +757,14 @@ nb_node *nb_column(nb_ctx *ctx, nb_node *a, int64_t k) {
     return nb_make(ctx, NB_OP_COLUMN, t, 1, &a, attr, sizeof attr);
 }
 
-nb_node *nb_entry(nb_ctx *ctx, nb_node *a, int64_t i, int64_t j) {
+/* Column k of a (0-based); for a single-row a, its k-th entry. */
+nb_node *nb_column(nb_ctx *ctx, nb_node *a, int64_t k) {
     if (!a) return NULL;
+    nb_node *r = nb_memo_get(ctx, NB_MEMO_COLUMN, a, k, 0);
+    return r ? r : nb_memo_put(ctx, NB_MEMO_COLUMN, a, k, 0, column_uncached(ctx, a, k));
+}
+
+static nb_node *entry_uncached(nb_ctx *ctx, nb_node *a, int64_t i, int64_t j) {
     switch (a->op) {
     case NB_OP_CONST: return nb_const(ctx, node_number(a), nb_scalar_type());
     case NB_OP_IDENTITY: return num(ctx, i == j);
@@ -780,6 +789,12 @@ nb_node *nb_entry(nb_ctx *ctx, nb_node *a, int64_t i, int64_t j) {
     if (a->type.kind == NB_SCALAR) return a;
     int64_t attr[2] = {i, j};
     return nb_make(ctx, NB_OP_ENTRY, nb_scalar_type(), 1, &a, attr, sizeof attr);
+}
+
+nb_node *nb_entry(nb_ctx *ctx, nb_node *a, int64_t i, int64_t j) {
+    if (!a) return NULL;
+    nb_node *r = nb_memo_get(ctx, NB_MEMO_ENTRY, a, i, j);
+    return r ? r : nb_memo_put(ctx, NB_MEMO_ENTRY, a, i, j, entry_uncached(ctx, a, i, j));
 }
 
 /* ---- neural-network operators ---------------------------------------------- */
@@ -1010,6 +1025,41 @@ static int vjp_matlit(nb_diff *d, nb_node *y, nb_node *G) {
             nb_diff_accum(d, y->args[k], nb_entry(nb_diff_ctx(d), G, (int64_t)k / cols, (int64_t)k % cols)))
             return -1;
     return 0;
+}
+
+/* eₖᵀ: a row of n zeros with 1 at k (n must be a number). */
+static nb_node *unit_row(nb_diff *d, nb_dim n, int64_t k) {
+    nb_ctx *ctx = nb_diff_ctx(d);
+    if (n <= 0 || n > UINT16_MAX) {
+        nb_set_error(ctx, "indexing into an array of symbolic size cannot be differentiated");
+        return NULL;
+    }
+    nb_node **e = malloc((size_t)n * sizeof *e);
+    if (!e) return NULL;
+    for (int64_t i = 0; i < n; i++) e[i] = num(ctx, i == k);
+    nb_node *r = nb_transpose(ctx, nb_vector_lit(ctx, (size_t)n, e));
+    free(e);
+    return r;
+}
+
+/* y = A[i, j]: G·eᵢᵀ for a vector A (eⱼᵀ for a row); G·Eᵢⱼ for a matrix A. */
+static int vjp_entry(nb_diff *d, nb_node *y, nb_node *G) {
+    nb_ctx *ctx = nb_diff_ctx(d);
+    nb_node *A = y->args[0];
+    int64_t i = y->a.index[0], j = y->a.index[1];
+    if (A->type.kind == NB_VECTOR) return nb_diff_accum(d, A, nb_matmul(ctx, G, unit_row(d, A->type.rows, i)));
+    if (A->type.kind == NB_ROW) return nb_diff_accum(d, A, nb_matmul(ctx, G, unit_row(d, A->type.cols, j)));
+    nb_node *col = nb_transpose(ctx, unit_row(d, A->type.rows, i));
+    return nb_diff_accum(d, A, nb_mul(ctx, G, nb_matmul(ctx, col, unit_row(d, A->type.cols, j))));
+}
+
+/* y = A[:, k]: the adjoint lands in column k; a row A gives its k-th entry. */
+static int vjp_column(nb_diff *d, nb_node *y, nb_node *G) {
+    nb_ctx *ctx = nb_diff_ctx(d);
+    nb_node *A = y->args[0];
+    nb_node *ek = unit_row(d, A->type.cols, y->a.index[0]);
+    if (A->type.kind == NB_ROW) return nb_diff_accum(d, A, nb_matmul(ctx, G, ek));
+    return nb_diff_accum(d, A, nb_matmul(ctx, nb_transpose(ctx, G), ek));
 }
 
 /* Row sums broadcast back over the columns: (M·1)·1ᵀ. */
@@ -1256,8 +1306,8 @@ const nb_opinfo nb_ops[NB_OP_COUNT] = {
     [NB_OP_DIAGPART] = {"diagpart", 1, NULL, vjp_diagpart, eval_diagpart},
     [NB_OP_VECLIT] = {"vector literal", -1, NULL, vjp_veclit, eval_literal},
     [NB_OP_MATLIT] = {"matrix literal", -1, NULL, vjp_matlit, eval_literal},
-    [NB_OP_COLUMN] = {"col", 1, NULL, NULL, eval_column},
-    [NB_OP_ENTRY] = {"entry", 1, NULL, NULL, eval_entry},
+    [NB_OP_COLUMN] = {"col", 1, NULL, vjp_column, eval_column},
+    [NB_OP_ENTRY] = {"entry", 1, NULL, vjp_entry, eval_entry},
     [NB_OP_EXP] = {"exp", 1, partial_exp, NULL, eval_unary},
     [NB_OP_LOG] = {"log", 1, partial_log, NULL, eval_unary},
     [NB_OP_SIN] = {"sin", 1, partial_sin, NULL, eval_unary},
