@@ -43,7 +43,7 @@ typedef enum { NB_FMT_UNICODE, NB_FMT_ASCII, NB_FMT_LATEX } nb_format;
 nb_ctx *nb_ctx_new(void);
 void nb_ctx_free(nb_ctx *ctx); /* frees every expression built in ctx */
 const char *nb_error(const nb_ctx *ctx); /* last error message, "" if none */
-int nb_error_column(const nb_ctx *ctx); /* 0-based column of a parse error, -1 if none */
+int nb_error_column(const nb_ctx *ctx); /* 0-based byte offset of a parse error in the source, -1 if none */
 void nb_clear_error(nb_ctx *ctx);
 
 /* ---- types and declarations -------------------------------------------- */
@@ -99,7 +99,7 @@ nb_expr *nb_softmax(nb_ctx *ctx, nb_expr *Z);    /* row-wise softmax */
 nb_expr *nb_logsoftmax(nb_ctx *ctx, nb_expr *Z); /* row-wise log softmax */
 
 /* Parses the expression language ("u = X*w + b; sum(u.^2)/N").  On error
- * returns NULL; nb_error_column gives the column. */
+ * returns NULL; nb_error_column gives the byte offset in src. */
 nb_expr *nb_parse(nb_ctx *ctx, const char *src);
 
 /* ---- differentiation --------------------------------------------------- */
@@ -234,6 +234,8 @@ typedef struct {
     size_t workspace_bytes;   /* 0 until planned */
 } nb_program_stats;
 void nb_program_get_stats(const nb_program *p, nb_program_stats *stats);
+/* The instruction listing (malloc'd; free with free()), for diagnostics. */
+char *nb_program_describe(const nb_program *p);
 
 #ifdef __cplusplus
 }

@@ -332,6 +332,21 @@ static nb_node *literal_map_scale(nb_ctx *ctx, nb_node *lit, size_t ns, nb_node 
     return r;
 }
 
+/* A scalar sum of monomials c·x^a·y^b… in variables and dimensions. */
+static bool is_polynomial(const nb_node *sum) {
+    if (sum->type.kind != NB_SCALAR) return false;
+    for (size_t i = 0; i < sum->nargs; i++) {
+        const nb_node *t = sum->args[i];
+        size_t nf = t->op == NB_OP_MUL ? t->nargs : 1;
+        for (size_t k = 0; k < nf; k++) {
+            const nb_node *f = t->op == NB_OP_MUL ? t->args[k] : t;
+            if (f->op == NB_OP_POW && is_scalar_const(f->args[1])) f = f->args[0];
+            if (f->op != NB_OP_CONST && f->op != NB_OP_VAR && f->op != NB_OP_DIMVAL) return false;
+        }
+    }
+    return true;
+}
+
 nb_node *nb_mul_n(nb_ctx *ctx, size_t n, nb_node *const *args) {
     for (size_t i = 0; i < n; i++)
         if (!args[i]) return NULL;
@@ -413,8 +428,9 @@ nb_node *nb_mul_n(nb_ctx *ctx, size_t n, nb_node *const *args) {
         if (lit >= 0) out[no++] = f[lit].base;
         if (no == 0) result = nb_const(ctx, coef, type);
         else if (no == 1 && nb_type_eq(out[0]->type, type)) result = out[0];
-        else if (no == 2 && nf == 1 && sum >= 0 && !nb_number_is(coef, 1) && type.kind == NB_SCALAR) {
-            /* c·(a + b) = c·a + c·b for scalar sums (9(x + x²) = 9x + 9x²) */
+        else if (no == 2 && nf == 1 && sum >= 0 && !nb_number_is(coef, 1) && is_polynomial(out[1])) {
+            /* c·(a + b) = c·a + c·b for polynomials (9(x + x²) = 9x + 9x²); other
+             * sums stay whole so shared subexpressions (adjoints) stay shared */
             nb_node *s = out[1];
             nb_node **terms = malloc(s->nargs * sizeof *terms);
             if (terms) {
