@@ -20,9 +20,9 @@ typedef struct contrib {
 
 struct nb_diff {
     nb_ctx *ctx;
-    bool *dep;         /* by node id: depends on a wrt variable */
-    contrib **adjoint; /* by node id: pending contributions */
-    uint32_t *preorder; /* by node id: first-visit position from f, left to right */
+    bool *dep;          /* by pass slot: depends on a wrt variable */
+    contrib **adjoint;  /* by pass slot: pending contributions */
+    uint32_t *preorder; /* by pass slot: first-visit position from f, left to right */
     uint32_t current;   /* preorder position of the node being propagated */
     nb_arena tmp;
     bool scalar_output;
@@ -30,7 +30,7 @@ struct nb_diff {
 
 nb_ctx *nb_diff_ctx(nb_diff *d) { return d->ctx; }
 bool nb_diff_scalar_output(const nb_diff *d) { return d->scalar_output; }
-bool nb_diff_depends(const nb_diff *d, const nb_node *e) { return d->dep[e->id]; }
+bool nb_diff_depends(const nb_diff *d, const nb_node *e) { return d->dep[e->pass_slot]; }
 
 int nb_diff_accum(nb_diff *d, nb_node *operand, nb_node *e) {
     if (!e) return -1;
@@ -39,8 +39,8 @@ int nb_diff_accum(nb_diff *d, nb_node *operand, nb_node *e) {
     if (!c) return nb_set_error(d->ctx, "out of memory");
     c->e = e;
     c->order = d->current;
-    c->next = d->adjoint[operand->id];
-    d->adjoint[operand->id] = c;
+    c->next = d->adjoint[operand->pass_slot];
+    d->adjoint[operand->pass_slot] = c;
     return 0;
 }
 
@@ -88,12 +88,12 @@ static int propagate(nb_diff *d, nb_node *y, nb_node *G) {
     char buf[160];
     if (needs_tensor(d, y)) return -1;
     for (int i = 0; i < y->nargs; i++)
-        if (d->dep[y->args[i]->id] && needs_tensor(d, y->args[i])) return -1;
+        if (d->dep[y->args[i]->pass_slot] && needs_tensor(d, y->args[i])) return -1;
     if (info->vjp) return info->vjp(d, y, G);
     if (!info->partial) return nb_set_error(ctx, "cannot differentiate %s", nb_describe(ctx, y, buf, sizeof buf));
     for (int i = 0; i < y->nargs; i++) {
         nb_node *a = y->args[i];
-        if (!d->dep[a->id]) continue;
+        if (!d->dep[a->pass_slot]) continue;
         if (nb_diff_accum(d, a, nb_diff_elementwise(d, y, a, G, info->partial(ctx, y, i)))) return -1;
     }
     return 0;
@@ -106,35 +106,48 @@ static bool is_variable(nb_ctx *ctx, nb_node *v, const char *role) {
     return false;
 }
 
-/* Position of each node in a left-to-right depth-first walk from f. */
-static uint32_t *preorder_positions(const nb_ctx *ctx, const nb_node *f) {
-    size_t n = (size_t)f->id + 1;
-    uint32_t *pos = malloc(n * sizeof *pos);
-    const nb_node **stack = malloc(n * sizeof *stack);
-    bool *seen = calloc(n, sizeof *seen);
-    if (!pos || !stack || !seen) {
-        free(pos);
-        pos = NULL;
-        goto done;
-    }
-    (void)ctx;
-    uint32_t next = 0;
-    size_t top = 0;
+/* The nodes reachable from f in a left-to-right depth-first walk (preorder);
+ * each gets pass_mark = the pass number and pass_slot = its preorder position. */
+static nb_node **reachable_preorder(nb_ctx *ctx, nb_node *f, size_t *count) {
+    size_t cap = 64, n = 0, top = 0, stack_cap = 64;
+    nb_node **order = malloc(cap * sizeof *order), **stack = malloc(stack_cap * sizeof *stack);
+    uint32_t pass = ++ctx->pass;
+    if (!order || !stack) goto fail;
     stack[top++] = f;
-    seen[f->id] = true;
+    f->pass_mark = pass;
     while (top) {
-        const nb_node *e = stack[--top];
-        pos[e->id] = next++;
-        for (size_t i = e->nargs; i-- > 0;)
-            if (!seen[e->args[i]->id]) {
-                seen[e->args[i]->id] = true;
-                stack[top++] = e->args[i];
+        nb_node *e = stack[--top];
+        if (n == cap) {
+            nb_node **o = realloc(order, (cap *= 2) * sizeof *o);
+            if (!o) goto fail;
+            order = o;
+        }
+        e->pass_slot = (uint32_t)n;
+        order[n++] = e;
+        for (size_t i = e->nargs; i-- > 0;) {
+            nb_node *a = e->args[i];
+            if (a->pass_mark == pass) continue;
+            a->pass_mark = pass;
+            if (top == stack_cap) {
+                nb_node **st = realloc(stack, (stack_cap *= 2) * sizeof *st);
+                if (!st) goto fail;
+                stack = st;
             }
+            stack[top++] = a;
+        }
     }
-done:
     free(stack);
-    free(seen);
-    return pos;
+    *count = n;
+    return order;
+fail:
+    free(order);
+    free(stack);
+    return NULL;
+}
+
+static int by_id(const void *x, const void *y) {
+    const nb_node *a = *(nb_node *const *)x, *b = *(nb_node *const *)y;
+    return (a->id > b->id) - (a->id < b->id);
 }
 
 static int by_order(const void *x, const void *y) {
@@ -142,38 +155,49 @@ static int by_order(const void *x, const void *y) {
     return (a->order > b->order) - (a->order < b->order);
 }
 
-/* Reverse accumulation from f; adjoints[k] receives ∂f/∂wrt[k] or NULL (zero). */
+/* Reverse accumulation from f over the part of the DAG that f reaches (so a
+ * context's other expressions cost nothing); adjoints[k] receives ∂f/∂wrt[k]
+ * or NULL (zero). */
 static int reverse(nb_ctx *ctx, nb_node *f, size_t nwrt, nb_node *const *wrt, nb_node **adjoints) {
     nb_diff d = {ctx, NULL, NULL, NULL, 0, {NULL}, f->type.kind == NB_SCALAR};
-    size_t n = (size_t)f->id + 1;
+    size_t n = 0;
     int rc = -1;
-    d.dep = calloc(n, sizeof *d.dep);
-    d.adjoint = calloc(n, sizeof *d.adjoint);
-    d.preorder = preorder_positions(ctx, f);
-    if (!d.dep || !d.adjoint || !d.preorder) {
+    nb_node **topo = reachable_preorder(ctx, f, &n);
+    d.dep = calloc(n + 1, sizeof *d.dep);
+    d.adjoint = calloc(n + 1, sizeof *d.adjoint);
+    d.preorder = malloc((n + 1) * sizeof *d.preorder);
+    if (!topo || !d.dep || !d.adjoint || !d.preorder) {
         nb_set_error(ctx, "out of memory");
         goto done;
     }
+    /* Slots by preorder are kept for sorting sums; the walk itself goes in
+     * id order, a topological order. */
+    for (size_t i = 0; i < n; i++) d.preorder[i] = (uint32_t)i;
+    qsort(topo, n, sizeof *topo, by_id);
+    for (size_t i = 0; i < n; i++) {
+        d.preorder[i] = topo[i]->pass_slot;
+        topo[i]->pass_slot = (uint32_t)i;
+    }
     for (size_t k = 0; k < nwrt; k++) {
         adjoints[k] = NULL;
-        if (wrt[k]->id < n) d.dep[wrt[k]->id] = true;
+        if (wrt[k]->pass_mark == ctx->pass) d.dep[wrt[k]->pass_slot] = true;
     }
-    for (size_t id = 0; id < n; id++) {
-        nb_node *e = ctx->nodes[id];
-        for (size_t i = 0; i < e->nargs && !d.dep[id]; i++) d.dep[id] = d.dep[e->args[i]->id];
+    for (size_t i = 0; i < n; i++) {
+        nb_node *e = topo[i];
+        for (size_t a = 0; a < e->nargs && !d.dep[i]; a++) d.dep[i] = d.dep[e->args[a]->pass_slot];
     }
-    if (!d.dep[f->id]) {
+    if (!d.dep[f->pass_slot]) {
         rc = 0;
         goto done;
     }
     nb_node *seed = d.scalar_output ? nb_const(ctx, nb_number_int(1), nb_scalar_type())
                                     : nb_identity(ctx, nb_type_length(f->type));
     if (nb_diff_accum(&d, f, seed)) goto done;
-    for (size_t id = n; id-- > 0;) {
-        if (!d.adjoint[id]) continue;
-        nb_node *y = ctx->nodes[id];
+    for (size_t i = n; i-- > 0;) {
+        if (!d.adjoint[i]) continue;
+        nb_node *y = topo[i];
         size_t count = 0;
-        for (contrib *c = d.adjoint[id]; c; c = c->next) count++;
+        for (contrib *c = d.adjoint[i]; c; c = c->next) count++;
         nb_node **terms = malloc(count * sizeof *terms);
         contrib **list = malloc(count * sizeof *list);
         if (!terms || !list) {
@@ -185,13 +209,13 @@ static int reverse(nb_ctx *ctx, nb_node *f, size_t nwrt, nb_node *const *wrt, nb
         /* Sum the contributions in the order their sources appear in f, so
          * results keep the user's term order (x² + 3x gives 2x + 3). */
         count = 0;
-        for (contrib *c = d.adjoint[id]; c; c = c->next) list[count++] = c;
+        for (contrib *c = d.adjoint[i]; c; c = c->next) list[count++] = c;
         qsort(list, count, sizeof *list, by_order);
         for (size_t k = 0; k < count; k++) terms[k] = list[k]->e;
         nb_node *G = nb_add_n(ctx, count, terms);
         free(terms);
         free(list);
-        d.current = d.preorder[id];
+        d.current = d.preorder[i];
         if (!G) goto done;
         if (y->op == NB_OP_VAR) {
             for (size_t k = 0; k < nwrt; k++)
@@ -202,6 +226,7 @@ static int reverse(nb_ctx *ctx, nb_node *f, size_t nwrt, nb_node *const *wrt, nb
     }
     rc = 0;
 done:
+    free(topo);
     free(d.dep);
     free(d.adjoint);
     free(d.preorder);

@@ -28,6 +28,7 @@ struct nb_node {
     uint16_t nargs;
     nb_type type;
     uint64_t hash;
+    uint32_t pass_mark, pass_slot; /* scratch of one graph pass (diff.c) */
     union {
         nb_number c;    /* CONST */
         const char *name; /* VAR (interned in the context) */
@@ -78,6 +79,8 @@ struct nb_ctx {
     size_t ndims, cap_dims;
     nb_binding *vars; /* declared variables and their values */
     size_t nvars, cap_vars;
+    uint32_t pass;          /* generation counter for pass_mark */
+    unsigned rewrite_depth; /* nesting of recursive rewrites (ops.c) */
     char error[1024];
     int error_column;
     bool oom;

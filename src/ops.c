@@ -94,6 +94,26 @@ static size_t node_index_get(node_index *m, const nb_node *key, size_t fresh) {
     return m->index[h];
 }
 
+/* An n-ary node; past the operand limit of a node, a tree of chunks. */
+static nb_node *make_nary(nb_ctx *ctx, nb_op op, size_t n, nb_node *const *args) {
+    enum { CHUNK = 4096 };
+    nb_type type;
+    if (n <= UINT16_MAX) {
+        if (!broadcast_all(ctx, nb_ops[op].name, n, args, &type)) return NULL;
+        return nb_make(ctx, op, type, n, args, NULL, 0);
+    }
+    size_t groups = (n + CHUNK - 1) / CHUNK;
+    nb_node **partial = malloc(groups * sizeof *partial);
+    if (!partial) return NULL;
+    for (size_t g = 0; g < groups; g++) {
+        size_t len = g + 1 < groups ? CHUNK : n - g * CHUNK;
+        partial[g] = len == 1 ? args[g * CHUNK] : make_nary(ctx, op, len, args + g * CHUNK);
+    }
+    nb_node *r = make_nary(ctx, op, groups, partial);
+    free(partial);
+    return r;
+}
+
 /* ---- ADD --------------------------------------------------------------- */
 typedef struct {
     nb_number coef;
@@ -269,11 +289,11 @@ nb_node *nb_add_n(nb_ctx *ctx, size_t n, nb_node *const *args) {
     else if (no >= 2 && (result = factor_out_common(ctx, no, out)) != NULL) {
     } else if (!shaped) {
         /* Only scalars survived: expand them to the result's shape. */
-        nb_node *s = no == 1 ? out[0] : nb_make(ctx, NB_OP_ADD, nb_scalar_type(), no, out, NULL, 0);
+        nb_node *s = no == 1 ? out[0] : make_nary(ctx, NB_OP_ADD, no, out);
         nb_node *f[2] = {s, nb_ones(ctx, type)};
         result = nb_make(ctx, NB_OP_MUL, type, 2, f, NULL, 0);
     } else if (no == 1) result = out[0];
-    else result = nb_make(ctx, NB_OP_ADD, type, no, out, NULL, 0);
+    else result = make_nary(ctx, NB_OP_ADD, no, out);
 done:
     if ((!t || !out || !indexed) && !result) nb_set_error(ctx, "out of memory");
     node_index_free(&seen);
@@ -438,7 +458,7 @@ nb_node *nb_mul_n(nb_ctx *ctx, size_t n, nb_node *const *args) {
                 result = nb_add_n(ctx, s->nargs, terms);
                 free(terms);
             }
-        } else result = nb_make(ctx, NB_OP_MUL, type, no, out, NULL, 0);
+        } else result = make_nary(ctx, NB_OP_MUL, no, out);
     }
 done:
     node_index_free(&seen);
@@ -604,10 +624,20 @@ static nb_node *transpose_uncached(nb_ctx *ctx, nb_node *a) {
     return nb_make(ctx, NB_OP_TRANSPOSE, t, 1, &a, NULL, 0);
 }
 
+/* Rewrites that distribute into operands recurse; past this nesting they stop
+ * and build the plain node, so deep chains cannot exhaust the C stack. */
+#define REWRITE_DEPTH_LIMIT 96
+
 nb_expr *nb_transpose(nb_ctx *ctx, nb_expr *a) {
     if (!a) return NULL;
     nb_node *r = nb_memo_get(ctx, NB_MEMO_TRANSPOSE, a, 0, 0);
-    return r ? r : nb_memo_put(ctx, NB_MEMO_TRANSPOSE, a, 0, 0, transpose_uncached(ctx, a));
+    if (r) return r;
+    if (ctx->rewrite_depth >= REWRITE_DEPTH_LIMIT && a->type.kind != NB_SCALAR && a->op != NB_OP_TRANSPOSE)
+        return nb_make(ctx, NB_OP_TRANSPOSE, transposed(a->type), 1, &a, NULL, 0);
+    ctx->rewrite_depth++;
+    r = transpose_uncached(ctx, a);
+    ctx->rewrite_depth--;
+    return nb_memo_put(ctx, NB_MEMO_TRANSPOSE, a, 0, 0, r);
 }
 
 static nb_type matmul_type(nb_type a, nb_type b) {
@@ -777,7 +807,16 @@ static nb_node *column_uncached(nb_ctx *ctx, nb_node *a, int64_t k) {
 nb_node *nb_column(nb_ctx *ctx, nb_node *a, int64_t k) {
     if (!a) return NULL;
     nb_node *r = nb_memo_get(ctx, NB_MEMO_COLUMN, a, k, 0);
-    return r ? r : nb_memo_put(ctx, NB_MEMO_COLUMN, a, k, 0, column_uncached(ctx, a, k));
+    if (r) return r;
+    if (ctx->rewrite_depth >= REWRITE_DEPTH_LIMIT && (a->op == NB_OP_ADD || a->op == NB_OP_MUL || a->op == NB_OP_MATMUL)) {
+        int64_t attr[2] = {k, 0};
+        bool one_row = a->type.kind == NB_ROW;
+        return nb_make(ctx, NB_OP_COLUMN, one_row ? nb_scalar_type() : nb_vector_type(a->type.rows), 1, &a, attr, sizeof attr);
+    }
+    ctx->rewrite_depth++;
+    r = column_uncached(ctx, a, k);
+    ctx->rewrite_depth--;
+    return nb_memo_put(ctx, NB_MEMO_COLUMN, a, k, 0, r);
 }
 
 static nb_node *entry_uncached(nb_ctx *ctx, nb_node *a, int64_t i, int64_t j) {
@@ -810,7 +849,15 @@ static nb_node *entry_uncached(nb_ctx *ctx, nb_node *a, int64_t i, int64_t j) {
 nb_node *nb_entry(nb_ctx *ctx, nb_node *a, int64_t i, int64_t j) {
     if (!a) return NULL;
     nb_node *r = nb_memo_get(ctx, NB_MEMO_ENTRY, a, i, j);
-    return r ? r : nb_memo_put(ctx, NB_MEMO_ENTRY, a, i, j, entry_uncached(ctx, a, i, j));
+    if (r) return r;
+    if (ctx->rewrite_depth >= REWRITE_DEPTH_LIMIT && (a->op == NB_OP_ADD || a->op == NB_OP_MUL || a->op == NB_OP_TRANSPOSE)) {
+        int64_t attr[2] = {i, j};
+        return nb_make(ctx, NB_OP_ENTRY, nb_scalar_type(), 1, &a, attr, sizeof attr);
+    }
+    ctx->rewrite_depth++;
+    r = entry_uncached(ctx, a, i, j);
+    ctx->rewrite_depth--;
+    return nb_memo_put(ctx, NB_MEMO_ENTRY, a, i, j, r);
 }
 
 /* ---- neural-network operators ---------------------------------------------- */
