@@ -271,6 +271,29 @@ static nb_node *columns(nb_ctx *ctx, nb_node *f, size_t n, nb_node **cols) {
     return sum;
 }
 
+/* Rows ∂fᵢ/∂(wrt) of a vector literal f, each from its own scalar pass. */
+static nb_node *literal_jacobian(nb_ctx *ctx, nb_node *f, size_t nwrt, nb_node *const *wrt, nb_node **g) {
+    size_t m = f->nargs;
+    if ((uint64_t)m * nwrt > UINT16_MAX) {
+        nb_set_error(ctx, "a Jacobian of %zu x %zu entries is too large to write out", m, nwrt);
+        return NULL;
+    }
+    nb_node **entries = malloc(m * nwrt * sizeof *entries);
+    if (!entries) {
+        nb_set_error(ctx, "out of memory");
+        return NULL;
+    }
+    nb_node *J = NULL;
+    for (size_t i = 0; i < m; i++) {
+        if (reverse(ctx, f->args[i], nwrt, wrt, g)) goto done;
+        for (size_t k = 0; k < nwrt; k++) entries[i * nwrt + k] = g[k] ? g[k] : nb_zero(ctx, nb_scalar_type());
+    }
+    J = nwrt == 1 ? nb_vector_lit(ctx, m, entries) : nb_matrix_lit(ctx, m, nwrt, entries);
+done:
+    free(entries);
+    return J;
+}
+
 nb_expr *nb_derivative(nb_ctx *ctx, nb_expr *f, size_t nwrt, nb_expr *const *wrt, nb_layout layout) {
     char tf[64], tv[64], buf[160];
     if (!f) return NULL;
@@ -305,7 +328,14 @@ nb_expr *nb_derivative(nb_ctx *ctx, nb_expr *f, size_t nwrt, nb_expr *const *wrt
         return NULL;
     }
     nb_node *J = NULL;
-    if (reverse(ctx, f, nwrt, wrt, g) == 0) {
+    bool scalars = true;
+    for (size_t k = 0; k < nwrt; k++) scalars &= wrt[k]->type.kind == NB_SCALAR;
+    if (f->op == NB_OP_VECLIT && scalars) {
+        /* A literal [f₁, …, fₘ] w.r.t. scalars: one scalar pass per entry, so the
+         * cost is the entries' sizes, not m times the whole literal. */
+        J = literal_jacobian(ctx, f, nwrt, wrt, g);
+        if (J && layout == NB_DENOMINATOR) J = nb_transpose(ctx, J);
+    } else if (reverse(ctx, f, nwrt, wrt, g) == 0) {
         for (size_t k = 0; k < nwrt; k++)
             if (!g[k]) g[k] = nb_zero(ctx, jacobian_type(f->type, wrt[k]->type));
         J = nwrt == 1 ? g[0] : columns(ctx, f, nwrt, g);
