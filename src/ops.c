@@ -114,6 +114,13 @@ static nb_node *make_nary(nb_ctx *ctx, nb_op op, size_t n, nb_node *const *args)
     return r;
 }
 
+/* Operand count once nested sums (or products) of op are flattened. */
+static size_t flattened_size(nb_op op, size_t n, nb_node *const *args) {
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) total += args[i]->op == op && args[i]->nargs <= FLATTEN_LIMIT ? args[i]->nargs : 1;
+    return total;
+}
+
 /* ---- ADD --------------------------------------------------------------- */
 typedef struct {
     nb_number coef;
@@ -217,8 +224,7 @@ nb_node *nb_add_n(nb_ctx *ctx, size_t n, nb_node *const *args) {
         if (!args[i]) return NULL;
     nb_type type;
     if (!broadcast_all(ctx, "+", n, args, &type)) return NULL;
-    size_t cap = 0;
-    for (size_t i = 0; i < n; i++) cap += args[i]->op == NB_OP_ADD && args[i]->nargs <= FLATTEN_LIMIT ? args[i]->nargs : 1;
+    size_t cap = flattened_size(NB_OP_ADD, n, args);
     term *t = malloc((cap + 1) * sizeof *t);
     nb_node **out = malloc((cap + 2) * sizeof *out);
     nb_node *result = NULL;
@@ -372,8 +378,7 @@ nb_node *nb_mul_n(nb_ctx *ctx, size_t n, nb_node *const *args) {
         if (!args[i]) return NULL;
     nb_type type;
     if (!broadcast_all(ctx, "⊙", n, args, &type)) return NULL;
-    size_t cap = 0;
-    for (size_t i = 0; i < n; i++) cap += args[i]->op == NB_OP_MUL && args[i]->nargs <= FLATTEN_LIMIT ? args[i]->nargs : 1;
+    size_t cap = flattened_size(NB_OP_MUL, n, args);
     factor *f = malloc((cap + 1) * sizeof *f);
     nb_node **out = malloc((cap + 2) * sizeof *out);
     nb_node *result = NULL;
