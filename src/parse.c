@@ -433,10 +433,40 @@ static const function_info *find_function(const char *name) {
     return NULL;
 }
 
+static nb_dim parse_dim(parser *p);
+
+/* ones(n), ones(m, n), zeros(n), zeros(m, n), eye(n): constant arrays, the
+ * parseable spelling of the paper's 1, 0 and I. */
+static nb_expr *parse_shaped_constant(parser *p, token name, int value, bool identity) {
+    advance(p); /* the name; now at '(' */
+    open_bracket(p);
+    nb_dim dims[2] = {0, 0};
+    int ndims = 0;
+    for (;;) {
+        if (ndims == 2) {
+            fail_at(p, name.start, "'%s' takes one or two sizes", identity ? "eye" : value ? "ones" : "zeros");
+            return NULL;
+        }
+        if (!(dims[ndims++] = parse_dim(p))) return NULL;
+        if (p->tok.kind != TOK_COMMA) break;
+        advance(p);
+    }
+    if (!close_bracket(p, TOK_RPAREN, "',' or ')'")) return NULL;
+    if (identity && ndims != 1) {
+        fail_at(p, name.start, "'eye' takes one size");
+        return NULL;
+    }
+    if (identity) return check_built(p, nb_identity(p->ctx, dims[0]), name.start);
+    nb_type t = ndims == 1 ? nb_vector_type(dims[0]) : nb_matrix_type(dims[0], dims[1]);
+    return check_built(p, nb_const(p->ctx, nb_number_int(value), t), name.start);
+}
+
 /* name '(' args ')', the current token being the name. */
 static nb_expr *parse_call(parser *p) {
     token name = p->tok;
     if (!take_name(p)) return NULL;
+    if (strcmp(p->name, "ones") == 0 || strcmp(p->name, "zeros") == 0 || strcmp(p->name, "eye") == 0)
+        return parse_shaped_constant(p, name, p->name[0] == 'o', p->name[0] == 'e');
     const function_info *f = find_function(p->name);
     if (!f) {
         if (nb_lookup(p->ctx, p->name) || lookup_definition(&p->defs, p->src + name.start, name.len))

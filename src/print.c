@@ -1,6 +1,8 @@
 /* Printing expressions as text (ASCII, Unicode) or LaTeX, the way the paper
  * writes them: coefficient first, division for negative powers, minus signs
- * pulled out of sums, ⊙/.* only between arrays.  Printed ASCII parses back.
+ * pulled out of sums, ⊙/.* only between arrays.  nb_to_string's ASCII parses
+ * back (array constants as ones(n), zeros(m, n), eye(n)); derivatives and the
+ * display formats use the paper's 1, 1ᵀ, 0 and I.
  * A large or deeply nested DAG is printed with definitions (t1 = …; …) for
  * its shared or deep parts, so the output stays linear in the graph size. */
 #include "nb_internal.h"
@@ -62,6 +64,7 @@ enum { P_LOW, P_CMP, P_ADD, P_MUL, P_NEG, P_POW, P_POST, P_ATOM };
 typedef struct {
     nb_ctx *ctx;
     nb_format fmt;
+    bool paper; /* 1, 1ᵀ, 0, I as the paper writes them; else ones(n), eye(n)… */
     nb_strbuf sb;
     uint32_t *name; /* by id: 0, or k for a node printed as definition tk */
     uint32_t base;  /* smallest id reachable (name indexes from it) */
@@ -297,9 +300,39 @@ static void print_literal(printer *p, const nb_node *e, bool as_row) {
 
 static void print_transpose_mark(printer *p) { nb_sb_puts(&p->sb, pick(p, "'", "ᵀ", "^{\\top}")); }
 
+/* ones(n), zeros(m, n), ones(n)': array constants that parse back. */
+static void print_shaped_constant(printer *p, const nb_node *e, int prec) {
+    char r[64], c[64];
+    nb_number v = e->a.c;
+    bool zero = nb_number_is(v, 0), scaled = !zero && !nb_number_is(v, 1);
+    bool paren = scaled && prec > P_MUL;
+    open_paren(p, paren);
+    if (scaled) {
+        print_number(p, v, P_MUL);
+        nb_sb_puts(&p->sb, "*");
+    }
+    nb_dim_name(p->ctx, e->type.rows, r, sizeof r);
+    nb_dim_name(p->ctx, e->type.cols, c, sizeof c);
+    const char *name = zero ? "zeros" : "ones";
+    switch (e->type.kind) {
+    case NB_VECTOR: nb_sb_printf(&p->sb, "%s(%s)", name, r); break;
+    case NB_ROW: nb_sb_printf(&p->sb, "%s(%s)'", name, c); break;
+    default: nb_sb_printf(&p->sb, "%s(%s, %s)", name, r, c); break;
+    }
+    close_paren(p, paren);
+}
+
 static void print_const(printer *p, const nb_node *e, int prec) {
     nb_number c = e->a.c;
-    if (e->type.kind == NB_SCALAR || nb_number_is(c, 0)) {
+    if (e->type.kind == NB_SCALAR) {
+        print_number(p, c, prec);
+        return;
+    }
+    if (!p->paper) {
+        print_shaped_constant(p, e, prec);
+        return;
+    }
+    if (nb_number_is(c, 0)) {
         print_number(p, c, prec);
         return;
     }
@@ -356,7 +389,10 @@ static void print_node(printer *p, const nb_node *e, int prec) {
     case NB_OP_CONST: print_const(p, e, prec); return;
     case NB_OP_VAR: print_name(p, e->a.name); return;
     case NB_OP_DIMVAL: print_name(p, nb_dim_name(p->ctx, e->a.dim, buf, sizeof buf)); return;
-    case NB_OP_IDENTITY: nb_sb_puts(&p->sb, "I"); return;
+    case NB_OP_IDENTITY:
+        if (p->paper) nb_sb_puts(&p->sb, "I");
+        else nb_sb_printf(&p->sb, "eye(%s)", nb_dim_name(p->ctx, e->a.dim, buf, sizeof buf));
+        return;
     case NB_OP_ADD: print_sum(p, e, prec); return;
     case NB_OP_MUL: print_product(p, e, false, prec); return;
     case NB_OP_POW:
@@ -489,7 +525,7 @@ done:
 
 static char *to_string(nb_ctx *ctx, const nb_expr *e, nb_format fmt, bool list_rows) {
     if (!e) return NULL;
-    printer p = {ctx, fmt, {NULL, 0, 0, false}, NULL, 0};
+    printer p = {ctx, fmt, list_rows || fmt != NB_FMT_ASCII, {NULL, 0, 0, false}, NULL, 0};
     uint32_t named;
     if (!plan_names(&p, e, &named)) return NULL;
     if (named) {

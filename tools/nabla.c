@@ -26,6 +26,7 @@ static const char main_help[] =
     "  [a, b]    a column vector; [[a, b], [c, d]] a matrix by rows\n"
     "  exp log ln sin cos tan tanh sqrt abs sigmoid relu softmax logsoftmax\n"
     "  sum mean norm2 diag, max(a, b) min(a, b) dot(a, b) softmax_xent(Z, Y)\n"
+    "  ones(n) zeros(m, n) eye(n)   constant arrays (the 1, 0 and I of derivatives)\n"
     "  u = X*w + b; sum(u.^2)   definitions, separated by ';' or newlines\n"
     "  A name not declared with --let is a scalar.\n"
     "\n"
