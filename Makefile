@@ -31,6 +31,10 @@ all: $(O)/libnabla.a $(O)/libnabla.so $(BIN)
 $(O)/src/%.o: src/%.c src/*.h src/ops.def include/nabla.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
+# Numeric kernels (src/kernels_impl.h): -O3 so that gcc vectorises the element-wise loops,
+# for this machine's vector unit (KERNEL_ARCH= builds portable baseline kernels).
+KERNEL_ARCH ?= $(shell $(CC) -march=native -x c -c /dev/null -o /dev/null 2>/dev/null && echo -march=native)
+$(O)/src/kernels.o: CFLAGS += -O3 -fno-math-errno -ffp-contract=fast $(KERNEL_ARCH)
 
 $(O)/libnabla.a: $(OBJS)
 	rm -f $@ && ar rcs $@ $^
@@ -55,3 +59,11 @@ clean:
 	rm -rf build build-* nabla
 
 .PHONY: all demo test clean
+
+# Example programs of the C API (examples/*.c), e.g. build/examples/neuron.
+EXAMPLE_BINS = $(patsubst examples/%.c,$(O)/examples/%,$(wildcard examples/*.c))
+examples: $(EXAMPLE_BINS)
+$(O)/examples/%: examples/%.c $(O)/libnabla.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDSAN) -o $@ $< $(O)/libnabla.a $(LDLIBS)
+.PHONY: examples

@@ -1,0 +1,156 @@
+#!/usr/bin/python3
+"""Side-by-side benchmarks: nabla (`nabla time`) against PyTorch.
+
+Usage (from the repository root, after `make`):
+    /usr/bin/python3 bench/bench.py [--threads 1|2] [--rounds R] [--only a,b,c,d] [--quick]
+
+For every case both sides run R rounds, alternating, each round reporting the
+median of several timed samples; the table shows the median over rounds.
+nabla's numbers are `nabla time`'s "f" and "f+derivative"; PyTorch's are the
+function under torch.no_grad() and the function plus backward() (gradients) or
+torch.autograd.functional.jacobian (Jacobians).  One thread against one thread
+(torch.set_num_threads(1), OPENBLAS_NUM_THREADS=1) unless --threads 2, where
+PyTorch runs with the OpenMP OpenBLAS (Debian's pthreads build thrashes).
+"""
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+import cases  # noqa: E402
+
+NABLA = os.path.join(ROOT, "nabla")
+
+
+def env_for(threads, torch_side):
+    env = dict(os.environ)
+    env["OMP_NUM_THREADS"] = str(threads)
+    env["OPENBLAS_NUM_THREADS"] = "1" if not torch_side else str(threads)
+    if torch_side and threads > 1:
+        env["LD_LIBRARY_PATH"] = "/usr/lib/x86_64-linux-gnu/openblas-openmp"
+    return env
+
+
+def run_nabla(expr, wrt, let, sizes, dtype, threads, repeat, extra=()):
+    cmd = [NABLA, "time", "-", "--wrt", wrt, "--size", sizes, "--dtype", dtype, "--threads", str(threads),
+           "--repeat", str(repeat)] + list(extra)
+    if let:
+        cmd += ["--let", let]
+    out = subprocess.run(cmd, input=expr, capture_output=True, text=True, env=env_for(threads, False))
+    if out.returncode != 0:
+        raise RuntimeError("nabla time failed: %s\n%s" % (" ".join(cmd[:3]), out.stderr))
+    vals = dict(re.findall(r"^(f|f\+derivative|ratio): (\S+)$", out.stdout, re.M))
+    return float(vals["f"]), float(vals["f+derivative"])
+
+
+def run_torch(case, sizes, dtype, threads, repeat):
+    cmd = ["/usr/bin/python3", os.path.join(HERE, "torch_side.py"), case, sizes.replace(" ", ""), dtype,
+           str(threads), str(repeat)]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env_for(threads, True))
+    if out.returncode != 0:
+        raise RuntimeError("torch side failed: %s\n%s" % (" ".join(cmd), out.stderr))
+    d = json.loads(out.stdout.strip().splitlines()[-1])
+    return d["f"], d["fd"]
+
+
+def sgemm_peak(B):
+    exe = os.path.join("/tmp", "nabla_sgemm_peak")
+    subprocess.run(["cc", "-O2", os.path.join(HERE, "sgemm_peak.c"), "-o", exe, "-lopenblas"], check=True)
+    out = subprocess.run([exe, str(B)], capture_output=True, text=True, env=env_for(1, False)).stdout
+    return float(re.search(r"square GFLOP/s (\S+)", out).group(1)), float(re.search(r"mlp GFLOP/s (\S+)", out).group(1))
+
+
+def fmt_t(s):
+    if s >= 1:
+        return "%.3g s" % s
+    if s >= 1e-3:
+        return "%.3g ms" % (s * 1e3)
+    if s >= 1e-6:
+        return "%.3g µs" % (s * 1e6)
+    return "%.3g ns" % (s * 1e9)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=9, help="timed samples per round (each side)")
+    ap.add_argument("--only", default="a,b,c,d")
+    ap.add_argument("--quick", action="store_true", help="skip the slowest PyTorch Jacobians (n=4096 tanh)")
+    args = ap.parse_args()
+    only = set(args.only.split(","))
+    T = args.threads
+
+    rows = []  # (group, label, dtype, nabla f, nabla fd, torch f, torch fd, note)
+
+    def bench(group, label, case, nab, sizes, dtype, extra=(), note="", torch_rounds=None):
+        nf, nfd, tf, tfd = [], [], [], []
+        rounds = args.rounds
+        for r in range(rounds):
+            a, b = run_nabla(*nab, sizes, dtype, T, args.repeat, extra)
+            nf.append(a)
+            nfd.append(b)
+            if case and r < (torch_rounds or rounds):
+                c, d = run_torch(case, sizes, dtype, T, args.repeat)
+                tf.append(c)
+                tfd.append(d)
+        med = statistics.median
+        row = (group, label, dtype, med(nf), med(nfd), med(tf) if tf else None, med(tfd) if tfd else None, note)
+        rows.append(row)
+        print_row(row)
+
+    def print_row(row):
+        group, label, dtype, nf, nfd, tf, tfd, note = row
+        s = "%-3s %-34s %-4s nabla f %-9s f+d %-9s (%.2fx f)" % (group, label, dtype, fmt_t(nf), fmt_t(nfd), nfd / nf)
+        if tfd:
+            s += " | torch f %-9s f+d %-9s | nabla/torch %.3f (%.1fx faster)" % (fmt_t(tf), fmt_t(tfd), nfd / tfd,
+                                                                                  tfd / nfd)
+        if note:
+            s += " " + note
+        print(s, flush=True)
+
+    print("threads: %d, rounds: %d (medians)" % (T, args.rounds), flush=True)
+    if "a" in only:
+        for sizes in ("N=10000,n=100", "N=1000,n=1000"):
+            for dt in ("f64", "f32"):
+                bench("(a)", "neuron cost+gradient " + sizes, "neuron", cases.NEURON, sizes, dt)
+    if "b" in only:
+        for B in (64, 256):
+            before = len(rows)
+            bench("(b)", "MLP 784-256-256-10 B=%d" % B, "mlp", cases.MLP, "B=%d" % B, "f32")
+            nfd = rows[before][4]
+            if T == 1:
+                sq, shapes = sgemm_peak(B)
+                gf = cases.mlp_flops(B) / nfd / 1e9
+                print("    MLP B=%d: nabla %.1f GFLOP/s = %.0f%% of OpenBLAS sgemm on a 1024^3 square (%.1f), "
+                      "%.0f%% of sgemm on the step's own shapes (%.1f)" % (B, gf, 100 * gf / sq, sq, 100 * gf / shapes,
+                                                                           shapes), flush=True)
+    if "c" in only:
+        for n in (64, 256, 1024, 4096):
+            bench("(c)", "J of exp(x).*sin(x)+x.^2 n=%d" % n, "jac_elementwise", cases.JAC_ELEMENTWISE, "n=%d" % n,
+                  "f64", note="(J as its diagonal)")
+        bench("(c)", "J of exp(x).*sin(x)+x.^2 n=4096 --dense", False, cases.JAC_ELEMENTWISE, "n=4096", "f64",
+              extra=("--dense",), note="(J as a dense 4096x4096)")
+        for n in (64, 256, 1024, 4096):
+            if n == 4096 and args.quick:
+                continue
+            bench("(c)", "J of tanh(A*x) n=%d" % n, "jac_tanh", cases.JAC_TANH, "n=%d" % n, "f64",
+                  torch_rounds=1 if n == 4096 else None)
+    if "d" in only:
+        ops = 1000
+        expr = cases.chain_expr(ops)
+        before = len(rows)
+        bench("(d)", "chain of %d scalar ops" % ops, "chain", (expr, "x", ""), "ops=%d" % ops, "f64")
+        _, _, _, nf, nfd, tf, tfd, _ = rows[before]
+        print("    per operation, forward+backward: nabla %s, torch %s" % (fmt_t(nfd / ops), fmt_t(tfd / ops)),
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,187 @@
+#!/usr/bin/python3
+"""PyTorch side of the nabla benchmarks (run by bench/bench.py).
+
+Usage: torch_side.py CASE SIZES DTYPE THREADS REPEAT
+Prints one JSON object: {"f": seconds, "fd": seconds} -- the median seconds
+per run of the function alone and of the function with its derivative
+(gradient or Jacobian), computed the way a PyTorch user would.
+"""
+import json
+import math
+import sys
+import time
+
+import torch
+
+import cases
+
+
+def median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else 0.5 * (xs[n // 2 - 1] + xs[n // 2])
+
+
+def timeit(fn, repeat, target=0.02):
+    fn()  # warm-up
+    n, t = 1, 0.0
+    while True:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        t = time.perf_counter() - t0
+        if t >= target or n >= 1 << 20:
+            break
+        n = max(n * 2, min(n * 16, int(n * target * 1.25 / max(t, 1e-9))))
+    samples = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        samples.append((time.perf_counter() - t0) / n)
+    return median(samples)
+
+
+def neuron(sz, dt):
+    N, n = sz["N"], sz["n"]
+    g = torch.Generator().manual_seed(1)
+    X = torch.rand(N, n, generator=g, dtype=dt) * 2 - 1
+    y = torch.rand(N, generator=g, dtype=dt) * 2 - 1
+    w = (torch.rand(n, generator=g, dtype=dt) * 2 - 1).requires_grad_()
+    b = (torch.rand((), generator=g, dtype=dt) * 2 - 1).requires_grad_()
+
+    def f():
+        with torch.no_grad():
+            return ((y - torch.relu(X @ w + b)) ** 2).sum() / N
+
+    def fd():
+        w.grad = None
+        b.grad = None
+        C = ((y - torch.relu(X @ w + b)) ** 2).sum() / N
+        C.backward()
+        return C
+
+    return f, fd
+
+
+def mlp(sz, dt):
+    B = sz["B"]
+    g = torch.Generator().manual_seed(1)
+
+    def r(*shape, grad=False):
+        t = (torch.rand(*shape, generator=g, dtype=dt) * 2 - 1)
+        return t.requires_grad_() if grad else t
+
+    X, Y = r(B, 784), r(B, 10)
+    W1, b1, W2, b2, W3, b3 = r(784, 256, grad=True), r(256, grad=True), r(256, 256, grad=True), r(256, grad=True), \
+        r(256, 10, grad=True), r(10, grad=True)
+    params = [W1, b1, W2, b2, W3, b3]
+
+    def loss():
+        H = torch.relu(X @ W1 + b1)
+        G = torch.relu(H @ W2 + b2)
+        Z = G @ W3 + b3
+        return -(Y * torch.log_softmax(Z, 1)).sum(1).mean()  # softmax_xent(Z, Y)
+
+    def f():
+        with torch.no_grad():
+            return loss()
+
+    def fd():
+        for p in params:
+            p.grad = None
+        L = loss()
+        L.backward()
+        return L
+
+    return f, fd
+
+
+def jac_elementwise(sz, dt):
+    n = sz["n"]
+    x = torch.rand(n, generator=torch.Generator().manual_seed(1), dtype=dt) * 2 - 1
+
+    def fun(x):
+        return torch.exp(x) * torch.sin(x) + x ** 2
+
+    def f():
+        with torch.no_grad():
+            return fun(x)
+
+    def fd():
+        return fun(x), torch.autograd.functional.jacobian(fun, x)
+
+    return f, fd
+
+
+def jac_tanh(sz, dt):
+    n = sz["n"]
+    g = torch.Generator().manual_seed(1)
+    A = torch.rand(n, n, generator=g, dtype=dt) * 2 - 1
+    x = torch.rand(n, generator=g, dtype=dt) * 2 - 1
+
+    def fun(x):
+        return torch.tanh(A @ x)
+
+    def f():
+        with torch.no_grad():
+            return fun(x)
+
+    def fd():
+        return fun(x), torch.autograd.functional.jacobian(fun, x)
+
+    return f, fd
+
+
+def chain(sz, dt):
+    ops = cases.chain_ops(sz["ops"])
+    x = torch.tensor(0.3, dtype=dt, requires_grad=True)
+
+    def run(x):
+        t = [x]
+        for kind, a, c in ops:
+            u = t[a]
+            if kind == "mul":
+                t.append(u * c)
+            elif kind == "add":
+                t.append(u + x)
+            elif kind == "sin":
+                t.append(torch.sin(u))
+            elif kind == "mulprev":
+                t.append(u * t[a - 1])
+            else:  # sub
+                t.append(u - c)
+        return t[-1]
+
+    def f():
+        with torch.no_grad():
+            return run(x)
+
+    def fd():
+        x.grad = None
+        y = run(x)
+        y.backward()
+        return y
+
+    return f, fd
+
+
+CASES = {"neuron": neuron, "mlp": mlp, "jac_elementwise": jac_elementwise, "jac_tanh": jac_tanh, "chain": chain}
+
+
+def main():
+    case, sizes, dtype, threads, repeat = sys.argv[1:6]
+    sz = {k: int(v) for k, v in (kv.split("=") for kv in sizes.split(","))}
+    torch.set_num_threads(int(threads))
+    dt = torch.float64 if dtype == "f64" else torch.float32
+    f, fd = CASES[case](sz, dt)
+    repeat = int(repeat)
+    # interleave like nabla time does
+    tf = timeit(f, repeat)
+    tfd = timeit(fd, repeat if case not in ("jac_elementwise", "jac_tanh") or sz.get("n", 0) < 2048 else 3,
+                 target=0.02)
+    print(json.dumps({"f": tf, "fd": tfd}))
+
+
+if __name__ == "__main__":
+    main()

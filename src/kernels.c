@@ -1,0 +1,73 @@
+/* Numeric kernels of compiled programs: kernels_impl.h instantiated for
+ * double and float.  Built with -O3 (see the Makefile) so that gcc vectorises
+ * the element-wise loops. */
+#include "kernels.h"
+
+#include <math.h>
+#include <string.h>
+#ifdef NB_HAVE_CBLAS
+#include <cblas.h>
+#endif
+
+/* Portable product blocking (elements). */
+#define NB_GEMM_MC 64
+#define NB_GEMM_KC 128
+#define NB_GEMM_NC 256
+
+const char *const nb_mop_names[NB_M_COUNT] = {
+#define NB_X(name, ar) #name,
+    NB_MOP_LIST(NB_X)
+#undef NB_X
+};
+const int nb_mop_arity[NB_M_COUNT] = {
+#define NB_X(name, ar) ar,
+    NB_MOP_LIST(NB_X)
+#undef NB_X
+};
+
+size_t nb_instr_scratch(const nb_instr *in, size_t real_size) {
+    if (in->kind == NB_I_GROUP) return (size_t)in->g->nregs * (size_t)in->g->blen * real_size;
+#ifndef NB_HAVE_CBLAS
+    if (in->kind == NB_I_GEMM) return (size_t)(NB_GEMM_KC * NB_GEMM_NC + NB_GEMM_MC * NB_GEMM_KC) * real_size;
+#endif
+    return 0;
+}
+
+size_t nb_instr_accs(const nb_instr *in) {
+    if (in->kind == NB_I_GROUP) return in->g->nred;
+    if (in->kind == NB_I_XENT) return 1;
+    return 0;
+}
+
+#define NB_CAT2(a, b) a##b
+#define NB_CAT(a, b) NB_CAT2(a, b)
+
+/* double */
+#define REAL double
+#define UREAL uint64_t
+#define NB_EXPMASK UINT64_C(0x7ff0000000000000)
+#define T(name) NB_CAT(name, _f64)
+#define M(fn) fn
+#define NB_CBLAS(x) NB_CAT(cblas_d, x)
+#include "kernels_impl.h"
+#undef REAL
+#undef UREAL
+#undef NB_EXPMASK
+#undef T
+#undef M
+#undef NB_CBLAS
+
+/* float */
+#define REAL float
+#define UREAL uint32_t
+#define NB_EXPMASK UINT32_C(0x7f800000)
+#define T(name) NB_CAT(name, _f32)
+#define M(fn) NB_CAT(fn, f)
+#define NB_CBLAS(x) NB_CAT(cblas_s, x)
+#include "kernels_impl.h"
+#undef REAL
+#undef UREAL
+#undef NB_EXPMASK
+#undef T
+#undef M
+#undef NB_CBLAS

@@ -1,0 +1,141 @@
+/* The executable form of a compiled program, and the kernels that run it.
+ *
+ * compile.c lowers an expression DAG to instructions whose operands are
+ * (base, offset) pairs into caller buffers or the program's workspace;
+ * kernels_impl.h is the ONE kernel source: kernels.c includes it twice, once
+ * with REAL = double (suffix _f64) and once with REAL = float (suffix _f32).
+ *
+ * Element-wise work runs in "groups": a fused list of micro-operations over
+ * one iteration space (rows x cols) that is walked block by block; values that
+ * live only inside the group stay in small per-thread registers (one block
+ * long, in L1), so a chain of element-wise operations costs one pass over
+ * memory.  Everything else (products, gathers, row-wise softmax) is a kernel
+ * instruction. */
+#ifndef NB_KERNELS_H
+#define NB_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Block length of element-wise groups (elements). */
+#define NB_BLOCK 512
+
+/* How a micro-operation reads an operand within a block. */
+enum {
+    NB_A_REG,  /* a group register (block-long scratch) */
+    NB_A_FULL, /* memory, same shape as the iteration space */
+    NB_A_SCAL, /* memory, one value broadcast everywhere */
+    NB_A_ROWB, /* memory, a row (1 x cols) broadcast over the rows */
+    NB_A_COLB  /* memory, a column (rows x 1) broadcast over the columns */
+};
+
+typedef struct {
+    uint8_t mode; /* NB_A_* */
+    uint8_t base; /* index into the run's base-pointer table (memory modes) */
+    uint32_t reg; /* register index (NB_A_REG) */
+    int64_t off;  /* element offset from the base */
+} nb_arg;
+
+/* Micro-operations.  X(name, arity); arity 1 unary, 2 binary, 0 reduction. */
+#define NB_MOP_LIST(X)                                                                                       \
+    X(COPY, 1)                                                                                               \
+    X(NEG, 1)                                                                                                \
+    X(EXP, 1) X(LOG, 1) X(SIN, 1) X(COS, 1) X(TAN, 1) X(TANH, 1) X(SIGMOID, 1) X(ABS, 1) X(SIGN, 1)          \
+        X(SQRT, 1) X(SQUARE, 1) X(RECIP, 1) X(ADD, 2) X(SUB, 2) X(MUL, 2) X(DIV, 2) X(POW, 2) X(MAX, 2)      \
+            X(MIN, 2) X(GT, 2) X(GE, 2) X(LT, 2) X(LE, 2) X(RSUM, 0)
+
+typedef enum {
+#define NB_X(name, ar) NB_M_##name,
+    NB_MOP_LIST(NB_X)
+#undef NB_X
+        NB_M_COUNT
+} nb_mop_code;
+
+typedef struct {
+    uint16_t op;  /* nb_mop_code */
+    uint16_t acc; /* NB_M_RSUM: accumulator slot */
+    nb_arg dst;   /* NB_A_REG or NB_A_FULL (unused for RSUM) */
+    nb_arg src[2];
+} nb_mop;
+
+typedef struct {
+    int64_t rows, cols; /* iteration space */
+    int64_t blen;       /* block length: min(NB_BLOCK, cols or rows*cols) */
+    int rowwise;        /* walk row by row (row/column broadcasts present) */
+    uint32_t nmops, nregs, nred;
+    nb_mop *mops;
+    nb_arg *red_dst; /* nred destinations (NB_A_FULL, one element) */
+} nb_group;
+
+/* Kernel instructions. */
+typedef enum {
+    NB_I_GROUP,      /* fused element-wise group */
+    NB_I_GEMM,       /* y(m x n) = alpha op(a) op(b), a/b row-major, lda/ldb */
+    NB_I_GEMV,       /* y = alpha op(a) b, a is m x n row-major (op by ta) */
+    NB_I_COLSUM,     /* y(n) = alpha Σ_i a(i, :), a m x n */
+    NB_I_ROWSUM,     /* y(m) = alpha Σ_j a(:, j), a m x n */
+    NB_I_TRANSPOSE,  /* y (n x m) = aᵀ, a m x n */
+    NB_I_STRIDED,    /* y[i] = a[i * stride], i < m */
+    NB_I_GATHER,     /* y[i] = *list[i], i < nlist */
+    NB_I_DENSE_DIAG, /* y (m x m) = diag(a[i * stride]) (stride 0: scalar) */
+    NB_I_SOFTMAX,    /* y = row-wise softmax of a (m x n) */
+    NB_I_LOGSOFTMAX, /* y = row-wise log softmax of a */
+    NB_I_XENT        /* y (scalar) = mean_i −Σ_j b_ij log softmax(a_i)_j */
+} nb_instr_kind;
+
+typedef struct {
+    int kind;   /* nb_instr_kind */
+    int nt;     /* threads this instruction uses (planned) */
+    int ta, tb; /* transposes (GEMM, GEMV) */
+    int64_t m, n, k, lda, ldb, stride;
+    double alpha;
+    int has_alpha; /* alpha is multiplied by the value at alpha_arg */
+    nb_arg alpha_arg;
+    nb_arg y, a, b;
+    nb_group *g;
+    nb_arg *list;
+    size_t nlist;
+} nb_instr;
+
+/* Per-thread scratch needs of one instruction (registers + packing). */
+size_t nb_instr_scratch(const nb_instr *in, size_t real_size);
+/* Accumulator slots (doubles) an instruction needs per thread. */
+size_t nb_instr_accs(const nb_instr *in);
+
+/* Runs thread tid's share (of nt) of an instruction.  bases: the base-pointer
+ * table; scratch: this thread's scratch (real_size-aligned), acc its
+ * accumulators. */
+typedef void (*nb_exec_fn)(const nb_instr *in, void *const *bases, void *scratch, double *acc, int tid,
+                           int nt);
+/* After all threads ran: combines per-thread accumulators (acc[t] for t < nt)
+ * into the instruction's results. */
+typedef void (*nb_finish_fn)(const nb_instr *in, void *const *bases, double *const *acc, int nt);
+/* Checks n values for NaN/Inf; returns the index of the first, or -1. */
+typedef int64_t (*nb_find_nonfinite_fn)(const void *p, int64_t n);
+/* Stores a double into element off of base. */
+typedef void (*nb_store_fn)(void *base, int64_t off, double v);
+
+/* Rows r0..r1 of an instruction inside a row-tiled region (see compile.c). */
+typedef void (*nb_exec_rows_fn)(const nb_instr *in, void *const *bases, void *scratch, double *acc,
+                                int64_t r0, int64_t r1, int first, void *red);
+/* y[i] += x[i], i < n */
+typedef void (*nb_accumulate_fn)(void *y, const void *x, int64_t n);
+
+typedef struct {
+    size_t real_size;
+    nb_exec_fn exec;
+    nb_finish_fn finish;
+    nb_find_nonfinite_fn find_nonfinite;
+    nb_store_fn store;
+    nb_exec_rows_fn exec_rows;
+    nb_accumulate_fn accumulate;
+} nb_kernels;
+
+extern const nb_kernels nb_kernels_f64;
+extern const nb_kernels nb_kernels_f32;
+
+/* Micro-operation names (for diagnostics). */
+extern const char *const nb_mop_names[NB_M_COUNT];
+extern const int nb_mop_arity[NB_M_COUNT];
+
+#endif

@@ -1,0 +1,706 @@
+/* The one kernel source.  Included by kernels.c once per real type with
+ *   REAL      the element type (double or float)
+ *   UREAL     an unsigned integer of the same size (for bit tests)
+ *   NB_EXPMASK the exponent mask of REAL in UREAL
+ *   T(name)   the suffixed name (name_f64 / name_f32)
+ *   M(fn)     the libm function for REAL (exp / expf)
+ *   NB_CBLAS(x) the CBLAS routine for REAL (cblas_dx / cblas_sx)
+ * No other file defines a kernel. */
+
+/* ---- scalar definitions of every element-wise operation ---------------- */
+/* Unary: X(name, expression of x). */
+#define NB_UNARY(X)                                                                                          \
+    X(COPY, x)                                                                                               \
+    X(NEG, -x)                                                                                               \
+    X(EXP, M(exp)(x))                                                                                        \
+    X(LOG, M(log)(x))                                                                                        \
+    X(SIN, M(sin)(x))                                                                                        \
+    X(COS, M(cos)(x))                                                                                        \
+    X(TAN, M(tan)(x))                                                                                        \
+    X(TANH, M(tanh)(x))                                                                                      \
+    X(SIGMOID, T(sigmoid)(x))                                                                                \
+    X(ABS, M(fabs)(x))                                                                                       \
+    X(SIGN, (REAL)((x > 0) - (x < 0)))                                                                       \
+    X(SQRT, M(sqrt)(x))                                                                                      \
+    X(SQUARE, x *x)                                                                                          \
+    X(RECIP, (REAL)1 / x)
+/* Binary: X(name, expression of a and b). */
+#define NB_BINARY(X)                                                                                         \
+    X(ADD, a + b)                                                                                            \
+    X(SUB, a - b)                                                                                            \
+    X(MUL, a *b)                                                                                             \
+    X(DIV, a / b)                                                                                            \
+    X(POW, M(pow)(a, b))                                                                                     \
+    X(MAX, T(max)(a, b))                                                                                     \
+    X(MIN, T(min)(a, b))                                                                                     \
+    X(GT, (REAL)(a > b))                                                                                     \
+    X(GE, (REAL)(a >= b))                                                                                    \
+    X(LT, (REAL)(a < b))                                                                                     \
+    X(LE, (REAL)(a <= b))
+
+static inline REAL T(sigmoid)(REAL x) {
+    if (x >= 0) return (REAL)1 / ((REAL)1 + M(exp)(-x));
+    const REAL e = M(exp)(x);
+    return e / ((REAL)1 + e);
+}
+/* max/min propagate NaN from either side, like the reference evaluator. */
+static inline REAL T(max)(REAL a, REAL b) {
+    return a > b ? a : (b != b ? b : (a != a ? a : b));
+}
+static inline REAL T(min)(REAL a, REAL b) {
+    return a < b ? a : (b != b ? b : (a != a ? a : b));
+}
+
+#define NB_DEF_UNARY(name, expr)                                                                             \
+    static inline REAL T(f_##name)(REAL x) {                                                                 \
+        return (expr);                                                                                       \
+    }                                                                                                        \
+    static void T(u_##name)(int64_t n, REAL *restrict y, const REAL *restrict p) {                           \
+        for (int64_t i = 0; i < n; i++)                                                                      \
+            y[i] = T(f_##name)(p[i]);                                                                        \
+    }
+NB_UNARY(NB_DEF_UNARY)
+#undef NB_DEF_UNARY
+
+#define NB_DEF_BINARY(name, expr)                                                                            \
+    static inline REAL T(g_##name)(REAL a, REAL b) {                                                         \
+        return (expr);                                                                                       \
+    }                                                                                                        \
+    static void T(b_##name##_vv)(int64_t n, REAL *restrict y, const REAL *restrict pa,                       \
+                                 const REAL *restrict pb) {                                                  \
+        for (int64_t i = 0; i < n; i++)                                                                      \
+            y[i] = T(g_##name)(pa[i], pb[i]);                                                                \
+    }                                                                                                        \
+    static void T(b_##name##_sv)(int64_t n, REAL *restrict y, REAL a, const REAL *restrict pb) {             \
+        for (int64_t i = 0; i < n; i++)                                                                      \
+            y[i] = T(g_##name)(a, pb[i]);                                                                    \
+    }                                                                                                        \
+    static void T(b_##name##_vs)(int64_t n, REAL *restrict y, const REAL *restrict pa, REAL b) {             \
+        for (int64_t i = 0; i < n; i++)                                                                      \
+            y[i] = T(g_##name)(pa[i], b);                                                                    \
+    }
+NB_BINARY(NB_DEF_BINARY)
+#undef NB_DEF_BINARY
+
+static void T(fill)(int64_t n, REAL *restrict y, REAL v) {
+    for (int64_t i = 0; i < n; i++)
+        y[i] = v;
+}
+
+/* Σ a[i] accumulated in double with 8 independent partial sums (vectorises
+ * without reassociation flags). */
+static double T(sum)(int64_t n, const REAL *restrict a) {
+    double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++)
+            s[j] += (double)a[i + j];
+    double t = 0;
+    for (; i < n; i++)
+        t += (double)a[i];
+    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])) + t;
+}
+
+#if 0
+/* Σ a[i]·b[i] in double. */
+static double T(dot)(int64_t n, const REAL *restrict a, const REAL *restrict b) {
+    double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) s[j] += (double)a[i + j] * (double)b[i + j];
+    double t = 0;
+    for (; i < n; i++) t += (double)a[i] * (double)b[i];
+    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])) + t;
+}
+#endif
+
+/* y += alpha·x */
+static void T(axpy)(int64_t n, REAL alpha, const REAL *restrict x, REAL *restrict y) {
+    for (int64_t i = 0; i < n; i++)
+        y[i] += alpha * x[i];
+}
+
+/* ---- element-wise groups ---------------------------------------------- */
+/* Resolves a micro-operation operand for the block at flat position pos
+ * (row r, first column c0).  *bc is set when the operand is one value for the
+ * whole block. */
+static inline const REAL *T(opnd)(const nb_arg *s, void *const *bases, REAL *regs, int64_t blen, int64_t pos,
+                                  int64_t r, int64_t c0, int *bc) {
+    switch (s->mode) {
+    case NB_A_REG:
+        *bc = 0;
+        return regs + (int64_t)s->reg * blen;
+    case NB_A_FULL:
+        *bc = 0;
+        return (const REAL *)bases[s->base] + s->off + pos;
+    case NB_A_SCAL:
+        *bc = 1;
+        return (const REAL *)bases[s->base] + s->off;
+    case NB_A_ROWB:
+        *bc = 0;
+        return (const REAL *)bases[s->base] + s->off + c0;
+    default: /* NB_A_COLB */
+        *bc = 1;
+        return (const REAL *)bases[s->base] + s->off + r;
+    }
+}
+
+static inline REAL *T(dst)(const nb_arg *d, void *const *bases, REAL *regs, int64_t blen, int64_t pos) {
+    if (d->mode == NB_A_REG) return regs + (int64_t)d->reg * blen;
+    return (REAL *)bases[d->base] + d->off + pos;
+}
+
+/* One block of a group: len elements at flat position pos. */
+static void T(block)(const nb_group *g, void *const *bases, REAL *regs, double *acc, int64_t pos, int64_t r,
+                     int64_t c0, int64_t len) {
+    const int64_t blen = g->blen;
+    for (uint32_t k = 0; k < g->nmops; k++) {
+        const nb_mop *m = &g->mops[k];
+        int sa = 0, sb = 0;
+        const REAL *a = T(opnd)(&m->src[0], bases, regs, blen, pos, r, c0, &sa);
+        if (m->op == NB_M_RSUM) {
+            acc[m->acc] += sa ? (double)a[0] * (double)len : T(sum)(len, a);
+            continue;
+        }
+        REAL *y = T(dst)(&m->dst, bases, regs, blen, pos);
+        switch (m->op) {
+#define NB_CASE_UNARY(name, expr)                                                                            \
+    case NB_M_##name:                                                                                        \
+        if (sa)                                                                                              \
+            T(fill)(len, y, T(f_##name)(a[0]));                                                              \
+        else                                                                                                 \
+            T(u_##name)(len, y, a);                                                                          \
+        break;
+            NB_UNARY(NB_CASE_UNARY)
+#undef NB_CASE_UNARY
+#define NB_CASE_BINARY(name, expr)                                                                           \
+    case NB_M_##name: {                                                                                      \
+        const REAL *b = T(opnd)(&m->src[1], bases, regs, blen, pos, r, c0, &sb);                             \
+        if (!sa && !sb)                                                                                      \
+            T(b_##name##_vv)(len, y, a, b);                                                                  \
+        else if (sa && !sb)                                                                                  \
+            T(b_##name##_sv)(len, y, a[0], b);                                                               \
+        else if (!sa)                                                                                        \
+            T(b_##name##_vs)(len, y, a, b[0]);                                                               \
+        else                                                                                                 \
+            T(fill)(len, y, T(g_##name)(a[0], b[0]));                                                        \
+        break;                                                                                               \
+    }
+            NB_BINARY(NB_CASE_BINARY)
+#undef NB_CASE_BINARY
+        default:
+            break;
+        }
+    }
+}
+
+/* A group whose iteration space is one element: straight-line scalar code. */
+static void T(scalar_group)(const nb_group *g, void *const *bases, REAL *regs, double *acc) {
+    for (uint32_t k = 0; k < g->nmops; k++) {
+        const nb_mop *m = &g->mops[k];
+        const nb_arg *s0 = &m->src[0];
+        const REAL x = s0->mode == NB_A_REG ? regs[s0->reg] : ((const REAL *)bases[s0->base])[s0->off];
+        if (m->op == NB_M_RSUM) {
+            acc[m->acc] += (double)x;
+            continue;
+        }
+        REAL *y = m->dst.mode == NB_A_REG ? regs + m->dst.reg : (REAL *)bases[m->dst.base] + m->dst.off;
+        switch (m->op) {
+#define NB_CASE_UNARY(name, expr)                                                                            \
+    case NB_M_##name:                                                                                        \
+        *y = T(f_##name)(x);                                                                                 \
+        break;
+            NB_UNARY(NB_CASE_UNARY)
+#undef NB_CASE_UNARY
+#define NB_CASE_BINARY(name, expr)                                                                           \
+    case NB_M_##name: {                                                                                      \
+        const nb_arg *s1 = &m->src[1];                                                                       \
+        const REAL b = s1->mode == NB_A_REG ? regs[s1->reg] : ((const REAL *)bases[s1->base])[s1->off];      \
+        *y = T(g_##name)(x, b);                                                                              \
+        break;                                                                                               \
+    }
+            NB_BINARY(NB_CASE_BINARY)
+#undef NB_CASE_BINARY
+        default:
+            break;
+        }
+    }
+}
+
+/* Rows r0..r1 of a group (for a flat group, entries r0..r1). */
+static void T(group_rows)(const nb_group *g, void *const *bases, REAL *regs, double *acc, int64_t r0,
+                          int64_t r1) {
+    const int64_t blen = g->blen;
+    if (!g->rowwise) {
+        const int64_t p0 = r0 * g->cols, p1 = r1 * g->cols;
+        for (int64_t pos = p0; pos < p1; pos += blen) {
+            const int64_t len = p1 - pos < blen ? p1 - pos : blen;
+            T(block)(g, bases, regs, acc, pos, 0, 0, len);
+        }
+    } else {
+        for (int64_t r = r0; r < r1; r++)
+            for (int64_t c0 = 0; c0 < g->cols; c0 += blen) {
+                const int64_t len = g->cols - c0 < blen ? g->cols - c0 : blen;
+                T(block)(g, bases, regs, acc, r * g->cols + c0, r, c0, len);
+            }
+    }
+}
+
+static void T(exec_group)(const nb_group *g, void *const *bases, REAL *regs, double *acc, int tid, int nt) {
+    for (uint32_t k = 0; k < g->nred; k++)
+        acc[k] = 0;
+    if (g->rows * g->cols == 1) {
+        if (tid == 0) T(scalar_group)(g, bases, regs, acc);
+        return;
+    }
+    if (!g->rowwise) { /* split at block boundaries */
+        const int64_t total = g->rows * g->cols, blen = g->blen;
+        const int64_t nblocks = (total + blen - 1) / blen;
+        const int64_t b0 = nblocks * tid / nt, b1 = nblocks * (tid + 1) / nt;
+        for (int64_t b = b0; b < b1; b++) {
+            const int64_t pos = b * blen;
+            const int64_t len = total - pos < blen ? total - pos : blen;
+            T(block)(g, bases, regs, acc, pos, 0, 0, len);
+        }
+    } else {
+        T(group_rows)(g, bases, regs, acc, g->rows * tid / nt, g->rows * (tid + 1) / nt);
+    }
+}
+
+/* ---- matrix products -------------------------------------------------- */
+#ifndef NB_HAVE_CBLAS
+/* Blocked portable product C (m x n, row stride ldc) = alpha·op(A)·op(B):
+ * B is packed in KC x NC panels, A in MC x KC panels (times alpha), and a
+ * 4-row kernel streams B rows into 4 rows of C with vectorised inner loops. */
+static void T(gemm_portable)(int ta, int tb, int64_t m, int64_t n, int64_t k, REAL alpha, const REAL *A,
+                             int64_t lda, const REAL *B, int64_t ldb, REAL *C, int64_t ldc, REAL *pack,
+                             int acc) {
+    REAL *Bp = pack, *Ap = pack + NB_GEMM_KC * NB_GEMM_NC;
+    if (!acc)
+        for (int64_t i = 0; i < m; i++)
+            T(fill)(n, C + i * ldc, 0);
+    for (int64_t jc = 0; jc < n; jc += NB_GEMM_NC) {
+        const int64_t nc = n - jc < NB_GEMM_NC ? n - jc : NB_GEMM_NC;
+        for (int64_t pc = 0; pc < k; pc += NB_GEMM_KC) {
+            const int64_t kc = k - pc < NB_GEMM_KC ? k - pc : NB_GEMM_KC;
+            if (tb) {
+                for (int64_t j = 0; j < nc; j++)
+                    for (int64_t p = 0; p < kc; p++)
+                        Bp[p * nc + j] = B[(jc + j) * ldb + pc + p];
+            } else {
+                for (int64_t p = 0; p < kc; p++)
+                    for (int64_t j = 0; j < nc; j++)
+                        Bp[p * nc + j] = B[(pc + p) * ldb + jc + j];
+            }
+            for (int64_t ic = 0; ic < m; ic += NB_GEMM_MC) {
+                const int64_t mc = m - ic < NB_GEMM_MC ? m - ic : NB_GEMM_MC;
+                if (ta) {
+                    for (int64_t p = 0; p < kc; p++)
+                        for (int64_t i = 0; i < mc; i++)
+                            Ap[i * kc + p] = alpha * A[(pc + p) * lda + ic + i];
+                } else {
+                    for (int64_t i = 0; i < mc; i++)
+                        for (int64_t p = 0; p < kc; p++)
+                            Ap[i * kc + p] = alpha * A[(ic + i) * lda + pc + p];
+                }
+                int64_t i = 0;
+                for (; i + 4 <= mc; i += 4) {
+                    REAL *restrict c0 = C + (ic + i) * ldc + jc;
+                    REAL *restrict c1 = c0 + ldc;
+                    REAL *restrict c2 = c1 + ldc;
+                    REAL *restrict c3 = c2 + ldc;
+                    for (int64_t p = 0; p < kc; p++) {
+                        const REAL a0 = Ap[i * kc + p], a1 = Ap[(i + 1) * kc + p];
+                        const REAL a2 = Ap[(i + 2) * kc + p], a3 = Ap[(i + 3) * kc + p];
+                        const REAL *restrict b = Bp + p * nc;
+                        for (int64_t j = 0; j < nc; j++) {
+                            const REAL bj = b[j];
+                            c0[j] += a0 * bj;
+                            c1[j] += a1 * bj;
+                            c2[j] += a2 * bj;
+                            c3[j] += a3 * bj;
+                        }
+                    }
+                }
+                for (; i < mc; i++) {
+                    REAL *restrict c0 = C + (ic + i) * ldc + jc;
+                    for (int64_t p = 0; p < kc; p++)
+                        T(axpy)(nc, Ap[i * kc + p], Bp + p * nc, c0);
+                }
+            }
+        }
+    }
+}
+#endif
+
+/* C = alpha·op(A)·op(B) (+ C when acc), C contiguous with row stride ldc. */
+static void T(gemm)(int ta, int tb, int64_t m, int64_t n, int64_t k, REAL alpha, const REAL *A, int64_t lda,
+                    const REAL *B, int64_t ldb, REAL *C, int64_t ldc, REAL *pack, int acc) {
+    if (m <= 0 || n <= 0) return;
+#ifdef NB_HAVE_CBLAS
+    (void)pack;
+    if (k <= 0) {
+        if (!acc)
+            for (int64_t i = 0; i < m; i++)
+                T(fill)(n, C + i * ldc, 0);
+        return;
+    }
+    NB_CBLAS(gemm)
+    (CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k,
+     alpha, A, (int)lda, B, (int)ldb, (REAL)(acc ? 1 : 0), C, (int)ldc);
+#else
+    T(gemm_portable)(ta, tb, m, n, k, alpha, A, lda, B, ldb, C, ldc, pack, acc);
+#endif
+}
+
+/* Matrix-vector products.  Own kernels rather than BLAS gemv: four rows at
+ * a time with explicit vectors (GCC vector extensions: one 32-byte vector of
+ * REAL), which keeps the loads of x shared and the FMA units busy; measured
+ * faster than OpenBLAS's dgemv on the development machine, and the same code
+ * with and without BLAS. */
+typedef REAL T(vec) __attribute__((vector_size(32)));
+#define NB_VN ((int64_t)(32 / sizeof(REAL)))
+
+/* y[i] = alpha·(A x)[i] (+ y[i] when acc) for i in [i0, i0 + R): R rows at
+ * once, full vectors, then a half vector, then scalars. */
+#define NB_GEMV_ROWS(R)                                                                                      \
+    do {                                                                                                     \
+        const REAL *a = A + i0 * lda;                                                                        \
+        T(vec) s[R] = {{0}}, xv, v;                                                                          \
+        int64_t j = 0;                                                                                       \
+        for (; j + NB_VN <= cols; j += NB_VN) {                                                              \
+            memcpy(&xv, x + j, sizeof xv);                                                                   \
+            for (int r = 0; r < R; r++) {                                                                    \
+                memcpy(&v, a + r * lda + j, sizeof v);                                                       \
+                s[r] += v * xv;                                                                              \
+            }                                                                                                \
+        }                                                                                                    \
+        REAL t[R];                                                                                           \
+        for (int r = 0; r < R; r++) {                                                                        \
+            t[r] = 0;                                                                                        \
+            for (int k = 0; k < NB_VN; k++)                                                                  \
+                t[r] += s[r][k];                                                                             \
+        }                                                                                                    \
+        for (; j < cols; j++)                                                                                \
+            for (int r = 0; r < R; r++)                                                                      \
+                t[r] += a[r * lda + j] * x[j];                                                               \
+        if (acc)                                                                                             \
+            for (int r = 0; r < R; r++)                                                                      \
+                y[i0 + r] += alpha * t[r];                                                                   \
+        else                                                                                                 \
+            for (int r = 0; r < R; r++)                                                                      \
+                y[i0 + r] = alpha * t[r];                                                                    \
+    } while (0)
+
+/* y[i] = alpha·(A x)[i] (+ y[i] when acc), i < rows */
+static void T(gemv_n)(int64_t rows, int64_t cols, REAL alpha, const REAL *restrict A, int64_t lda,
+                      const REAL *restrict x, REAL *restrict y, int acc) {
+    int64_t i0 = 0;
+    for (; i0 + 8 <= rows; i0 += 8)
+        NB_GEMV_ROWS(8);
+    for (; i0 < rows; i0++)
+        NB_GEMV_ROWS(1);
+}
+#undef NB_GEMV_ROWS
+
+/* y[j] = alpha·(Aᵀx)[j] (+ y[j] when acc), j < cols */
+static void T(gemv_t)(int64_t rows, int64_t cols, REAL alpha, const REAL *restrict A, int64_t lda,
+                      const REAL *restrict x, REAL *restrict y, int acc) {
+    if (!acc) T(fill)(cols, y, 0);
+    int64_t i = 0;
+    for (; i + 4 <= rows; i += 4) {
+        const REAL *restrict a0 = A + i * lda, *restrict a1 = a0 + lda, *restrict a2 = a1 + lda,
+                             *restrict a3 = a2 + lda;
+        const REAL x0 = alpha * x[i], x1 = alpha * x[i + 1], x2 = alpha * x[i + 2], x3 = alpha * x[i + 3];
+        for (int64_t j = 0; j < cols; j++)
+            y[j] += a0[j] * x0 + a1[j] * x1 + a2[j] * x2 + a3[j] * x3;
+    }
+    for (; i < rows; i++)
+        T(axpy)(cols, alpha * x[i], A + i * lda, y);
+}
+
+/* y = alpha·op(A)·x (+ y when acc) where A is rows x cols row-major with
+ * stride lda. */
+static void T(gemv)(int ta, int64_t rows, int64_t cols, REAL alpha, const REAL *A, int64_t lda, const REAL *x,
+                    REAL *y, int acc) {
+    if ((ta ? cols : rows) <= 0) return;
+    if (ta)
+        T(gemv_t)(rows, cols, alpha, A, lda, x, y, acc);
+    else
+        T(gemv_n)(rows, cols, alpha, A, lda, x, y, acc);
+}
+
+/* ---- row-wise softmax family ------------------------------------------ */
+static REAL T(rowmax)(int64_t n, const REAL *z) {
+    REAL mx = z[0];
+    for (int64_t j = 1; j < n; j++)
+        mx = z[j] > mx ? z[j] : mx;
+    return mx;
+}
+
+static void T(softmax_rows)(int logsm, int64_t r0, int64_t r1, int64_t n, const REAL *Z, REAL *Y) {
+    for (int64_t i = r0; i < r1; i++) {
+        const REAL *z = Z + i * n;
+        REAL *y = Y + i * n;
+        const REAL mx = T(rowmax)(n, z);
+        if (logsm) {
+            double s = 0;
+            for (int64_t j = 0; j < n; j++)
+                s += (double)M(exp)(z[j] - mx);
+            const REAL lse = mx + (REAL)log(s);
+            for (int64_t j = 0; j < n; j++)
+                y[j] = z[j] - lse;
+        } else {
+            double s = 0;
+            for (int64_t j = 0; j < n; j++) {
+                y[j] = M(exp)(z[j] - mx);
+                s += (double)y[j];
+            }
+            const REAL inv = (REAL)(1.0 / s);
+            for (int64_t j = 0; j < n; j++)
+                y[j] *= inv;
+        }
+    }
+}
+
+/* Σ over rows r0..r1 of −Σ_j Y_ij·log softmax(Z_i)_j = Σ_j Y_ij (lse_i − Z_ij). */
+static double T(xent_rows)(int64_t r0, int64_t r1, int64_t n, const REAL *Z, const REAL *Y) {
+    double total = 0;
+    for (int64_t i = r0; i < r1; i++) {
+        const REAL *z = Z + i * n, *y = Y + i * n;
+        const double mx = (double)T(rowmax)(n, z);
+        double s = 0;
+        for (int64_t j = 0; j < n; j++)
+            s += exp((double)z[j] - mx);
+        const double lse = mx + log(s);
+        double row = 0;
+        for (int64_t j = 0; j < n; j++)
+            row += (double)y[j] * (lse - (double)z[j]);
+        total += row;
+    }
+    return total;
+}
+
+/* ---- instruction dispatch --------------------------------------------- */
+#define NB_P(arg) ((REAL *)bases[(arg).base] + (arg).off)
+
+static void T(exec)(const nb_instr *in, void *const *bases, void *scratch, double *acc, int tid, int nt) {
+    REAL *scr = (REAL *)scratch;
+    const double alpha_d = in->has_alpha ? in->alpha * (double)*NB_P(in->alpha_arg) : in->alpha;
+    const REAL alpha = (REAL)alpha_d;
+    switch (in->kind) {
+    case NB_I_GROUP:
+        T(exec_group)(in->g, bases, scr, acc, tid, nt);
+        break;
+    case NB_I_GEMM: {
+        const REAL *A = NB_P(in->a), *B = NB_P(in->b);
+        REAL *C = NB_P(in->y);
+        int64_t m = in->m, n = in->n;
+        if (nt > 1 && m >= n) {
+            const int64_t i0 = m * tid / nt, i1 = m * (tid + 1) / nt;
+            T(gemm)
+            (in->ta, in->tb, i1 - i0, n, in->k, alpha, in->ta ? A + i0 : A + i0 * in->lda, in->lda, B,
+             in->ldb, C + i0 * n, n, scr, 0);
+        } else if (nt > 1) {
+            const int64_t j0 = n * tid / nt, j1 = n * (tid + 1) / nt;
+            T(gemm)
+            (in->ta, in->tb, m, j1 - j0, in->k, alpha, A, in->lda, in->tb ? B + j0 * in->ldb : B + j0,
+             in->ldb, C + j0, n, scr, 0);
+        } else {
+            T(gemm)(in->ta, in->tb, m, n, in->k, alpha, A, in->lda, B, in->ldb, C, n, scr, 0);
+        }
+        break;
+    }
+    case NB_I_GEMV: {
+        /* a is m x n row-major; ta: y(n) = alpha aᵀ b, else y(m) = alpha a b. */
+        const REAL *A = NB_P(in->a), *x = NB_P(in->b);
+        REAL *y = NB_P(in->y);
+        if (!in->ta) {
+            const int64_t i0 = in->m * tid / nt, i1 = in->m * (tid + 1) / nt;
+            T(gemv)(0, i1 - i0, in->n, alpha, A + i0 * in->n, in->n, x, y + i0, 0);
+        } else {
+            const int64_t j0 = in->n * tid / nt, j1 = in->n * (tid + 1) / nt;
+            T(gemv)(1, in->m, j1 - j0, alpha, A + j0, in->n, x, y + j0, 0);
+        }
+        break;
+    }
+    case NB_I_COLSUM: {
+        const REAL *A = NB_P(in->a);
+        REAL *y = NB_P(in->y);
+        const int64_t j0 = in->n * tid / nt, j1 = in->n * (tid + 1) / nt;
+        T(fill)(j1 - j0, y + j0, 0);
+        for (int64_t i = 0; i < in->m; i++)
+            T(axpy)(j1 - j0, (REAL)1, A + i * in->n + j0, y + j0);
+        if (alpha_d != 1)
+            for (int64_t j = j0; j < j1; j++)
+                y[j] *= alpha;
+        break;
+    }
+    case NB_I_ROWSUM: {
+        const REAL *A = NB_P(in->a);
+        REAL *y = NB_P(in->y);
+        const int64_t i0 = in->m * tid / nt, i1 = in->m * (tid + 1) / nt;
+        for (int64_t i = i0; i < i1; i++)
+            y[i] = (REAL)(alpha_d * T(sum)(in->n, A + i * in->n));
+        break;
+    }
+    case NB_I_TRANSPOSE: {
+        /* y (n x m) = aᵀ, a is m x n: thread takes rows j0..j1 of y. */
+        const REAL *A = NB_P(in->a);
+        REAL *Y = NB_P(in->y);
+        const int64_t m = in->m, n = in->n;
+        const int64_t j0 = n * tid / nt, j1 = n * (tid + 1) / nt;
+        for (int64_t jb = j0; jb < j1; jb += 32)
+            for (int64_t ib = 0; ib < m; ib += 32) {
+                const int64_t je = jb + 32 < j1 ? jb + 32 : j1, ie = ib + 32 < m ? ib + 32 : m;
+                for (int64_t j = jb; j < je; j++)
+                    for (int64_t i = ib; i < ie; i++)
+                        Y[j * m + i] = A[i * n + j];
+            }
+        break;
+    }
+    case NB_I_STRIDED: {
+        const REAL *A = NB_P(in->a);
+        REAL *y = NB_P(in->y);
+        if (tid == 0)
+            for (int64_t i = 0; i < in->m; i++)
+                y[i] = A[i * in->stride];
+        break;
+    }
+    case NB_I_GATHER: {
+        REAL *y = NB_P(in->y);
+        if (tid == 0)
+            for (size_t i = 0; i < in->nlist; i++)
+                y[i] = *NB_P(in->list[i]);
+        break;
+    }
+    case NB_I_DENSE_DIAG: {
+        const REAL *d = NB_P(in->a);
+        REAL *Y = NB_P(in->y);
+        const int64_t m = in->m;
+        const int64_t i0 = m * tid / nt, i1 = m * (tid + 1) / nt;
+        for (int64_t i = i0; i < i1; i++) {
+            T(fill)(m, Y + i * m, 0);
+            Y[i * m + i] = d[i * in->stride];
+        }
+        break;
+    }
+    case NB_I_SOFTMAX:
+    case NB_I_LOGSOFTMAX: {
+        const int64_t r0 = in->m * tid / nt, r1 = in->m * (tid + 1) / nt;
+        T(softmax_rows)(in->kind == NB_I_LOGSOFTMAX, r0, r1, in->n, NB_P(in->a), NB_P(in->y));
+        break;
+    }
+    case NB_I_XENT: {
+        const int64_t r0 = in->m * tid / nt, r1 = in->m * (tid + 1) / nt;
+        acc[0] = T(xent_rows)(r0, r1, in->n, NB_P(in->a), NB_P(in->b));
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+/* Rows r0..r1 of the tiled dimension of an instruction in a row-tiled region
+ * (see compile.c).  first: the first tile of this thread, where sums over the
+ * rows start from zero; red: where a sum over the rows goes (NULL: the
+ * instruction's own output). */
+static void T(exec_rows)(const nb_instr *in, void *const *bases, void *scratch, double *acc, int64_t r0,
+                         int64_t r1, int first, void *red) {
+    REAL *scr = (REAL *)scratch;
+    const double alpha_d = in->has_alpha ? in->alpha * (double)*NB_P(in->alpha_arg) : in->alpha;
+    const REAL alpha = (REAL)alpha_d;
+    REAL *y = red ? (REAL *)red : NB_P(in->y);
+    const REAL *A = NB_P(in->a);
+    switch (in->kind) {
+    case NB_I_GROUP:
+        if (first)
+            for (uint32_t k = 0; k < in->g->nred; k++)
+                acc[k] = 0;
+        T(group_rows)(in->g, bases, scr, acc, r0, r1);
+        break;
+    case NB_I_GEMV:
+        if (!in->ta)
+            T(gemv)(0, r1 - r0, in->n, alpha, A + r0 * in->n, in->n, NB_P(in->b), y + r0, 0);
+        else
+            T(gemv)(1, r1 - r0, in->n, alpha, A + r0 * in->n, in->n, NB_P(in->b) + r0, y, !first);
+        break;
+    case NB_I_GEMM:
+        if (!in->ta) /* rows of A and C */
+            T(gemm)
+        (0, in->tb, r1 - r0, in->n, in->k, alpha, A + r0 * in->lda, in->lda, NB_P(in->b), in->ldb,
+         y + r0 * in->n, in->n, scr, 0);
+        else /* the inner dimension: a sum over the rows */
+            T(gemm)(1, in->tb, in->m, in->n, r1 - r0, alpha, A + r0 * in->lda, in->lda,
+                    in->tb ? NB_P(in->b) + r0 : NB_P(in->b) + r0 * in->ldb, in->ldb, y, in->n, scr, !first);
+        break;
+    case NB_I_COLSUM:
+        if (first) T(fill)(in->n, y, 0);
+        for (int64_t i = r0; i < r1; i++)
+            T(axpy)(in->n, alpha, A + i * in->n, y);
+        break;
+    case NB_I_ROWSUM:
+        for (int64_t i = r0; i < r1; i++)
+            y[i] = (REAL)(alpha_d * T(sum)(in->n, A + i * in->n));
+        break;
+    case NB_I_SOFTMAX:
+    case NB_I_LOGSOFTMAX:
+        T(softmax_rows)(in->kind == NB_I_LOGSOFTMAX, r0, r1, in->n, A, y);
+        break;
+    case NB_I_XENT:
+        if (first) acc[0] = 0;
+        acc[0] += T(xent_rows)(r0, r1, in->n, A, NB_P(in->b));
+        break;
+    default:
+        break;
+    }
+}
+
+static void T(accumulate)(void *y, const void *x, int64_t n) {
+    T(axpy)(n, (REAL)1, (const REAL *)x, (REAL *)y);
+}
+
+static void T(finish)(const nb_instr *in, void *const *bases, double *const *acc, int nt) {
+    if (in->kind == NB_I_GROUP) {
+        for (uint32_t k = 0; k < in->g->nred; k++) {
+            double s = 0;
+            for (int t = 0; t < nt; t++)
+                s += acc[t][k];
+            *NB_P(in->g->red_dst[k]) = (REAL)s;
+        }
+    } else if (in->kind == NB_I_XENT) {
+        double s = 0;
+        for (int t = 0; t < nt; t++)
+            s += acc[t][0];
+        *NB_P(in->y) = (REAL)(in->m > 0 ? s / (double)in->m : 0);
+    }
+}
+#undef NB_P
+
+static int64_t T(find_nonfinite)(const void *p, int64_t n) {
+    const REAL *a = (const REAL *)p;
+    const int64_t chunk = 1024;
+    for (int64_t i0 = 0; i0 < n; i0 += chunk) {
+        const int64_t i1 = n - i0 < chunk ? n : i0 + chunk;
+        UREAL bad = 0;
+        for (int64_t i = i0; i < i1; i++) {
+            UREAL u;
+            memcpy(&u, &a[i], sizeof u);
+            bad |= (UREAL)((u & NB_EXPMASK) == NB_EXPMASK);
+        }
+        if (bad)
+            for (int64_t i = i0; i < i1; i++)
+                if (!isfinite(a[i])) return i;
+    }
+    return -1;
+}
+
+static void T(store)(void *base, int64_t off, double v) {
+    ((REAL *)base)[off] = (REAL)v;
+}
+
+const nb_kernels T(nb_kernels) = {sizeof(REAL), T(exec),      T(finish),    T(find_nonfinite),
+                                  T(store),     T(exec_rows), T(accumulate)};
+
+#undef NB_UNARY
+#undef NB_BINARY

@@ -1,0 +1,894 @@
+/* Compiled programs against the reference evaluator (nb_eval).
+ *
+ *  - every REFERENCE.md case: f and its derivative(s) compiled together;
+ *  - random well-typed expressions over every operator (scalars, vectors,
+ *    rows, matrices; symbolic and numeric dimensions), each with its
+ *    gradients / Jacobians, some large enough to take the threaded paths;
+ *  - the networks of the issue (neuron cost, a small MLP with softmax_xent);
+ * each in f64 (tight tolerance) and f32 (loose), with 1 and 2 threads, with
+ * structured and dense outputs; plus structure reports, API misuse (wrong
+ * buffer sizes, unbound dimensions, NaN/Inf inputs, NULL buffers, ...) and a
+ * check that a run allocates nothing.
+ *
+ * Usage: test_compile [seed [count]]. */
+#include "nabla.h"
+#include "nb_internal.h"
+#include "test.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TOL64 1e-9
+#define TOL32 3e-3
+
+/* ---- allocation counting (glibc, not under sanitizers) -------------------- */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
+#define NB_TEST_NO_MALLOC_HOOK 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__) || !defined(__GLIBC__)
+#define NB_TEST_NO_MALLOC_HOOK 1
+#endif
+#ifndef NB_TEST_NO_MALLOC_HOOK
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+static volatile long alloc_count;
+void *malloc(size_t n) {
+    alloc_count++;
+    return __libc_malloc(n);
+}
+void *calloc(size_t a, size_t b) {
+    alloc_count++;
+    return __libc_calloc(a, b);
+}
+void *realloc(void *p, size_t n) {
+    alloc_count++;
+    return __libc_realloc(p, n);
+}
+#define HAVE_ALLOC_COUNT 1
+#else
+static volatile long alloc_count;
+#define HAVE_ALLOC_COUNT 0
+#endif
+
+/* ---- random numbers ----------------------------------------------------- */
+static uint64_t next_u64(uint64_t *s) {
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+static int rnd(uint64_t *s, int n) {
+    return (int)(next_u64(s) % (uint64_t)n);
+}
+static double uniform(uint64_t *s, double lo, double hi) {
+    return lo + (hi - lo) * ((double)(next_u64(s) >> 11) * 0x1.0p-53);
+}
+
+static struct { long programs, runs, skipped_eval, skipped_compile, structured, threaded; } st;
+
+/* How often each instruction kind / micro-operation appears in the compiled
+ * programs (from nb_program_describe), to see what the tests cover. */
+static const char *const coverage_words[] = {
+    " group ",       " gemm ",       " gemv ",    " colsum ",     " rowsum ", " transpose ", " strided ",
+    " gather ",      " dense_diag ", " softmax ", " logsoftmax ", " xent ",   "rowwise",     "region:",
+    "2 thread(s)\n", "threads=2",    "init",      "row:",         "col:",     "acc",         "= COPY",
+    "= NEG",         "= EXP",        "= LOG",     "= SIN",        "= COS",    "= TAN ",      "= TANH",
+    "= SIGMOID",     "= ABS",        "= SIGN",    "= SQRT",       "= SQUARE", "= RECIP",     "= ADD",
+    "= SUB",         "= MUL",        "= DIV",     "= POW",        "= MAX",    "= MIN",       "= GT",
+    "= GE",          "= LT",         "= LE"};
+static long coverage[sizeof coverage_words / sizeof *coverage_words];
+
+static void count_coverage(const nb_program *p) {
+    char *d = nb_program_describe(p);
+    if (!d) return;
+    for (size_t w = 0; w < sizeof coverage_words / sizeof *coverage_words; w++)
+        for (const char *q = strstr(d, coverage_words[w]); q; q = strstr(q + 1, coverage_words[w]))
+            coverage[w]++;
+    free(d);
+}
+
+/* ---- comparing a compiled program with nb_eval ----------------------------- */
+/* Values of the program's inputs, taken from the context's bindings. */
+static const nb_matrix *bound_value(nb_ctx *ctx, const nb_expr *v) {
+    for (size_t i = 0; i < ctx->nvars; i++)
+        if (ctx->vars[i].var == v && ctx->vars[i].value.data) return &ctx->vars[i].value;
+    return NULL;
+}
+
+typedef struct {
+    int threads_big; /* also run with 2 threads */
+    int quiet;
+} check_opts;
+
+/* Compiles outs over ins in f64 and f32, 1 and 2 threads, structured and
+ * dense, runs each at the context's bound values and compares with nb_eval.
+ * Returns the number of failures (0 when the reference does not evaluate). */
+static int check_program(nb_ctx *ctx, const char *label, size_t nout, nb_expr *const *outs, size_t nin,
+                         nb_expr *const *ins) {
+    nb_matrix ref[8];
+    int failures = 0;
+    if (nout > 8) return 0;
+    for (size_t k = 0; k < nout; k++) {
+        if (nb_eval(ctx, outs[k], &ref[k])) {
+            for (size_t j = 0; j < k; j++)
+                nb_matrix_free(&ref[j]);
+            st.skipped_eval++;
+            return 0;
+        }
+    }
+    static const int configs[][3] = {/* dtype, threads, flags */
+                                     {NB_F64, 1, 0},
+                                     {NB_F64, 2, 0},
+                                     {NB_F64, 1, NB_COMPILE_DENSE},
+                                     {NB_F32, 1, 0},
+                                     {NB_F32, 2, NB_COMPILE_DENSE}};
+    for (size_t cfg = 0; cfg < sizeof configs / sizeof *configs; cfg++) {
+        nb_dtype dt = (nb_dtype)configs[cfg][0];
+        int threads = configs[cfg][1];
+        unsigned flags = (unsigned)configs[cfg][2];
+        size_t rs = dt == NB_F64 ? sizeof(double) : sizeof(float);
+        nb_program *p = nb_compile(ctx, nout, outs, nin, ins, dt, flags);
+        if (!p) {
+            CHECK(0, "%s: compile failed: %s", label, nb_error(ctx));
+            failures++;
+            break;
+        }
+        st.programs++;
+        void *inb[16] = {0}, *outb[8] = {0}, *dense = NULL;
+        size_t insz[16], outsz[8];
+        int ok = nin <= 16;
+        for (size_t i = 0; i < nin && ok; i++) {
+            const nb_matrix *m = bound_value(ctx, ins[i]);
+            if (!m) {
+                ok = 0;
+                break;
+            }
+            insz[i] = (size_t)(m->rows * m->cols);
+            inb[i] = malloc(insz[i] * rs);
+            for (size_t e = 0; e < insz[i]; e++) {
+                if (dt == NB_F64)
+                    ((double *)inb[i])[e] = m->data[e];
+                else
+                    ((float *)inb[i])[e] = (float)m->data[e];
+            }
+        }
+        CHECK(ok, "%s: an input has no value", label);
+        for (size_t k = 0; k < nout && ok; k++) {
+            outsz[k] = (size_t)nb_program_output_size(p, k);
+            outb[k] = calloc(outsz[k] ? outsz[k] : 1, rs);
+            if (nb_program_output_structure(p, k) != NB_STRUCT_DENSE) st.structured++;
+            if (flags & NB_COMPILE_DENSE)
+                CHECK(nb_program_output_structure(p, k) == NB_STRUCT_DENSE, "%s: dense flag ignored", label);
+        }
+        int rc = ok ? nb_program_set_threads(p, threads) : -1;
+        if (ok) CHECK(rc == NB_OK, "%s: set_threads: %s", label, nb_program_error(p));
+        if (ok && rc == NB_OK) {
+            /* run twice: the second run must see the same results */
+            for (int rep = 0; rep < 2 && ok; rep++) {
+                rc = nb_program_run_sized(p, (const void *const *)inb, insz, outb, outsz);
+                st.runs++;
+                if (rc != NB_OK) {
+                    CHECK(0, "%s: run failed (%d): %s", label, rc, nb_program_error(p));
+                    failures++;
+                    ok = 0;
+                }
+            }
+            if (threads > 1) st.threaded++;
+            count_coverage(p);
+        }
+        for (size_t k = 0; k < nout && ok; k++) {
+            int64_t r, c;
+            nb_program_output_shape(p, k, &r, &c);
+            if (r != ref[k].rows || c != ref[k].cols) {
+                CHECK(0, "%s: output %zu shape %lldx%lld, reference %lldx%lld", label, k, (long long)r,
+                      (long long)c, (long long)ref[k].rows, (long long)ref[k].cols);
+                failures++;
+                continue;
+            }
+            free(dense);
+            dense = malloc((size_t)(r * c) * rs);
+            nb_program_expand_output(p, k, outb[k], dense);
+            double scale = 1, worst = 0;
+            int64_t at = -1;
+            for (int64_t e = 0; e < r * c; e++)
+                scale = fmax(scale, fabs(ref[k].data[e]));
+            for (int64_t e = 0; e < r * c; e++) {
+                double got = dt == NB_F64 ? ((double *)dense)[e] : (double)((float *)dense)[e];
+                double err = fabs(got - ref[k].data[e]) / scale;
+                if (!(err <= worst)) {
+                    worst = err;
+                    at = e;
+                }
+            }
+            double tol = dt == NB_F64 ? TOL64 : TOL32;
+            if (!(worst <= tol)) {
+                double got = dt == NB_F64 ? ((double *)dense)[at] : (double)((float *)dense)[at];
+                CHECK(0, "%s: %s %d thread(s)%s: output %zu entry %lld: got %.17g, reference %.17g", label,
+                      dt == NB_F64 ? "f64" : "f32", threads, flags ? " dense" : "", k, (long long)at, got,
+                      ref[k].data[at]);
+                char *d = nb_program_describe(p);
+                fprintf(stderr, "%s", d ? d : "");
+                free(d);
+                failures++;
+            } else {
+                CHECK(1, "ok");
+            }
+        }
+        free(dense);
+        dense = NULL;
+        for (size_t i = 0; i < nin; i++)
+            free(inb[i]);
+        for (size_t k = 0; k < nout; k++)
+            free(outb[k]);
+        nb_program_free(p);
+    }
+    for (size_t k = 0; k < nout; k++)
+        nb_matrix_free(&ref[k]);
+    return failures;
+}
+
+/* Every variable f uses, in id order. */
+static size_t variables_of(nb_ctx *ctx, const nb_expr *f, nb_expr **vars, size_t max) {
+    size_t n = (size_t)f->id + 1, nv = 0;
+    uint8_t *seen = calloc(n, 1);
+    seen[f->id] = 1;
+    for (size_t id = n; id-- > 0;) {
+        if (!seen[id]) continue;
+        nb_node *e = ctx->nodes[id];
+        if (e->op == NB_OP_VAR && nv < max) vars[nv++] = e;
+        for (size_t k = 0; k < e->nargs; k++)
+            seen[e->args[k]->id] = 1;
+    }
+    free(seen);
+    return nv;
+}
+
+/* ---- REFERENCE.md ----------------------------------------------------------- */
+typedef struct {
+    const char *decls, *expr, *wrt;
+} refcase;
+
+static const refcase reference_cases[] = {
+    {"", "3*x^2*y", "x,y"},
+    {"", "2*x + y^8", "x,y"},
+    {"", "[3*x^2*y, 2*x + y^8]", "x,y"},
+    {"", "99 + 0*x", "x"},
+    {"", "3*x", "x"},
+    {"", "x^3", "x"},
+    {"", "x^2 + 3*x", "x"},
+    {"", "x^2 - 3*x", "x"},
+    {"", "x^2*x", "x"},
+    {"", "ln(x^2)", "x"},
+    {"", "9*(x + x^2)", "x"},
+    {"", "sin(x^2)", "x"},
+    {"", "ln(sin(x^3)^2)", "x"},
+    {"", "x + x^2", "x"},
+    {"", "sin(x + x^2)", "x"},
+    {"", "[ln(x^2), sin(3*x)]", "x"},
+    {"w, x: vector(n); z: scalar", "x", "x"},
+    {"w, x: vector(n); z: scalar", "w + x", "w"},
+    {"w, x: vector(n); z: scalar", "w + x", "x"},
+    {"w, x: vector(n); z: scalar", "w - x", "w"},
+    {"w, x: vector(n); z: scalar", "w - x", "x"},
+    {"w, x: vector(n); z: scalar", "w .* x", "w"},
+    {"w, x: vector(n); z: scalar", "w .* x", "x"},
+    {"w, x: vector(n); z: scalar", "w ./ x", "w"},
+    {"w, x: vector(n); z: scalar", "w ./ x", "x"},
+    {"w, x: vector(n); z: scalar", "x + z", "x"},
+    {"w, x: vector(n); z: scalar", "x + z", "z"},
+    {"w, x: vector(n); z: scalar", "x*z", "x"},
+    {"w, x: vector(n); z: scalar", "x*z", "z"},
+    {"w, x: vector(n); z: scalar", "sum(x)", "x"},
+    {"w, x: vector(n); z: scalar", "sum(x*z)", "x"},
+    {"w, x: vector(n); z: scalar", "sum(x*z)", "z"},
+    {"w, x: vector(n); z: scalar", "dot(w, x)", "w"},
+    {"w, x: vector(n); z: scalar", "dot(w, x)", "x"},
+    {"w, x: vector(n); z: scalar", "exp(sin(x))", "x"},
+    {"w, x: vector(n); z: scalar", "max(0, x)", "x"},
+    {"w, x: vector(n); b: scalar", "dot(w, x) + b", "w"},
+    {"w, x: vector(n); b: scalar", "dot(w, x) + b", "b"},
+    {"w, x: vector(n); b: scalar", "max(0, dot(w, x) + b)", "w"},
+    {"w, x: vector(n); b: scalar", "max(0, dot(w, x) + b)", "b"},
+    {"w: vector(n); X: matrix(N, n); y: vector(N); b: scalar", "sum((y - max(0, X*w + b)).^2)/N", "w"},
+    {"w: vector(n); X: matrix(N, n); y: vector(N); b: scalar", "sum((y - max(0, X*w + b)).^2)/N", "b"},
+    {"w: vector(n); X: matrix(N, n); y: vector(N); b: scalar", "u = X*w + b; v = y - max(0, u); sum(v.^2)/N",
+     "w"},
+};
+
+static void test_reference(uint64_t seed) {
+    for (size_t i = 0; i < sizeof reference_cases / sizeof *reference_cases; i++) {
+        const refcase *rc = &reference_cases[i];
+        nb_ctx *ctx = nb_ctx_new();
+        char label[160];
+        snprintf(label, sizeof label, "REFERENCE %s w.r.t. %s", rc->expr, rc->wrt);
+        if (rc->decls[0] && nb_declare(ctx, rc->decls)) {
+            CHECK(0, "%s: declare: %s", label, nb_error(ctx));
+            nb_ctx_free(ctx);
+            continue;
+        }
+        nb_expr *f = nb_parse(ctx, rc->expr);
+        if (!f) {
+            CHECK(0, "%s: parse: %s", label, nb_error(ctx));
+            nb_ctx_free(ctx);
+            continue;
+        }
+        nb_expr *wrt[4];
+        size_t nw = 0;
+        char names[64];
+        snprintf(names, sizeof names, "%s", rc->wrt);
+        for (char *t = strtok(names, ","); t && nw < 4; t = strtok(NULL, ","))
+            wrt[nw++] = nb_lookup(ctx, t);
+        nb_expr *J = nb_derivative(ctx, f, nw, wrt, NB_NUMERATOR);
+        nb_expr *Jd = nb_derivative(ctx, f, nw, wrt, NB_DENOMINATOR);
+        CHECK(J && Jd, "%s: derivative: %s", label, nb_error(ctx));
+        if (J && Jd) {
+            uint64_t rng = seed + i;
+            nb_bind_dim(ctx, nb_dim_symbol(ctx, "n"), 5);
+            nb_bind_dim(ctx, nb_dim_symbol(ctx, "N"), 7);
+            nb_expr *outs[3] = {f, J, Jd};
+            nb_expr *vars[16];
+            size_t nv = variables_of(ctx, f, vars, 16);
+            for (size_t k = 0; k < nw; k++) {
+                size_t j = 0;
+                while (j < nv && vars[j] != wrt[k])
+                    j++;
+                if (j == nv) vars[nv++] = wrt[k];
+            }
+            CHECK(nb_randomize(ctx, f, &rng, -2, 2) == 0, "%s: randomize: %s", label, nb_error(ctx));
+            for (size_t k = 0; k < nw; k++)
+                nb_randomize(ctx, wrt[k], &rng, -2, 2);
+            check_program(ctx, label, 3, outs, nv, vars);
+        }
+        nb_ctx_free(ctx);
+    }
+}
+
+/* ---- random expressions --------------------------------------------------------- */
+enum { K_S, K_V, K_R, K_M };
+
+typedef struct {
+    nb_ctx *ctx;
+    uint64_t *rng;
+    nb_dim dims[3]; /* n, m symbolic; a number */
+    nb_expr *vars[16];
+    size_t nvars;
+} gen;
+
+static nb_expr *gen_expr(gen *g, int kind, nb_dim r, nb_dim c, int depth);
+
+static nb_dim pick_dim(gen *g) {
+    return g->dims[rnd(g->rng, 3)];
+}
+
+/* A variable of this type (created on first use). */
+static nb_expr *variable(gen *g, int kind, nb_dim r, nb_dim c) {
+    for (size_t i = 0; i < g->nvars; i++) {
+        nb_type t = nb_type_of(g->vars[i]);
+        if ((int)t.kind == (kind == K_S   ? NB_SCALAR
+                            : kind == K_V ? NB_VECTOR
+                            : kind == K_R ? NB_ROW
+                                          : NB_MATRIX) &&
+            t.rows == r && t.cols == c && rnd(g->rng, 3))
+            return g->vars[i];
+    }
+    if (g->nvars >= 16 || kind == K_R) return NULL;
+    char name[16];
+    snprintf(name, sizeof name, "v%zu", g->nvars);
+    nb_type t = kind == K_S ? nb_scalar_type() : kind == K_V ? nb_vector_type(r) : nb_matrix_type(r, c);
+    nb_expr *v = nb_var(g->ctx, name, t);
+    if (v) g->vars[g->nvars++] = v;
+    return v;
+}
+
+static nb_expr *positive(gen *g, nb_expr *e) { /* e.^2 + 1 > 0 */
+    return nb_add(g->ctx, nb_pow(g->ctx, e, nb_num(g->ctx, 2)), nb_num(g->ctx, 1));
+}
+
+static nb_expr *elementwise(gen *g, int kind, nb_dim r, nb_dim c, int depth) {
+    nb_ctx *ctx = g->ctx;
+    nb_expr *a = gen_expr(g, kind, r, c, depth - 1);
+    switch (rnd(g->rng, 14)) {
+    case 0:
+        return nb_exp(ctx, nb_tanh(ctx, a));
+    case 1:
+        return nb_log(ctx, positive(g, a));
+    case 2:
+        return nb_sin(ctx, a);
+    case 3:
+        return nb_cos(ctx, a);
+    case 4:
+        return nb_tanh(ctx, a);
+    case 5:
+        return nb_sigmoid(ctx, a);
+    case 6:
+        return nb_abs(ctx, a);
+    case 7:
+        return nb_relu(ctx, a);
+    case 8:
+        return nb_pow(ctx, a, nb_num(ctx, 3));
+    case 9:
+        return nb_sqrt(ctx, positive(g, a));
+    case 10:
+        return nb_tan(ctx, nb_mul(ctx, nb_num(ctx, 0.3), nb_tanh(ctx, a)));
+    case 11:
+        return nb_div(ctx, a, positive(g, gen_expr(g, kind, r, c, depth - 1)));
+    case 12:
+        return nb_mul(
+            ctx, nb_compare(ctx, (const char *[]){">", "<=", ">=", "<"}[rnd(g->rng, 4)], a, nb_num(ctx, 0.1)),
+            a);
+    default:
+        return nb_pow(ctx, positive(g, a), nb_num(ctx, -0.5));
+    }
+}
+
+static nb_expr *binary(gen *g, int kind, nb_dim r, nb_dim c, int depth) {
+    nb_ctx *ctx = g->ctx;
+    nb_expr *a = gen_expr(g, kind, r, c, depth - 1);
+    nb_expr *b = rnd(g->rng, 4) == 0 ? gen_expr(g, K_S, 1, 1, depth - 1) : gen_expr(g, kind, r, c, depth - 1);
+    if (rnd(g->rng, 2)) {
+        nb_expr *t = a;
+        a = b;
+        b = t;
+    }
+    switch (rnd(g->rng, 6)) {
+    case 0:
+        return nb_add(ctx, a, b);
+    case 1:
+        return nb_sub(ctx, a, b);
+    case 2:
+        return nb_mul(ctx, a, b);
+    case 3:
+        return nb_max(ctx, a, b);
+    case 4:
+        return nb_min(ctx, a, b);
+    default:
+        return nb_add(ctx, nb_mul(ctx, nb_num(ctx, -1.5), a), b);
+    }
+}
+
+static nb_expr *gen_expr(gen *g, int kind, nb_dim r, nb_dim c, int depth) {
+    nb_ctx *ctx = g->ctx;
+    if (depth <= 0 || rnd(g->rng, 6) == 0) {
+        if (kind == K_S && rnd(g->rng, 4) == 0) return nb_num(ctx, uniform(g->rng, -2, 2));
+        if (kind == K_R) return nb_transpose(ctx, gen_expr(g, K_V, c, 1, 0));
+        nb_expr *v = variable(g, kind, r, c);
+        if (v) return v;
+        depth = 1;
+    }
+    int choice = rnd(g->rng, 10);
+    if (choice < 2) return elementwise(g, kind, r, c, depth);
+    if (choice < 4) return binary(g, kind, r, c, depth);
+    nb_dim k = pick_dim(g);
+    switch (kind) {
+    case K_S:
+        switch (rnd(g->rng, 6)) {
+        case 0:
+            return nb_sum(ctx, gen_expr(g, K_V, pick_dim(g), 1, depth - 1));
+        case 1:
+            return nb_dot(ctx, gen_expr(g, K_V, k, 1, depth - 1), gen_expr(g, K_V, k, 1, depth - 1));
+        case 2:
+            return nb_sum(ctx, gen_expr(g, K_M, pick_dim(g), k, depth - 1));
+        case 3:
+            return nb_matmul(ctx, gen_expr(g, K_R, 1, k, depth - 1), gen_expr(g, K_V, k, 1, depth - 1));
+        case 4: {
+            nb_dim rr = pick_dim(g);
+            return nb_softmax_xent(ctx, gen_expr(g, K_M, rr, k, depth - 1),
+                                   gen_expr(g, K_M, rr, k, depth - 1));
+        }
+        default:
+            return nb_mean(ctx, gen_expr(g, K_V, k, 1, depth - 1));
+        }
+    case K_V:
+        switch (rnd(g->rng, 6)) {
+        case 0:
+            return nb_matmul(ctx, gen_expr(g, K_M, r, k, depth - 1), gen_expr(g, K_V, k, 1, depth - 1));
+        case 1:
+            return nb_matmul(ctx, nb_diag(ctx, gen_expr(g, K_V, r, 1, depth - 1)),
+                             gen_expr(g, K_V, r, 1, depth - 1));
+        case 2:
+            return nb_transpose(ctx, gen_expr(g, K_R, 1, r, depth - 1));
+        case 3:
+            return nb_matmul(ctx, nb_transpose(ctx, gen_expr(g, K_M, k, r, depth - 1)),
+                             gen_expr(g, K_V, k, 1, depth - 1));
+        case 4:
+            if (r > 0 && r <= 4) {
+                nb_expr *e[4];
+                for (int i = 0; i < r; i++)
+                    e[i] = gen_expr(g, K_S, 1, 1, depth - 1);
+                return nb_vector_lit(ctx, (size_t)r, e);
+            }
+            /* fall through */
+        default:
+            return nb_mul(ctx, gen_expr(g, K_S, 1, 1, depth - 1), gen_expr(g, K_V, r, 1, depth - 1));
+        }
+    case K_R:
+        switch (rnd(g->rng, 3)) {
+        case 0:
+            return nb_matmul(ctx, gen_expr(g, K_R, 1, k, depth - 1), gen_expr(g, K_M, k, c, depth - 1));
+        case 1:
+            return nb_transpose(ctx, gen_expr(g, K_V, c, 1, depth - 1));
+        default:
+            return nb_matmul(ctx, gen_expr(g, K_R, 1, c, depth - 1),
+                             nb_diag(ctx, gen_expr(g, K_V, c, 1, depth - 1)));
+        }
+    default:
+        switch (rnd(g->rng, 10)) {
+        case 0:
+            return nb_matmul(ctx, gen_expr(g, K_M, r, k, depth - 1), gen_expr(g, K_M, k, c, depth - 1));
+        case 1:
+            return nb_transpose(ctx, gen_expr(g, K_M, c, r, depth - 1));
+        case 2:
+            return nb_add(ctx, gen_expr(g, K_M, r, c, depth - 1),
+                          nb_transpose(ctx, gen_expr(g, K_V, c, 1, depth - 1)));
+        case 3:
+            return nb_matmul(ctx, gen_expr(g, K_V, r, 1, depth - 1), gen_expr(g, K_R, 1, c, depth - 1));
+        case 4:
+            if (r == c) return nb_diag(ctx, gen_expr(g, K_V, r, 1, depth - 1));
+            return nb_softmax(ctx, gen_expr(g, K_M, r, c, depth - 1));
+        case 5:
+            if (r == c)
+                return nb_add(ctx, nb_mul(ctx, gen_expr(g, K_S, 1, 1, depth - 1), nb_identity(ctx, r)),
+                              gen_expr(g, K_M, r, c, depth - 1));
+            return nb_logsoftmax(ctx, gen_expr(g, K_M, r, c, depth - 1));
+        case 6:
+            return nb_matmul(ctx, nb_diag(ctx, gen_expr(g, K_V, r, 1, depth - 1)),
+                             gen_expr(g, K_M, r, c, depth - 1));
+        case 7:
+            return nb_matmul(ctx, gen_expr(g, K_M, r, c, depth - 1),
+                             nb_diag(ctx, gen_expr(g, K_V, c, 1, depth - 1)));
+        case 8:
+            if (r > 0 && c > 0 && r * c <= 9) {
+                nb_expr *e[9];
+                for (int i = 0; i < r * c; i++)
+                    e[i] = gen_expr(g, K_S, 1, 1, depth - 1);
+                return nb_matrix_lit(ctx, (size_t)r, (size_t)c, e);
+            }
+            /* fall through */
+        default:
+            return nb_mul(ctx, gen_expr(g, K_S, 1, 1, depth - 1), gen_expr(g, K_M, r, c, depth - 1));
+        }
+    }
+}
+
+static void test_random(uint64_t seed, int count) {
+    for (int t = 0; t < count; t++) {
+        uint64_t rng = seed * 7919 + (uint64_t)t;
+        nb_ctx *ctx = nb_ctx_new();
+        gen g = {ctx, &rng, {0, 0, 0}, {0}, 0};
+        int big = t % 10 == 9; /* large sizes: threaded paths */
+        g.dims[0] = nb_dim_symbol(ctx, "n");
+        g.dims[1] = nb_dim_symbol(ctx, "m");
+        g.dims[2] = 2 + rnd(&rng, 3);
+        nb_bind_dim(ctx, g.dims[0], big ? 150 + rnd(&rng, 60) : 1 + rnd(&rng, 6));
+        nb_bind_dim(ctx, g.dims[1], big ? 100 + rnd(&rng, 60) : 1 + rnd(&rng, 6));
+        int kind = rnd(&rng, 4);
+        nb_dim r = kind == K_S || kind == K_R ? 1 : pick_dim(&g);
+        nb_dim c = kind == K_M || kind == K_R ? pick_dim(&g) : 1;
+        nb_expr *f = gen_expr(&g, kind, r, c, big ? 3 : 2 + rnd(&rng, 3));
+        char label[96];
+        snprintf(label, sizeof label, "random #%d (seed %llu)", t, (unsigned long long)seed);
+        if (!f) {
+            CHECK(0, "%s: generator built nothing: %s", label, nb_error(ctx));
+            nb_ctx_free(ctx);
+            continue;
+        }
+        /* inputs: every variable (some unused) with values */
+        for (size_t i = 0; i < g.nvars; i++)
+            nb_randomize(ctx, g.vars[i], &rng, -2, 2);
+        nb_expr *outs[8] = {f};
+        size_t nout = 1;
+        nb_expr *used[16];
+        size_t nu = variables_of(ctx, f, used, 16);
+        for (size_t i = 0; i < nu && nout < 4; i++) {
+            nb_type vt = nb_type_of(used[i]);
+            nb_expr *d = NULL;
+            if (kind == K_S)
+                d = nb_gradient(ctx, f, used[i]);
+            else if (kind == K_V && vt.kind != NB_MATRIX)
+                d = nb_derivative(ctx, f, 1, &used[i], NB_NUMERATOR);
+            if (d)
+                outs[nout++] = d;
+            else
+                nb_clear_error(ctx);
+        }
+        if (kind == K_S && nu > 0) { /* a JVP as well: forward-mode structure */
+            nb_type vt = nb_type_of(used[0]);
+            if (vt.kind == NB_VECTOR) {
+                nb_expr *tv = nb_var(ctx, "tangent", vt);
+                if (tv) {
+                    nb_randomize(ctx, tv, &rng, -1, 1);
+                    nb_expr *j = nb_jvp(ctx, f, used[0], tv);
+                    if (j) {
+                        outs[nout++] = j;
+                        g.vars[g.nvars++] = tv;
+                    } else
+                        nb_clear_error(ctx);
+                }
+            }
+        }
+        check_program(ctx, label, nout, outs, g.nvars, g.vars);
+        nb_ctx_free(ctx);
+    }
+}
+
+/* ---- networks --------------------------------------------------------------------- */
+static void test_networks(uint64_t seed) {
+    /* the neuron, large enough for two threads */
+    {
+        nb_ctx *ctx = nb_ctx_new();
+        uint64_t rng = seed;
+        nb_declare(ctx, "w: vector(n); X: matrix(N, n); y: vector(N); b: scalar");
+        nb_expr *C = nb_parse(ctx, "u = X*w + b; v = y - max(0, u); sum(v.^2)/N");
+        nb_expr *w = nb_lookup(ctx, "w"), *b = nb_lookup(ctx, "b"), *X = nb_lookup(ctx, "X"),
+                *y = nb_lookup(ctx, "y");
+        nb_bind_dim(ctx, nb_dim_symbol(ctx, "N"), 3000);
+        nb_bind_dim(ctx, nb_dim_symbol(ctx, "n"), 40);
+        nb_randomize(ctx, C, &rng, -1, 1);
+        nb_expr *outs[3] = {C, nb_gradient(ctx, C, w), nb_gradient(ctx, C, b)}, *ins[4] = {w, b, X, y};
+        check_program(ctx, "neuron N=3000 n=40", 3, outs, 4, ins);
+        nb_ctx_free(ctx);
+    }
+    /* an MLP with softmax cross-entropy */
+    {
+        nb_ctx *ctx = nb_ctx_new();
+        uint64_t rng = seed + 1;
+        nb_declare(ctx, "X: matrix(B, 30); Y: matrix(B, 10); W1: matrix(30, 64); b1: vector(64); "
+                        "W2: matrix(64, 64); b2: vector(64); W3: matrix(64, 10); b3: vector(10)");
+        nb_expr *L =
+            nb_parse(ctx, "H = relu(X*W1 + b1'); G = relu(H*W2 + b2'); Z = G*W3 + b3'; softmax_xent(Z, Y)");
+        CHECK(L != NULL, "mlp parse: %s", nb_error(ctx));
+        if (L) {
+            const char *names[6] = {"W1", "b1", "W2", "b2", "W3", "b3"};
+            nb_expr *outs[7] = {L}, *ins[8];
+            for (int i = 0; i < 6; i++) {
+                ins[i] = nb_lookup(ctx, names[i]);
+                outs[1 + i] = nb_gradient(ctx, L, ins[i]);
+            }
+            ins[6] = nb_lookup(ctx, "X");
+            ins[7] = nb_lookup(ctx, "Y");
+            nb_bind_dim(ctx, nb_dim_symbol(ctx, "B"), 50);
+            nb_randomize(ctx, L, &rng, -1, 1);
+            check_program(ctx, "mlp 30-64-64-10 B=50", 7, outs, 8, ins);
+        }
+        nb_ctx_free(ctx);
+    }
+    /* Jacobians that must stay structured */
+    {
+        nb_ctx *ctx = nb_ctx_new();
+        uint64_t rng = seed + 2;
+        nb_declare(ctx, "x: vector(n); A: matrix(n, n)");
+        nb_expr *x = nb_lookup(ctx, "x"), *A = nb_lookup(ctx, "A");
+        nb_expr *f = nb_parse(ctx, "exp(x).*sin(x) + x.^2");
+        nb_expr *g = nb_parse(ctx, "tanh(A*x)");
+        nb_expr *J = nb_derivative(ctx, f, 1, &x, NB_NUMERATOR),
+                *K = nb_derivative(ctx, g, 1, &x, NB_NUMERATOR);
+        nb_expr *I = nb_derivative(ctx, x, 1, &x, NB_NUMERATOR);
+        nb_bind_dim(ctx, nb_dim_symbol(ctx, "n"), 300);
+        nb_randomize(ctx, g, &rng, -1, 1);
+        nb_expr *outs[5] = {f, J, g, K, I}, *ins[2] = {x, A};
+        check_program(ctx, "jacobians n=300", 5, outs, 2, ins);
+        nb_program *p = nb_compile(ctx, 5, outs, 2, ins, NB_F64, 0);
+        CHECK(p != NULL, "compile: %s", nb_error(ctx));
+        if (p) {
+            CHECK(nb_program_output_structure(p, 1) == NB_STRUCT_DIAGONAL,
+                  "Jacobian of element-wise f is diagonal");
+            CHECK(nb_program_output_size(p, 1) == 300, "diagonal Jacobian holds n entries, got %lld",
+                  (long long)nb_program_output_size(p, 1));
+            CHECK(nb_program_output_structure(p, 3) == NB_STRUCT_DENSE, "diag(1-tanh²)·A is dense");
+            CHECK(nb_program_output_structure(p, 4) == NB_STRUCT_SCALED_IDENTITY, "∂x/∂x = I");
+            nb_program_stats s;
+            nb_program_get_stats(p, &s);
+            CHECK(s.products == 1, "one product (A*x shared by f and J), got %zu", s.products);
+            nb_program_free(p);
+        }
+        nb_ctx_free(ctx);
+    }
+}
+
+/* ---- API misuse and guarantees ---------------------------------------------------- */
+static void test_api(void) {
+    nb_ctx *ctx = nb_ctx_new();
+    nb_declare(ctx, "x: vector(n); A: matrix(m, n); s: scalar");
+    nb_expr *x = nb_lookup(ctx, "x"), *A = nb_lookup(ctx, "A"), *s = nb_lookup(ctx, "s");
+    nb_expr *f = nb_parse(ctx, "sum(tanh(A*x)) * s");
+    nb_expr *g = nb_gradient(ctx, f, x);
+    nb_expr *outs[2] = {f, g}, *ins[3] = {x, A, s};
+
+    /* compile errors */
+    CHECK(nb_compile(ctx, 2, outs, 2, ins, NB_F64, 0) == NULL && strstr(nb_error(ctx), "'s'"),
+          "a used variable that is not an input is refused: %s", nb_error(ctx));
+    nb_expr *bad_in[2] = {x, f};
+    CHECK(nb_compile(ctx, 1, outs, 2, bad_in, NB_F64, 0) == NULL, "a non-variable input is refused");
+    nb_expr *twice[3] = {x, A, x};
+    CHECK(nb_compile(ctx, 1, outs, 3, twice, NB_F64, 0) == NULL, "an input listed twice is refused");
+    nb_expr *null_out[1] = {NULL};
+    CHECK(nb_compile(ctx, 1, null_out, 3, ins, NB_F64, 0) == NULL, "a NULL output is refused");
+    CHECK(nb_compile(ctx, 0, outs, 3, ins, NB_F64, 0) == NULL, "no outputs is refused");
+    CHECK(nb_compile(ctx, 2, outs, 3, ins, (nb_dtype)7, 0) == NULL, "an unknown dtype is refused");
+
+    nb_program *p = nb_compile(ctx, 2, outs, 3, ins, NB_F64, 0);
+    CHECK(p != NULL, "compile: %s", nb_error(ctx));
+    if (!p) {
+        nb_ctx_free(ctx);
+        return;
+    }
+    double X[6] = {1, 2, 3}, M[6] = {0.1, 0.2, 0.3, 0.4, 0.5, 0.6}, S = 2, out0, out1[3];
+    const void *in[3] = {X, M, &S};
+    void *out[2] = {&out0, out1};
+    /* unbound dimensions */
+    int rc = nb_program_run(p, in, out);
+    CHECK(rc == NB_ERR_UNBOUND && strstr(nb_program_error(p), "not bound"), "unbound: %d %s", rc,
+          nb_program_error(p));
+    CHECK(nb_program_output_size(p, 1) == 0, "size of an unbound output is 0");
+    CHECK(nb_program_bind_dim(p, "q", 3) == NB_ERR_ARG && strstr(nb_program_error(p), "'q'"),
+          "unknown dimension: %s", nb_program_error(p));
+    CHECK(nb_program_bind_dim(p, "n", 0) == NB_ERR_ARG, "size 0 refused");
+    CHECK(nb_program_bind_dim(p, "n", -4) == NB_ERR_ARG, "negative size refused");
+    CHECK(nb_program_bind_dim(p, "n", 3) == NB_OK, "bind n");
+    rc = nb_program_run(p, in, out);
+    CHECK(rc == NB_ERR_UNBOUND && strstr(nb_program_error(p), "m"), "m still unbound: %s",
+          nb_program_error(p));
+    CHECK(nb_program_bind_input(p, 0, 3, 2) == NB_ERR_SIZE, "a vector has one column: %s",
+          nb_program_error(p));
+    CHECK(nb_program_bind_input(p, 1, 2, 3) == NB_OK, "bind from A's shape: %s", nb_program_error(p));
+    CHECK(nb_program_bind_input(p, 9, 2, 3) == NB_ERR_ARG, "input index out of range");
+    int64_t r, c;
+    CHECK(nb_program_input_shape(p, 1, &r, &c) == NB_OK && r == 2 && c == 3, "A is 2 x 3");
+    CHECK(nb_program_output_shape(p, 1, &r, &c) == NB_OK && r == 3 && c == 1, "gradient is 3 x 1");
+    CHECK(nb_program_num_dims(p) == 2, "two dimension symbols");
+    CHECK(nb_program_num_inputs(p) == 3 && nb_program_num_outputs(p) == 2, "counts");
+    CHECK(strcmp(nb_program_input_name(p, 1), "A") == 0, "input name");
+    rc = nb_program_run(p, in, out);
+    CHECK(rc == NB_OK, "run: %s", nb_program_error(p));
+    /* NULL buffers */
+    const void *in_null[3] = {X, NULL, &S};
+    CHECK(nb_program_run(p, in_null, out) == NB_ERR_ARG && strstr(nb_program_error(p), "'A'"),
+          "NULL input: %s", nb_program_error(p));
+    CHECK(nb_program_run(p, NULL, out) == NB_ERR_ARG, "NULL inputs");
+    CHECK(nb_program_run(p, in, NULL) == NB_ERR_ARG, "NULL outputs");
+    CHECK(nb_program_run(NULL, in, out) == NB_ERR_ARG, "NULL program");
+    /* wrong sizes */
+    size_t insz[3] = {3, 6, 1}, outsz[2] = {1, 3};
+    CHECK(nb_program_run_sized(p, in, insz, out, outsz) == NB_OK, "sized run");
+    insz[1] = 5;
+    rc = nb_program_run_sized(p, in, insz, out, outsz);
+    CHECK(rc == NB_ERR_SIZE && strstr(nb_program_error(p), "expected 6"), "wrong input size: %s",
+          nb_program_error(p));
+    insz[1] = 6;
+    outsz[1] = 4;
+    CHECK(nb_program_run_sized(p, in, insz, out, outsz) == NB_ERR_SIZE, "wrong output size");
+    CHECK(nb_program_run_sized(p, in, NULL, out, outsz) == NB_ERR_ARG, "NULL sizes");
+    outsz[1] = 3;
+    /* NaN / Inf checking */
+    X[1] = NAN;
+    CHECK(nb_program_run(p, in, out) == NB_OK, "no checking by default");
+    nb_program_check_finite(p, 1);
+    rc = nb_program_run(p, in, out);
+    CHECK(rc == NB_ERR_NONFINITE && strstr(nb_program_error(p), "'x'") &&
+              strstr(nb_program_error(p), "(1, 0)"),
+          "NaN input: %s", nb_program_error(p));
+    X[1] = INFINITY;
+    CHECK(nb_program_run(p, in, out) == NB_ERR_NONFINITE, "Inf input");
+    X[1] = 2;
+    CHECK(nb_program_run(p, in, out) == NB_OK, "finite again: %s", nb_program_error(p));
+    CHECK(nb_program_error(p)[0] == 0, "error cleared after success");
+    /* threads */
+    CHECK(nb_program_set_threads(p, 0) == NB_ERR_ARG, "0 threads refused");
+    CHECK(nb_program_set_threads(p, 1000) == NB_ERR_ARG, "1000 threads refused");
+    CHECK(nb_program_set_threads(p, 2) == NB_OK && nb_program_run(p, in, out) == NB_OK, "2 threads");
+    CHECK(nb_program_set_threads(p, 1) == NB_OK && nb_program_run(p, in, out) == NB_OK, "back to 1 thread");
+    /* rebinding sizes re-plans */
+    CHECK(nb_program_bind_dim(p, "n", 2) == NB_OK && nb_program_output_size(p, 1) == 2, "rebind n");
+    CHECK(nb_program_run(p, in, out) == NB_OK, "run after rebinding");
+    CHECK(nb_program_expand_output(p, 5, out1, out1) == NB_ERR_ARG, "expand: index out of range");
+    char *d = nb_program_describe(p);
+    CHECK(d && strstr(d, "gemv"), "describe lists instructions");
+    free(d);
+    nb_program_free(p);
+    nb_program_free(NULL);
+    CHECK(strcmp(nb_program_error(NULL), "no program") == 0, "error of NULL");
+
+    /* the flag form of checking, f32 */
+    nb_bind_dim(ctx, nb_dim_symbol(ctx, "n"), 3);
+    nb_bind_dim(ctx, nb_dim_symbol(ctx, "m"), 2);
+    p = nb_compile(ctx, 2, outs, 3, ins, NB_F32, NB_COMPILE_CHECK_FINITE);
+    CHECK(p && nb_program_output_size(p, 1) == 3, "sizes from the context");
+    if (p) {
+        float xf[3] = {1, 2, 3}, mf[6] = {0}, sf = 1, o0, o1[3];
+        const void *inf[3] = {xf, mf, &sf};
+        void *outf[2] = {&o0, o1};
+        CHECK(nb_program_run(p, inf, outf) == NB_OK, "f32 run");
+        mf[5] = -INFINITY;
+        CHECK(nb_program_run(p, inf, outf) == NB_ERR_NONFINITE && strstr(nb_program_error(p), "(1, 2)"),
+              "f32 Inf: %s", nb_program_error(p));
+        nb_program_free(p);
+    }
+    nb_ctx_free(ctx);
+}
+
+/* A run performs no allocation (counted through malloc/calloc/realloc). */
+static void test_no_allocation(void) {
+    if (!HAVE_ALLOC_COUNT) {
+        CHECK(1, "skipped");
+        return;
+    }
+    nb_ctx *ctx = nb_ctx_new();
+    uint64_t rng = 5;
+    nb_declare(ctx,
+               "X: matrix(B, 20); Y: matrix(B, 5); W1: matrix(20, 300); b1: vector(300); W2: matrix(300, 5)");
+    nb_expr *L = nb_parse(ctx, "H = tanh(X*W1 + b1'); softmax_xent(H*W2, Y)");
+    nb_expr *ins[5] = {nb_lookup(ctx, "W1"), nb_lookup(ctx, "b1"), nb_lookup(ctx, "W2"), nb_lookup(ctx, "X"),
+                       nb_lookup(ctx, "Y")};
+    nb_expr *outs[4] = {L, nb_gradient(ctx, L, ins[0]), nb_gradient(ctx, L, ins[1]),
+                        nb_gradient(ctx, L, ins[2])};
+    nb_bind_dim(ctx, nb_dim_symbol(ctx, "B"), 200);
+    nb_randomize(ctx, L, &rng, -1, 1);
+    for (int threads = 1; threads <= 2; threads++) {
+        nb_program *p = nb_compile(ctx, 4, outs, 5, ins, NB_F32, 0);
+        CHECK(p != NULL, "compile: %s", nb_error(ctx));
+        if (!p) break;
+        nb_program_set_threads(p, threads);
+        void *in[5], *out[4];
+        for (int i = 0; i < 5; i++)
+            in[i] = calloc((size_t)nb_program_input_size(p, (size_t)i), sizeof(float));
+        for (int i = 0; i < 4; i++)
+            out[i] = calloc((size_t)nb_program_output_size(p, (size_t)i), sizeof(float));
+        nb_program_run(p, (const void *const *)in, out); /* warm-up: BLAS and threads initialise */
+        long before = alloc_count;
+        for (int k = 0; k < 20; k++)
+            nb_program_run(p, (const void *const *)in, out);
+        CHECK(alloc_count == before, "%d thread(s): 20 runs allocated %ld times", threads,
+              alloc_count - before);
+        for (int i = 0; i < 5; i++)
+            free(in[i]);
+        for (int i = 0; i < 4; i++)
+            free(out[i]);
+        nb_program_free(p);
+    }
+    nb_ctx_free(ctx);
+}
+
+/* The program outlives its context and does not depend on it. */
+static void test_independent(void) {
+    nb_ctx *ctx = nb_ctx_new();
+    nb_declare(ctx, "x: vector(n)");
+    nb_expr *x = nb_lookup(ctx, "x");
+    nb_expr *f = nb_parse(ctx, "sum(exp(x)) / n");
+    nb_expr *outs[2] = {f, nb_gradient(ctx, f, x)};
+    nb_program *p = nb_compile(ctx, 2, outs, 1, &x, NB_F64, 0);
+    nb_ctx_free(ctx);
+    CHECK(p != NULL, "compile");
+    if (!p) return;
+    CHECK(nb_program_bind_dim(p, "n", 4) == NB_OK, "bind after the context is gone");
+    double v[4] = {0, 0, 0, 0}, o0, o1[4];
+    const void *in[1] = {v};
+    void *out[2] = {&o0, o1};
+    CHECK(nb_program_run(p, in, out) == NB_OK && fabs(o0 - 1) < 1e-15 && fabs(o1[2] - 0.25) < 1e-15,
+          "sum(exp(0))/4 = 1, gradient 1/4: %g %g", o0, o1[2]);
+    nb_program_free(p);
+}
+
+int main(int argc, char **argv) {
+    uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 10) : 20240611;
+    int count = argc > 2 ? atoi(argv[2]) : 600;
+    test_api();
+    test_independent();
+    test_no_allocation();
+    test_reference(seed);
+    test_networks(seed);
+    test_random(seed, count);
+    fprintf(
+        stderr,
+        "programs %ld, runs %ld, threaded %ld, structured outputs %ld, skipped (no reference value) %ld\n",
+        st.programs, st.runs, st.threaded, st.structured, st.skipped_eval);
+    fprintf(stderr, "coverage:");
+    for (size_t w = 0; w < sizeof coverage_words / sizeof *coverage_words; w++)
+        fprintf(stderr, " [%s]%ld", coverage_words[w], coverage[w]);
+    fprintf(stderr, "\n");
+    TEST_MAIN_END();
+}
