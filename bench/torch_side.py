@@ -97,12 +97,8 @@ def mlp(sz, dt):
     return f, fd
 
 
-def jac_elementwise(sz, dt):
-    n = sz["n"]
-    x = torch.rand(n, generator=torch.Generator().manual_seed(1), dtype=dt) * 2 - 1
-
-    def fun(x):
-        return torch.exp(x) * torch.sin(x) + x ** 2
+def jacobian_case(fun, x):
+    """f: fun(x) without gradients; fd: fun(x) and its Jacobian, as a PyTorch user writes it."""
 
     def f():
         with torch.no_grad():
@@ -112,6 +108,16 @@ def jac_elementwise(sz, dt):
         return fun(x), torch.autograd.functional.jacobian(fun, x)
 
     return f, fd
+
+
+def jac_elementwise(sz, dt):
+    n = sz["n"]
+    x = torch.rand(n, generator=torch.Generator().manual_seed(1), dtype=dt) * 2 - 1
+
+    def fun(x):
+        return torch.exp(x) * torch.sin(x) + x ** 2
+
+    return jacobian_case(fun, x)
 
 
 def jac_tanh(sz, dt):
@@ -123,14 +129,7 @@ def jac_tanh(sz, dt):
     def fun(x):
         return torch.tanh(A @ x)
 
-    def f():
-        with torch.no_grad():
-            return fun(x)
-
-    def fd():
-        return fun(x), torch.autograd.functional.jacobian(fun, x)
-
-    return f, fd
+    return jacobian_case(fun, x)
 
 
 def chain(sz, dt):
