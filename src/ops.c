@@ -358,6 +358,33 @@ static nb_node *literal_map_scale(nb_ctx *ctx, nb_node *lit, size_t ns, nb_node 
     return r;
 }
 
+/* A term printed with a leading minus: −c or −c·x. */
+static bool has_negative_coef(const nb_node *t) {
+    if (is_scalar_const(t)) return t->a.c.val < 0;
+    return t->op == NB_OP_MUL && is_scalar_const(t->args[0]) && t->args[0]->a.c.val < 0;
+}
+
+static bool is_relu_of(const nb_node *e, const nb_node *u) {
+    return e->op == NB_OP_MAX && ((nb_is_zero(e->args[0]) && e->args[1] == u) || (nb_is_zero(e->args[1]) && e->args[0] == u));
+}
+
+/* e with max(0, u) replaced by u, in e itself, its terms, and their factors. */
+static nb_node *without_relu(nb_ctx *ctx, nb_node *e, const nb_node *u) {
+    if (is_relu_of(e, u)) return (nb_node *)u;
+    if (e->op != NB_OP_ADD && e->op != NB_OP_MUL) return e;
+    nb_node **parts = malloc(e->nargs * sizeof *parts);
+    if (!parts) return e;
+    bool changed = false;
+    for (size_t i = 0; i < e->nargs; i++) {
+        nb_node *a = e->args[i];
+        parts[i] = e->op == NB_OP_ADD ? without_relu(ctx, a, u) : is_relu_of(a, u) ? (nb_node *)u : a;
+        changed |= parts[i] != a;
+    }
+    nb_node *r = !changed ? e : e->op == NB_OP_ADD ? nb_add_n(ctx, e->nargs, parts) : nb_mul_n(ctx, e->nargs, parts);
+    free(parts);
+    return r ? r : e;
+}
+
 /* A scalar sum of monomials c·x^a·y^b… in variables and dimensions. */
 static bool is_polynomial(const nb_node *sum) {
     if (sum->type.kind != NB_SCALAR) return false;
@@ -411,6 +438,37 @@ nb_node *nb_mul_n(nb_ctx *ctx, size_t n, nb_node *const *args) {
     if (nb_number_is(coef, 0)) {
         result = nb_zero(ctx, type);
         goto done;
+    }
+    for (size_t i = 0; i < nf; i++) {
+        /* 1[u > 0]·g(max(0, u)) = 1[u > 0]·g(u): where the indicator is 1, max(0, u) = u */
+        const nb_node *ind = f[i].base;
+        if (ind->op != NB_OP_GT || !nb_is_zero(ind->args[1]) || !nb_number_is(f[i].exp, 1)) continue;
+        bool changed = false;
+        for (size_t j = 0; j < nf; j++) {
+            nb_node *g = without_relu(ctx, f[j].base, ind->args[0]);
+            changed |= g != f[j].base;
+            f[j].base = g;
+        }
+        if (!changed) continue;
+        size_t no = 0;
+        out[no++] = nb_const(ctx, coef, nb_scalar_type());
+        for (size_t j = 0; j < nf; j++) out[no++] = make_pow(ctx, f[j].base, f[j].exp);
+        result = nb_mul_n(ctx, no, out);
+        goto done;
+    }
+    if (coef.val < 0) {
+        /* −c·(a − b) = c·(b − a): the sign goes into a two-term difference */
+        for (size_t i = 0; i < nf; i++) {
+            const nb_node *d = f[i].base;
+            if (d->op != NB_OP_ADD || d->nargs != 2 || !nb_number_is(f[i].exp, 1)) continue;
+            if (has_negative_coef(d->args[0]) || !has_negative_coef(d->args[1])) continue;
+            nb_node *flipped[2] = {nb_neg(ctx, d->args[1]), nb_neg(ctx, d->args[0])};
+            size_t no = 0;
+            out[no++] = nb_const(ctx, nb_number_neg(coef), nb_scalar_type());
+            for (size_t j = 0; j < nf; j++) out[no++] = j == i ? nb_add_n(ctx, 2, flipped) : make_pow(ctx, f[j].base, f[j].exp);
+            result = nb_mul_n(ctx, no, out);
+            goto done;
+        }
     }
     /* Drop x^0, and ones that another factor's shape already implies. */
     bool full = type.kind == NB_SCALAR;

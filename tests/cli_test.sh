@@ -41,7 +41,7 @@ expect_out '1ᵀ' diff 'sum(x)' --wrt x --let "$VEC"
 expect_out 'diag(-w ⊘ x²)' diff 'w ./ x' --wrt x --let "$VEC"
 expect_out '0' diff '99' --wrt x --format ascii
 expect_out '2*x' diff - --wrt x --format ascii <<<'x^2'
-expect_out "-2*((X*w + b > 0) .* (y - max(0, X*w + b)))'*X/N" \
+expect_out "2*((X*w + b > 0) .* (X*w + b - y))'*X/N" \
     diff 'u = X*w + b; v = y - max(0, u); sum(v.^2)/N' --wrt w --let "$NEURON" --format ascii
 expect_out '\frac{2}{x}' diff 'ln(x^2)' --wrt x --format latex
 

@@ -49,12 +49,13 @@ static void test_canonical_forms(void) {
     nb_ctx *ctx = nb_ctx_new();
     nb_declare(ctx, "A, B: matrix(n, n); v, u: vector(n)");
     static const char *cases[][2] = {
-        {"2*x*3*y", "6*x*y"},          {"x/2", "x/2"},          {"1/(2*sqrt(x))", "1/(2*sqrt(x))"},
-        {"(A*B)'", "B'*A'"},           {"(A')'", "A"},          {"0.5*x", "x/2"},
-        {"x^2*x^-2", "1"},             {"-(x - y)", "y - x"},   {"2*(x + 1)", "2*x + 2"},
-        {"exp(0) + log(1)", "1"},      {"diag(v)*u", "v .* u"}, {"diag(v)*diag(u)", "diag(v .* u)"},
-        {"sum(3*v)", "3*sum(v)"},      {"x^0.5", "sqrt(x)"},    {"1e-3*x", "x/1000"},
-        {"x*y - y*x", "0"},            {"max(2, 3)", "3"},      {"(2 > 1) + (1 >= 2)", "1"},
+        {"2*x*3*y", "6*x*y"},        {"x/2", "x/2"},          {"1/(2*sqrt(x))", "1/(2*sqrt(x))"},
+        {"(A*B)'", "B'*A'"},         {"(A')'", "A"},          {"0.5*x", "x/2"},
+        {"x^2*x^-2", "1"},           {"-(x - y)", "y - x"},   {"2*(x + 1)", "2*x + 2"},
+        {"exp(0) + log(1)", "1"},    {"diag(v)*u", "v .* u"}, {"diag(v)*diag(u)", "diag(v .* u)"},
+        {"sum(3*v)", "3*sum(v)"},    {"x^0.5", "sqrt(x)"},    {"1e-3*x", "x/1000"},
+        {"-2*(u - v)", "2*(v - u)"}, {"x*y - y*x", "0"},      {"max(2, 3)", "3"},
+        {"(2 > 1) + (1 >= 2)", "1"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
         CHECK_STR(str(ctx, nb_parse(ctx, cases[i][0]), NB_FMT_ASCII), cases[i][1]);
@@ -100,6 +101,9 @@ static void test_structure(void) {
         {"sum(W)", "W", "1*1'"},
         {"sum(W*x)", "W", "1*x'"},
         {"x .* z", "x", "z*I"},
+        /* 1[u > 0]·g(max(0, u)) = 1[u > 0]·g(u), and −c·(a − b) = c·(b − a) */
+        {"sum(max(0, A*x - w).^3)", "x", "3*((A*x - w > 0) .* (A*x - w).^2)'*A"},
+        {"-(x - w)", "x", "-I"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
         CHECK_STR(dstr(ctx, diff1(ctx, cases[i][0], cases[i][1], NB_NUMERATOR)), cases[i][2]);
@@ -115,9 +119,11 @@ static void test_errors(void) {
     nb_ctx *ctx = nb_ctx_new();
     nb_declare(ctx, "w: vector(n); v: vector(m); X: matrix(N, n)");
     CHECK(nb_parse(ctx, "w + v") == NULL, "vector(n) + vector(m) fails");
-    CHECK(strstr(nb_error(ctx), "vector(n)") && strstr(nb_error(ctx), "vector(m)"), "names both shapes: %s", nb_error(ctx));
+    CHECK(strstr(nb_error(ctx), "vector(n)") && strstr(nb_error(ctx), "vector(m)"), "names both shapes: %s",
+          nb_error(ctx));
     CHECK(nb_parse(ctx, "X*v") == NULL, "matrix(N,n)*vector(m) fails");
-    CHECK(strstr(nb_error(ctx), "matrix(N, n)") && strstr(nb_error(ctx), "vector(m)"), "names both shapes: %s", nb_error(ctx));
+    CHECK(strstr(nb_error(ctx), "matrix(N, n)") && strstr(nb_error(ctx), "vector(m)"),
+          "names both shapes: %s", nb_error(ctx));
     nb_expr *f = nb_parse(ctx, "w + 1");
     nb_expr *not_var = nb_parse(ctx, "2*w");
     CHECK(nb_derivative(ctx, f, 1, &not_var, NB_NUMERATOR) == NULL, "w.r.t. an expression fails");
@@ -129,7 +135,8 @@ static void test_errors(void) {
     nb_expr *g = nb_parse(ctx, "X*w");
     CHECK(nb_derivative(ctx, g, 1, &xv, NB_NUMERATOR) == NULL, "vector f w.r.t. a matrix is a rank-3 tensor");
     nb_expr *h = nb_parse(ctx, "(w*w')*w");
-    CHECK(nb_derivative(ctx, h, 1, &wv, NB_NUMERATOR) == NULL, "vector Jacobian through a matrix node is refused");
+    CHECK(nb_derivative(ctx, h, 1, &wv, NB_NUMERATOR) == NULL,
+          "vector Jacobian through a matrix node is refused");
     CHECK(strstr(nb_error(ctx), "tensor") != NULL, "%s", nb_error(ctx));
     CHECK(nb_sum(ctx, NULL) == NULL, "NULL propagates");
     nb_ctx_free(ctx);
@@ -142,11 +149,14 @@ static void test_eval_errors(void) {
     nb_expr *f = nb_parse(ctx, "log(x)");
     double x = -2;
     nb_set_value(ctx, "x", 1, 1, &x);
-    CHECK(nb_eval(ctx, f, &m) == -1 && strstr(nb_error(ctx), "log of a negative"), "log(-2): %s", nb_error(ctx));
+    CHECK(nb_eval(ctx, f, &m) == -1 && strstr(nb_error(ctx), "log of a negative"), "log(-2): %s",
+          nb_error(ctx));
     x = 0;
     nb_set_value(ctx, "x", 1, 1, &x);
-    CHECK(nb_eval(ctx, nb_parse(ctx, "1/x"), &m) == -1 && strstr(nb_error(ctx), "division by zero"), "1/0: %s", nb_error(ctx));
-    CHECK(nb_eval(ctx, nb_parse(ctx, "sum(w)"), &m) == -1 && strstr(nb_error(ctx), "not bound"), "unbound: %s", nb_error(ctx));
+    CHECK(nb_eval(ctx, nb_parse(ctx, "1/x"), &m) == -1 && strstr(nb_error(ctx), "division by zero"),
+          "1/0: %s", nb_error(ctx));
+    CHECK(nb_eval(ctx, nb_parse(ctx, "sum(w)"), &m) == -1 && strstr(nb_error(ctx), "not bound"),
+          "unbound: %s", nb_error(ctx));
     double nan = NAN;
     CHECK(nb_set_value(ctx, "x", 1, 1, &nan) == -1, "NaN input refused: %s", nb_error(ctx));
     double w[3] = {1, 2, 3};
@@ -170,7 +180,8 @@ static void test_long_chain(void) {
         int n = round ? 8000 : 2000;
         char *src = malloc((size_t)n * 48 + 64);
         size_t len = (size_t)sprintf(src, "u0 = x;\n");
-        for (int i = 1; i < n; i++) len += (size_t)sprintf(src + len, "u%d = sin(u%d)*x + u%d;\n", i, i - 1, i - 1);
+        for (int i = 1; i < n; i++)
+            len += (size_t)sprintf(src + len, "u%d = sin(u%d)*x + u%d;\n", i, i - 1, i - 1);
         sprintf(src + len, "u%d", n - 1);
         nb_ctx *ctx = nb_ctx_new();
         double t0 = seconds();

@@ -58,11 +58,11 @@ static const row rows[] = {
     {"w, x: vector(n); b: scalar", "max(0, dot(w, x) + b)", "w", "(w'*x + b > 0)*x'", "(w'*x + b > 0)*x"},
     {"w, x: vector(n); b: scalar", "max(0, dot(w, x) + b)", "b", "w'*x + b > 0", "w'*x + b > 0"},
     {"w: vector(n); X: matrix(N, n); y: vector(N); b: scalar", "sum((y - max(0, X*w + b)).^2)/N", "w",
-     "-2*((X*w + b > 0) .* (y - max(0, X*w + b)))'*X/N", "-2*X'*((X*w + b > 0) .* (y - max(0, X*w + b)))/N"},
+     "2*((X*w + b > 0) .* (X*w + b - y))'*X/N", "2*X'*((X*w + b > 0) .* (X*w + b - y))/N"},
     {"w: vector(n); X: matrix(N, n); y: vector(N); b: scalar", "sum((y - max(0, X*w + b)).^2)/N", "b",
-     "-2*sum((X*w + b > 0) .* (y - max(0, X*w + b)))/N", "-2*sum((X*w + b > 0) .* (y - max(0, X*w + b)))/N"},
+     "2*sum((X*w + b > 0) .* (X*w + b - y))/N", "2*sum((X*w + b > 0) .* (X*w + b - y))/N"},
     {"w: vector(n); X: matrix(N, n); y: vector(N); b: scalar", "u = X*w + b; v = y - max(0, u); sum(v.^2)/N", "w",
-     "-2*((X*w + b > 0) .* (y - max(0, X*w + b)))'*X/N", "-2*X'*((X*w + b > 0) .* (y - max(0, X*w + b)))/N"},
+     "2*((X*w + b > 0) .* (X*w + b - y))'*X/N", "2*X'*((X*w + b > 0) .* (X*w + b - y))/N"},
 };
 
 /* ---- a small seeded generator ---- */
