@@ -714,7 +714,15 @@ static nb_type matmul_type(nb_type a, nb_type b) {
 nb_expr *nb_matmul(nb_ctx *ctx, nb_expr *a, nb_expr *b) {
     if (!a || !b) return NULL;
     if (a->type.kind == NB_SCALAR || b->type.kind == NB_SCALAR) return nb_mul(ctx, a, b);
-    if (!dim_eq(a->type.cols, b->type.rows)) return shape_error(ctx, "the product A*B", a, b);
+    if (!dim_eq(a->type.cols, b->type.rows)) {
+        shape_error(ctx, "the matrix product", a, b);
+        if (a->type.kind == NB_VECTOR && b->type.kind == NB_VECTOR) {
+            size_t len = strlen(ctx->error);
+            snprintf(ctx->error + len, sizeof ctx->error - len,
+                     "; for the inner product write a'*b or dot(a, b), for the element-wise product a .* b");
+        }
+        return NULL;
+    }
     nb_type t = matmul_type(a->type, b->type);
     if (nb_is_zero(a) || nb_is_zero(b)) return nb_zero(ctx, t);
     if (a->op == NB_OP_IDENTITY) return b;

@@ -69,6 +69,7 @@ expect_err 2 '^     \^$' diff 'w + ' --wrt w
 expect_err 2 'vector\(n\).*vector\(m\)' diff 'w + v' --wrt w --let 'w: vector(n); v: vector(m)'
 expect_err 2 'matrix\(N, n\).*vector\(m\)' eval 'X*v' --let 'X: matrix(N, n); v: vector(m)' --at 'X=[[1]]; v=[1]'
 expect_err 2 "unknown function 'foo'" diff 'foo(x)' --wrt x
+expect_err 2 "inner product write a'\\*b or dot" diff 'w*x' --wrt w --let 'w, x: vector(n)'
 expect_err 2 'variable' diff 'x + 1' --wrt 'x+1'
 expect_err 2 'u' diff 'u = 2*x; u^2' --wrt u
 expect_err 2 "expected" eval 'x' --at 'x=[1,2'
