@@ -29,7 +29,6 @@ struct nb_diff {
 };
 
 nb_ctx *nb_diff_ctx(nb_diff *d) { return d->ctx; }
-bool nb_diff_scalar_output(const nb_diff *d) { return d->scalar_output; }
 bool nb_diff_depends(const nb_diff *d, const nb_node *e) { return d->dep[e->pass_slot]; }
 
 int nb_diff_accum(nb_diff *d, nb_node *operand, nb_node *e) {
@@ -46,7 +45,9 @@ int nb_diff_accum(nb_diff *d, nb_node *operand, nb_node *e) {
 
 static nb_node *column_form(nb_ctx *ctx, nb_node *p) { return p->type.kind == NB_ROW ? nb_transpose(ctx, p) : p; }
 
-nb_node *nb_diff_elementwise(nb_diff *d, nb_node *y, nb_node *a, nb_node *G, nb_node *p) {
+/* Contribution of an element-wise partial p (scalar or shaped like y) of y
+ * w.r.t. operand a, given G = ∂f/∂y: G·diag(p), reduced over broadcasts. */
+static nb_node *elementwise_contribution(nb_diff *d, nb_node *y, nb_node *a, nb_node *G, nb_node *p) {
     nb_ctx *ctx = d->ctx;
     if (!p) return NULL;
     if (nb_is_zero(p)) return p;
@@ -94,7 +95,7 @@ static int propagate(nb_diff *d, nb_node *y, nb_node *G) {
     for (int i = 0; i < y->nargs; i++) {
         nb_node *a = y->args[i];
         if (!d->dep[a->pass_slot]) continue;
-        if (nb_diff_accum(d, a, nb_diff_elementwise(d, y, a, G, info->partial(ctx, y, i)))) return -1;
+        if (nb_diff_accum(d, a, elementwise_contribution(d, y, a, G, info->partial(ctx, y, i)))) return -1;
     }
     return 0;
 }
@@ -172,7 +173,6 @@ static int reverse(nb_ctx *ctx, nb_node *f, size_t nwrt, nb_node *const *wrt, nb
     }
     /* Slots by preorder are kept for sorting sums; the walk itself goes in
      * id order, a topological order. */
-    for (size_t i = 0; i < n; i++) d.preorder[i] = (uint32_t)i;
     qsort(topo, n, sizeof *topo, by_id);
     for (size_t i = 0; i < n; i++) {
         d.preorder[i] = topo[i]->pass_slot;

@@ -47,7 +47,7 @@ static bool *reachable(nb_ctx *ctx, const nb_node *e) {
     return seen;
 }
 
-int nb_eval_node(nb_ctx *ctx, const nb_node *e, nb_matrix *out) {
+static int eval_node(nb_ctx *ctx, const nb_node *e, nb_matrix *out) {
     char buf[160];
     size_t n = (size_t)e->id + 1;
     bool *live = reachable(ctx, e);
@@ -120,5 +120,5 @@ done:
 int nb_eval(nb_ctx *ctx, const nb_expr *e, nb_matrix *out) {
     if (!e || !out) return nb_set_error(ctx, "nothing to evaluate");
     out->data = NULL;
-    return nb_eval_node(ctx, e, out);
+    return eval_node(ctx, e, out);
 }

@@ -208,7 +208,6 @@ nb_type nb_row_type(nb_dim n) { return (nb_type){NB_ROW, 1, n}; }
 nb_type nb_matrix_type(nb_dim rows, nb_dim cols) { return (nb_type){NB_MATRIX, rows, cols}; }
 nb_type nb_type_of(const nb_expr *e) { return e->type; }
 bool nb_type_eq(nb_type a, nb_type b) { return a.kind == b.kind && a.rows == b.rows && a.cols == b.cols; }
-bool nb_is_scalar(const nb_node *e) { return e->type.kind == NB_SCALAR; }
 nb_dim nb_type_length(nb_type t) { return t.kind == NB_ROW ? t.cols : t.rows; }
 
 const char *nb_type_str(const nb_ctx *ctx, nb_type t, char *buf, size_t size) {

@@ -50,12 +50,6 @@ size_t nb_instr_accs(const nb_instr *in) {
 #define M(fn) fn
 #define NB_CBLAS(x) NB_CAT(cblas_d, x)
 #include "kernels_impl.h"
-#undef REAL
-#undef UREAL
-#undef NB_EXPMASK
-#undef T
-#undef M
-#undef NB_CBLAS
 
 /* float */
 #define REAL float
@@ -65,9 +59,3 @@ size_t nb_instr_accs(const nb_instr *in) {
 #define M(fn) NB_CAT(fn, f)
 #define NB_CBLAS(x) NB_CAT(cblas_s, x)
 #include "kernels_impl.h"
-#undef REAL
-#undef UREAL
-#undef NB_EXPMASK
-#undef T
-#undef M
-#undef NB_CBLAS

@@ -704,3 +704,10 @@ const nb_kernels T(nb_kernels) = {sizeof(REAL), T(exec),      T(finish),    T(fi
 
 #undef NB_UNARY
 #undef NB_BINARY
+/* The instantiation's parameters end with it. */
+#undef REAL
+#undef UREAL
+#undef NB_EXPMASK
+#undef T
+#undef M
+#undef NB_CBLAS

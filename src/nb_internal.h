@@ -92,7 +92,6 @@ const char *nb_dim_name(const nb_ctx *ctx, nb_dim d, char *buf, size_t size);
 int64_t nb_dim_value(const nb_ctx *ctx, nb_dim d); /* 0 if unbound */
 bool nb_type_eq(nb_type a, nb_type b);
 nb_type nb_row_type(nb_dim n);
-bool nb_is_scalar(const nb_node *e);
 /* Number of entries of a type as a dim when it is a vector/row (length). */
 nb_dim nb_type_length(nb_type t);
 
@@ -153,14 +152,7 @@ nb_node *nb_scale(nb_ctx *ctx, nb_number c, nb_node *a); /* c·a */
 /* ---- differentiation (diff.c) ---- */
 int nb_diff_accum(nb_diff *d, nb_node *operand, nb_node *contribution);
 bool nb_diff_depends(const nb_diff *d, const nb_node *e);
-bool nb_diff_scalar_output(const nb_diff *d); /* f is a scalar (m = 1) */
 nb_ctx *nb_diff_ctx(nb_diff *d);
-/* Contribution of an element-wise partial p (scalar or shaped like y) of y
- * w.r.t. operand a, given G = ∂f/∂y: G·diag(p), reduced over broadcasts. */
-nb_node *nb_diff_elementwise(nb_diff *d, nb_node *y, nb_node *a, nb_node *G, nb_node *p);
-
-/* ---- reference evaluation (eval.c) ---- */
-int nb_eval_node(nb_ctx *ctx, const nb_node *e, nb_matrix *out);
 
 /* ---- printing (print.c) ---- */
 typedef struct {
