@@ -1,69 +1,121 @@
 # nabla build.  `make` builds libnabla.a, libnabla.so and ./nabla;
-# `make demo` runs the paper's derivations; `make test` runs the test suite.
-# Options: CC=clang, BLAS=0 (portable kernels) / BLAS=1 (require OpenBLAS),
-# SAN=1 (AddressSanitizer + UndefinedBehaviorSanitizer), O=build dir (the
-# default build puts the command at ./nabla, any other O at $(O)/nabla).
+# `make demo` runs the paper's derivations; `make test` runs the test suite
+# (`make test V=1`: one line per test file and each file's own report).
+#
+# Configuration (each change rebuilds everything: $(O)/config records it):
+#   CC=clang          the compiler
+#   BLAS=0 / BLAS=1   portable kernels / require OpenBLAS (default: OpenBLAS when found)
+#   ZLIB=0 / ZLIB=1   without / with zlib (default: zlib when found)
+#   SAN=1             AddressSanitizer + UndefinedBehaviorSanitizer
+#   OPT=-O2           optimisation flags of everything but the kernels
+#   KERNEL_ARCH=      kernels for the x86-64 baseline (default -march=native)
+#   CFLAGS, CPPFLAGS, LDFLAGS   appended to nabla's own flags
+#   O=build           the build folder (the default build puts the command at
+#                     ./nabla, any other O at $(O)/nabla)
+# Installation (docs/linking.md):
+#   make install PREFIX=/usr/local DESTDIR=   (also BINDIR LIBDIR INCLUDEDIR MANDIR PKGCONFIGDIR)
+#   make uninstall PREFIX=... DESTDIR=...
+#   make installcheck PREFIX=...   builds and runs examples/*.c against the installed copy
 CC ?= cc
 O ?= build
-CFLAGS_BASE = -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -Iinclude -Isrc -fPIC
 OPT ?= -O2
+
+# The one version number: NABLA_VERSION in include/nabla.h ("0.1.0" -> libnabla.so.0.1.0, soname libnabla.so.0).
+VERSION := $(shell sed -n 's/^\#define NABLA_VERSION "\([0-9.]*\)".*/\1/p' include/nabla.h)
+SOVERSION := $(firstword $(subst ., ,$(VERSION)))
+
+# Optional libraries, detected once per make run: header and library present -> used.
+# detect(header, function call, library): 1 when a program calling it compiles and links.
+detect = $(shell printf '\043include <%s>\nint main(void){return %s != 0;}\n' '$(1)' '$(2)' | \
+                 $(CC) -x c - $(3) -o /dev/null 2>/dev/null && echo 1 || echo 0)
+ifeq ($(origin BLAS),undefined)
+  BLAS := $(call detect,cblas.h,cblas_sdot(0, 0, 1, 0, 1),-lopenblas)
+endif
+ifeq ($(BLAS),1)
+  FEATURE_CPPFLAGS += -DNB_HAVE_CBLAS
+  FEATURE_LIBS += -lopenblas
+endif
+ifeq ($(origin ZLIB),undefined)
+  ZLIB := $(call detect,zlib.h,zlibVersion()[0],-lz)
+endif
+ifeq ($(ZLIB),1)
+  FEATURE_CPPFLAGS += -DNB_HAVE_ZLIB
+  FEATURE_LIBS += -lz
+endif
+
 ifeq ($(SAN),1)
   OPT = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
   LDSAN = -fsanitize=address,undefined
 endif
-# OpenBLAS auto-detection: cblas.h and libopenblas present -> use it.
-BLAS ?= $(shell printf '\043include <cblas.h>\nint main(void){return 0;}\n' | $(CC) -x c - -lopenblas -o /dev/null 2>/dev/null && echo 1 || echo 0)
-ifeq ($(BLAS),1)
-  BLAS_CFLAGS = -DNB_HAVE_CBLAS
-  BLAS_LIBS = -lopenblas
+# Numeric kernels (src/kernels*.c): -O3 so that the compiler vectorises the
+# element-wise loops, for this machine's vector unit.
+ifeq ($(origin KERNEL_ARCH),undefined)
+  KERNEL_ARCH := $(shell $(CC) -march=native -x c -c /dev/null -o /dev/null 2>/dev/null && echo -march=native)
 endif
-CFLAGS += $(CFLAGS_BASE) $(OPT) $(BLAS_CFLAGS)
-LDLIBS = $(BLAS_LIBS) -lm -lpthread
+KERNEL_FLAGS = -O3 -fno-math-errno -ffp-contract=fast $(KERNEL_ARCH)
+
+NB_CFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -Iinclude -Isrc -fPIC -MMD -MP \
+            $(OPT) $(FEATURE_CPPFLAGS) $(CPPFLAGS) $(CFLAGS)
+NB_LDFLAGS = $(LDSAN) $(LDFLAGS)
+LDLIBS = $(FEATURE_LIBS) -lm -lpthread
 
 SRCS = $(wildcard src/*.c)
 OBJS = $(SRCS:src/%.c=$(O)/src/%.o)
-TEST_SRCS = $(wildcard tests/*.c)
-TEST_BINS = $(TEST_SRCS:tests/%.c=$(O)/tests/%)
+TOOL_OBJS = $(patsubst tools/%.c,$(O)/tools/%.o,$(wildcard tools/*.c))
+TEST_BINS = $(patsubst tests/%.c,$(O)/tests/%,$(wildcard tests/test_*.c))
+EXAMPLE_BINS = $(patsubst examples/%.c,$(O)/examples/%,$(wildcard examples/*.c))
 BIN = $(if $(filter build,$(O)),nabla,$(O)/nabla)
+SHLIB = libnabla.so.$(VERSION)
+SONAME = libnabla.so.$(SOVERSION)
 
-all: $(O)/libnabla.a $(O)/libnabla.so $(BIN)
+all: $(O)/libnabla.a $(O)/libnabla.so $(O)/$(SONAME) $(BIN)
 
-$(O)/src/%.o: src/%.c src/*.h src/ops.def include/nabla.h
-	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
-# Numeric kernels (src/kernels_impl.h): -O3 so that gcc vectorises the element-wise loops,
-# for this machine's vector unit (KERNEL_ARCH= builds portable baseline kernels).
-KERNEL_ARCH ?= $(shell $(CC) -march=native -x c -c /dev/null -o /dev/null 2>/dev/null && echo -march=native)
-$(O)/src/kernels.o: CFLAGS += -O3 -fno-math-errno -ffp-contract=fast $(KERNEL_ARCH)
+# Everything built depends on $(O)/config, which is rewritten only when the
+# configuration changes: `make BLAS=0` after `make` rebuilds, a repeated `make` does not.
+CONFIG = $(CC) $(NB_CFLAGS) | $(KERNEL_FLAGS) | $(NB_LDFLAGS) $(LDLIBS)
+$(O)/config: FORCE
+	@mkdir -p $(@D)
+	@printf '%s\n' '$(CONFIG)' | cmp -s - $@ || printf '%s\n' '$(CONFIG)' >$@
+
+$(O)/src/%.o: src/%.c $(O)/config
+	@mkdir -p $(@D)
+	$(CC) $(NB_CFLAGS) $(if $(filter kernels%,$*),$(KERNEL_FLAGS)) -c $< -o $@
 
 $(O)/libnabla.a: $(OBJS)
 	rm -f $@ && ar rcs $@ $^
 
-$(O)/libnabla.so: $(OBJS)
-	$(CC) -shared $(LDSAN) -o $@ $^ $(LDLIBS)
+$(O)/$(SHLIB): $(OBJS)
+	$(CC) -shared -Wl,-soname,$(SONAME) $(NB_LDFLAGS) -o $@ $^ $(LDLIBS)
+$(O)/$(SONAME) $(O)/libnabla.so: $(O)/$(SHLIB)
+	ln -sf $(SHLIB) $@
 
-$(BIN): $(wildcard tools/*.c) tools/*.h $(O)/libnabla.a
-	$(CC) $(CFLAGS) -Itools $(LDSAN) -o $@ $(wildcard tools/*.c) $(O)/libnabla.a $(LDLIBS)
+$(O)/tools/%.o: tools/%.c $(O)/config
+	@mkdir -p $(@D)
+	$(CC) $(NB_CFLAGS) -Itools -c $< -o $@
+$(BIN): $(TOOL_OBJS) $(O)/libnabla.a
+	$(CC) $(NB_LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(O)/tests/%: tests/%.c tests/*.h $(O)/libnabla.a
-	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDSAN) -o $@ $< $(O)/libnabla.a $(LDLIBS)
+# Test and example programs: one source file each, linked with the static library.
+LINK_PROGRAM = $(CC) $(NB_CFLAGS) $(NB_LDFLAGS) -o $@ $< $(O)/libnabla.a $(LDLIBS)
+$(O)/tests/%: tests/%.c $(O)/config $(O)/libnabla.a
+	@mkdir -p $(@D)
+	$(LINK_PROGRAM)
+$(O)/examples/%: examples/%.c $(O)/config $(O)/libnabla.a
+	@mkdir -p $(@D)
+	$(LINK_PROGRAM)
+
+-include $(wildcard $(O)/src/*.d $(O)/tools/*.d $(O)/tests/*.d $(O)/examples/*.d)
 
 demo: $(BIN)
 	NABLA=./$(BIN) ./examples/paper_demo.sh
 
 test: all $(TEST_BINS)
-	NABLA=./$(BIN) TEST_BIN_DIR=$(O)/tests ./tests/run.sh
+	NABLA=./$(BIN) TEST_BIN_DIR=$(O)/tests TEST_VERBOSE=$(V) ./tests/run.sh
+
+examples: $(EXAMPLE_BINS)
 
 clean:
 	rm -rf build build-* nabla
 
-.PHONY: all demo test clean
-
-# Example programs of the C API (examples/*.c), e.g. build/examples/neuron.
-EXAMPLE_BINS = $(patsubst examples/%.c,$(O)/examples/%,$(wildcard examples/*.c))
-examples: $(EXAMPLE_BINS)
-$(O)/examples/%: examples/%.c $(O)/libnabla.a
-	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDSAN) -o $@ $< $(O)/libnabla.a $(LDLIBS)
-.PHONY: examples
+FORCE:
+.PHONY: all demo test examples clean FORCE
