@@ -56,6 +56,24 @@ expect_err 'invalid --repeat' 'x^2' --wrt x --repeat 0
 expect_err 'matrix' 'X' --wrt X --let 'X: matrix(m, n)' --size 'm=2, n=3'
 expect_err 'unknown option' 'x^2' --wrt x --bogus
 
+# sizes too large: an error before any buffer is sized (these crashed with a
+# heap overflow when the plan's rejection went unchecked and rows*cols*8
+# wrapped around), never a crash or an out-of-memory kill
+expect_err 'too large' 'sum(X)' --wrt X --let 'X: matrix(N, n)' --size 'N=2147437309, n=1073764994'
+expect_err 'too large' 'sum(X)' --wrt X --let 'X: matrix(N, n)' --size 'N=2147483647, n=2147483647' --dtype f32
+expect_err 'too large' 'sum(X)' --wrt X --let 'X: matrix(N, n)' --size 'N=100000000, n=100000'
+expect_err 'too large' 'exp(x)' --wrt x --let 'x: vector(n)' --size n=2147483647 --dense
+expect_err 'too large' 'tanh(A*x)' --wrt x --let 'A: matrix(n, n); x: vector(n)' --size n=1073741824
+expect_err 'too large' 'sum((y - max(0, X*w + b)).^2)/N' --wrt w,b --let "$NEURON" --size 'N=2147483647, n=1000000'
+# each buffer fits, all of them together do not fit in any machine's memory (8 TiB for X)
+expect_err 'more than this machine.s .* of memory' 'sum(X)' --wrt X --let 'X: matrix(N, n)' --size 'N=1048576, n=1048576'
+# sizes that are not sizes
+expect_err 'expected a size' 'sum(x)' --wrt x --let 'x: vector(n)' --size n=0
+expect_err 'expected a size' 'sum(x)' --wrt x --let 'x: vector(n)' --size n=-3
+expect_err 'expected a size' 'sum(x)' --wrt x --let 'x: vector(n)' --size n=99999999999999999999
+expect_err 'expected a size' 'sum(x)' --wrt x --let 'x: vector(n)' --size n=abc
+expect_err 'dimension n has no size' 'sum(x)' --wrt x --let 'x: vector(n)' --size m=3
+
 out=$("$NABLA" time --help); rc=$?
 if [ "$rc" -eq 0 ] && [[ "$out" == usage:* ]]; then passed=$((passed + 1)); else fail "time --help"; fi
 

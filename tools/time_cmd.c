@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define TIME_USAGE                                                                                           \
     "nabla time EXPR --wrt VARS [--let DECLS] [--size 'N=10000, n=100'] [--dtype f32|f64] [--threads K] "    \
@@ -117,6 +118,95 @@ static int calibrate(timed *t) {
     return 0;
 }
 
+/* Binds every dimension of p to the size it was compiled with, which plans the
+ * program: a plan rejected (a value too large, no memory for the workspace)
+ * is reported here, before any buffer is sized.  Returns 0, or 2 after
+ * reporting. */
+static int plan_program(nb_program *p) {
+    for (size_t k = 0; k < nb_program_num_dims(p); k++) {
+        const char *name = nb_program_dim_name(p, k);
+        int64_t size = nb_program_dim_value(p, k);
+        if (size <= 0) return nb_cli_error(NULL, -1, "dimension %s has no size: give it with --size '%s=...'", name, name);
+        if (nb_program_bind_dim(p, name, size) != NB_OK)
+            return nb_cli_error(NULL, -1, "cannot run with these sizes: %s", nb_program_error(p));
+    }
+    return 0;
+}
+
+/* Bytes of the buffer of a rows x cols value: rows·cols reals of real_size
+ * bytes when dense (structured_entries == 0), else structured_entries (a
+ * diagonal's n, a uniform value's 1); every product checked for overflow.
+ * Returns 0, or 2 after reporting. */
+static int buffer_bytes(const char *what, int64_t rows, int64_t cols, int64_t structured_entries, size_t real_size,
+                        size_t *bytes) {
+    if (rows <= 0 || cols <= 0 || rows > INT64_MAX / cols)
+        return nb_cli_error(NULL, -1, "%s: a %lld x %lld value is too large", what, (long long)rows,
+                            (long long)cols);
+    const int64_t entries = structured_entries > 0 ? structured_entries : rows * cols;
+    if (entries > rows * cols || (uint64_t)entries > SIZE_MAX / real_size)
+        return nb_cli_error(NULL, -1, "%s: a %lld x %lld value is too large", what, (long long)rows,
+                            (long long)cols);
+    *bytes = (size_t)entries * real_size;
+    return 0;
+}
+
+/* Adds bytes to *total; fails (2, reported) past the machine's memory, so that
+ * a run too large is an error rather than the kernel killing the process. */
+static int reserve_memory(size_t *total, size_t bytes) {
+    static size_t physical;
+#ifdef _SC_PHYS_PAGES
+    if (!physical) {
+        long pages = sysconf(_SC_PHYS_PAGES), page_size = sysconf(_SC_PAGESIZE);
+        physical = pages > 0 && page_size > 0 && (size_t)pages <= SIZE_MAX / (size_t)page_size
+                       ? (size_t)pages * (size_t)page_size
+                       : SIZE_MAX;
+    }
+#else
+    physical = SIZE_MAX;
+#endif
+    if (bytes > SIZE_MAX - *total || *total + bytes > physical)
+        return nb_cli_error(NULL, -1,
+                            "these sizes need more than this machine's %.3g GiB of memory (inputs, outputs and "
+                            "workspace of both programs)",
+                            (double)physical / (1u << 30));
+    *total += bytes;
+    return 0;
+}
+
+/* The bytes of every input buffer (in_bytes[i]) and output buffer of the
+ * derivative program (out_bytes[k]; f's is out_bytes[0]), checked against
+ * overflow and, with both workspaces, against the machine's memory.  Returns
+ * 0, or 2 after reporting. */
+static int size_buffers(const timed *tf, const timed *td, size_t nvars, nb_expr *const *wrt, size_t real_size,
+                        size_t *in_bytes, size_t *out_bytes) {
+    size_t total = 0;
+    nb_program_stats stats;
+    nb_program_get_stats(tf->p, &stats);
+    if (reserve_memory(&total, stats.workspace_bytes)) return 2;
+    nb_program_get_stats(td->p, &stats);
+    if (reserve_memory(&total, stats.workspace_bytes)) return 2;
+    char what[96];
+    for (size_t i = 0; i < nvars; i++) {
+        int64_t r = 0, c = 0;
+        nb_program_input_shape(td->p, i, &r, &c);
+        snprintf(what, sizeof what, "input '%.64s'", nb_program_input_name(td->p, i));
+        if (buffer_bytes(what, r, c, 0, real_size, &in_bytes[i]) || reserve_memory(&total, in_bytes[i])) return 2;
+    }
+    for (size_t k = 0; k < nb_program_num_outputs(td->p); k++) {
+        int64_t r = 0, c = 0;
+        nb_program_output_shape(td->p, k, &r, &c);
+        if (k == 0) snprintf(what, sizeof what, "f");
+        else snprintf(what, sizeof what, "d/d%.64s", wrt[k - 1]->a.name);
+        const int64_t structured = nb_program_output_structure(td->p, k) == NB_STRUCT_DENSE
+                                       ? 0
+                                       : nb_program_output_size(td->p, k);
+        if (buffer_bytes(what, r, c, structured, real_size, &out_bytes[k]) ||
+            reserve_memory(&total, out_bytes[k] * (k == 0 ? 2 : 1))) /* f: in both programs */
+            return 2;
+    }
+    return 0;
+}
+
 static const char *structure_name(nb_structure s) {
     switch (s) {
     case NB_STRUCT_DIAGONAL:
@@ -182,7 +272,7 @@ int nb_cmd_time(int argc, char **argv) {
     char *src = NULL;
     nb_ctx *ctx = NULL;
     nb_expr **wrt = NULL, **vars = NULL, **outs = NULL;
-    size_t nwrt = 0, nvars = 0, nout = 0;
+    size_t nwrt = 0, nvars = 0, nout = 0, *in_bytes = NULL, *out_bytes = NULL;
     timed tf = {0}, td = {0};
     if (!(src = nb_cli_read_expr(positional[0]))) goto done;
     if (!(ctx = nb_ctx_new())) {
@@ -241,12 +331,7 @@ int nb_cmd_time(int argc, char **argv) {
         nb_cli_error(NULL, -1, "%s", nb_error(ctx));
         goto done;
     }
-    for (size_t k = 0; k < nb_program_num_dims(td.p); k++)
-        if (nb_program_dim_value(td.p, k) <= 0) {
-            nb_cli_error(NULL, -1, "dimension %s has no size: give it with --size '%s=...'",
-                         nb_program_dim_name(td.p, k), nb_program_dim_name(td.p, k));
-            goto done;
-        }
+    if (plan_program(td.p) || plan_program(tf.p)) goto done;
     if (nb_program_set_threads(tf.p, (int)threads) || nb_program_set_threads(td.p, (int)threads)) {
         nb_cli_error(NULL, -1, "%s",
                      nb_program_error(tf.p)[0] ? nb_program_error(tf.p) : nb_program_error(td.p));
@@ -258,19 +343,22 @@ int nb_cmd_time(int argc, char **argv) {
     tf.in = td.in = in;
     tf.out = calloc(2, sizeof *tf.out);
     td.out = calloc(nout + 1, sizeof *td.out);
-    if (!in || !tf.out || !td.out) {
+    in_bytes = calloc(nvars + 1, sizeof *in_bytes);
+    out_bytes = calloc(nout + 1, sizeof *out_bytes);
+    if (!in || !tf.out || !td.out || !in_bytes || !out_bytes) {
         nb_cli_error(NULL, -1, "out of memory");
         goto done;
     }
+    if (size_buffers(&tf, &td, nvars, wrt, rs, in_bytes, out_bytes)) goto done;
     uint64_t rng = seed;
     for (size_t i = 0; i < nvars; i++) {
-        int64_t n = nb_program_input_size(td.p, i);
-        in[i] = malloc((size_t)n * rs + 1);
+        const size_t n = in_bytes[i] / rs;
+        in[i] = malloc(in_bytes[i]);
         if (!in[i]) {
             nb_cli_error(NULL, -1, "out of memory for input '%s'", nb_program_input_name(td.p, i));
             goto done;
         }
-        for (int64_t e = 0; e < n; e++) {
+        for (size_t e = 0; e < n; e++) {
             double v = 2.0 * ((double)(splitmix(&rng) >> 11) * 0x1.0p-53) - 1.0;
             if (dtype == NB_F64)
                 ((double *)in[i])[e] = v;
@@ -281,14 +369,13 @@ int nb_cmd_time(int argc, char **argv) {
     tf.nout = 1;
     td.nout = nout;
     for (size_t k = 0; k < nout; k++) {
-        int64_t n = nb_program_output_size(td.p, k);
-        td.out[k] = malloc((size_t)n * rs + 1);
+        td.out[k] = malloc(out_bytes[k]);
         if (!td.out[k]) {
             nb_cli_error(NULL, -1, "out of memory for output %zu", k);
             goto done;
         }
     }
-    tf.out[0] = malloc((size_t)nb_program_output_size(tf.p, 0) * rs + 1);
+    tf.out[0] = malloc(out_bytes[0]); /* f: the first output of both programs */
     if (!tf.out[0]) {
         nb_cli_error(NULL, -1, "out of memory");
         goto done;
@@ -358,6 +445,8 @@ done:
     free(tf.out);
     free(tf.samples);
     free(td.samples);
+    free(in_bytes);
+    free(out_bytes);
     nb_program_free(tf.p);
     nb_program_free(td.p);
     free(outs);
