@@ -1,4 +1,4 @@
-/* Internal representation shared by the passes.  See DESIGN.md. */
+/* Internal representation shared by the passes.  See docs/design.md. */
 #ifndef NB_INTERNAL_H
 #define NB_INTERNAL_H
 

@@ -1,6 +1,6 @@
 /* Compiled programs against the reference evaluator (nb_eval).
  *
- *  - every REFERENCE.md case: f and its derivative(s) compiled together;
+ *  - every docs/reference.md case: f and its derivative(s) compiled together;
  *  - random well-typed expressions over every operator (scalars, vectors,
  *    rows, matrices; symbolic and numeric dimensions), each with its
  *    gradients / Jacobians, some large enough to take the threaded paths;
@@ -248,7 +248,7 @@ static size_t variables_of(nb_ctx *ctx, const nb_expr *f, nb_expr **vars, size_t
     return nv;
 }
 
-/* ---- REFERENCE.md ----------------------------------------------------------- */
+/* ---- docs/reference.md ------------------------------------------------------ */
 typedef struct {
     const char *decls, *expr, *wrt;
 } refcase;

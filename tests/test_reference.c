@@ -1,4 +1,4 @@
-/* Every row of REFERENCE.md (Parr & Howard): the printed derivative in both
+/* Every row of docs/reference.md (Parr & Howard): the printed derivative in both
  * layouts, and its value against central finite differences. */
 #include "nabla.h"
 #include "test.h"
