@@ -12,7 +12,7 @@
 #   CFLAGS, CPPFLAGS, LDFLAGS   appended to nabla's own flags
 #   O=build           the build folder (the default build puts the command at
 #                     ./nabla, any other O at $(O)/nabla)
-# Installation (docs/linking.md):
+# Installation (README.md, "Installing and linking"):
 #   make install PREFIX=/usr/local DESTDIR=   (also BINDIR LIBDIR INCLUDEDIR MANDIR PKGCONFIGDIR)
 #   make uninstall PREFIX=... DESTDIR=...
 #   make installcheck PREFIX=...   builds and runs examples/*.c against the installed copy
@@ -114,8 +114,44 @@ test: all $(TEST_BINS)
 
 examples: $(EXAMPLE_BINS)
 
+# ---- installation (docs: README.md "Installing and linking") ----
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+MANDIR ?= $(PREFIX)/share/man
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+INSTALL ?= install
+# nabla.pc: paths under PREFIX written relative to ${prefix}; BLAS and zlib are private
+# (only static linking needs them).
+pc_path = $(patsubst $(PREFIX)/%,$${prefix}/%,$(1))
+PC_SUBST = -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(call pc_path,$(LIBDIR))|' \
+           -e 's|@INCLUDEDIR@|$(call pc_path,$(INCLUDEDIR))|' -e 's|@VERSION@|$(VERSION)|' \
+           -e 's|@LIBS_PRIVATE@|$(LDLIBS)|'
+INSTALLED = $(BINDIR)/nabla $(INCLUDEDIR)/nabla.h $(LIBDIR)/libnabla.a $(LIBDIR)/$(SHLIB) \
+            $(LIBDIR)/$(SONAME) $(LIBDIR)/libnabla.so $(MANDIR)/man1/nabla.1 $(PKGCONFIGDIR)/nabla.pc
+
+install: all
+	$(INSTALL) -d $(addprefix $(DESTDIR),$(BINDIR) $(INCLUDEDIR) $(LIBDIR) $(MANDIR)/man1 $(PKGCONFIGDIR))
+	$(INSTALL) -m 755 $(BIN) $(DESTDIR)$(BINDIR)/nabla
+	$(INSTALL) -m 644 include/nabla.h $(DESTDIR)$(INCLUDEDIR)/nabla.h
+	$(INSTALL) -m 644 $(O)/libnabla.a $(DESTDIR)$(LIBDIR)/libnabla.a
+	$(INSTALL) -m 755 $(O)/$(SHLIB) $(DESTDIR)$(LIBDIR)/$(SHLIB)
+	ln -sf $(SHLIB) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libnabla.so
+	sed -e 's|@VERSION@|$(VERSION)|' docs/nabla.1 >$(DESTDIR)$(MANDIR)/man1/nabla.1
+	sed $(PC_SUBST) nabla.pc.in >$(DESTDIR)$(PKGCONFIGDIR)/nabla.pc
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+
+# After `make install` with the same PREFIX/DESTDIR: builds and runs examples/*.c
+# against the installed copy through pkg-config, shared and static.
+installcheck:
+	CC='$(CC)' DESTDIR='$(DESTDIR)' tests/installcheck.sh '$(VERSION)' '$(BINDIR)' '$(PKGCONFIGDIR)' '$(MANDIR)'
+
 clean:
 	rm -rf build build-* nabla
 
 FORCE:
-.PHONY: all demo test examples clean FORCE
+.PHONY: all demo test examples install uninstall installcheck clean FORCE
