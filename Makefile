@@ -23,6 +23,7 @@ OPT ?= -O2
 # The one version number: NABLA_VERSION in include/nabla.h ("0.1.0" -> libnabla.so.0.1.0, soname libnabla.so.0).
 VERSION := $(shell sed -n 's/^\#define NABLA_VERSION "\([0-9.]*\)".*/\1/p' include/nabla.h)
 SOVERSION := $(firstword $(subst ., ,$(VERSION)))
+$(if $(VERSION),,$(error no '#define NABLA_VERSION "X.Y.Z"' in include/nabla.h))
 
 # Optional libraries, detected once per make run: header and library present -> used.
 # detect(header, function call, library): 1 when a program calling it compiles and links.
