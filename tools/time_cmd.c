@@ -126,7 +126,9 @@ static int plan_program(nb_program *p) {
     for (size_t k = 0; k < nb_program_num_dims(p); k++) {
         const char *name = nb_program_dim_name(p, k);
         int64_t size = nb_program_dim_value(p, k);
-        if (size <= 0) return nb_cli_error(NULL, -1, "dimension %s has no size: give it with --size '%s=...'", name, name);
+        if (size <= 0)
+            return nb_cli_error(NULL, -1, "dimension %s has no size: give it with --size '%s=...'", name,
+                                name);
         if (nb_program_bind_dim(p, name, size) != NB_OK)
             return nb_cli_error(NULL, -1, "cannot run with these sizes: %s", nb_program_error(p));
     }
@@ -137,16 +139,15 @@ static int plan_program(nb_program *p) {
  * bytes when dense (structured_entries == 0), else structured_entries (a
  * diagonal's n, a uniform value's 1); every product checked for overflow.
  * Returns 0, or 2 after reporting. */
-static int buffer_bytes(const char *what, int64_t rows, int64_t cols, int64_t structured_entries, size_t real_size,
-                        size_t *bytes) {
-    if (rows <= 0 || cols <= 0 || rows > INT64_MAX / cols)
+static int buffer_bytes(const char *what, int64_t rows, int64_t cols, int64_t structured_entries,
+                        size_t real_size, size_t *bytes) {
+    const bool fits =
+        rows > 0 && cols > 0 && rows <= INT64_MAX / cols && structured_entries <= rows * cols &&
+        (uint64_t)(structured_entries > 0 ? structured_entries : rows * cols) <= SIZE_MAX / real_size;
+    if (!fits)
         return nb_cli_error(NULL, -1, "%s: a %lld x %lld value is too large", what, (long long)rows,
                             (long long)cols);
-    const int64_t entries = structured_entries > 0 ? structured_entries : rows * cols;
-    if (entries > rows * cols || (uint64_t)entries > SIZE_MAX / real_size)
-        return nb_cli_error(NULL, -1, "%s: a %lld x %lld value is too large", what, (long long)rows,
-                            (long long)cols);
-    *bytes = (size_t)entries * real_size;
+    *bytes = (size_t)(structured_entries > 0 ? structured_entries : rows * cols) * real_size;
     return 0;
 }
 
@@ -165,10 +166,11 @@ static int reserve_memory(size_t *total, size_t bytes) {
     physical = SIZE_MAX;
 #endif
     if (bytes > SIZE_MAX - *total || *total + bytes > physical)
-        return nb_cli_error(NULL, -1,
-                            "these sizes need more than this machine's %.3g GiB of memory (inputs, outputs and "
-                            "workspace of both programs)",
-                            (double)physical / (1u << 30));
+        return nb_cli_error(
+            NULL, -1,
+            "these sizes need more than this machine's %.3g GiB of memory (inputs, outputs and "
+            "workspace of both programs)",
+            (double)physical / (1u << 30));
     *total += bytes;
     return 0;
 }
@@ -190,18 +192,21 @@ static int size_buffers(const timed *tf, const timed *td, size_t nvars, nb_expr 
         int64_t r = 0, c = 0;
         nb_program_input_shape(td->p, i, &r, &c);
         snprintf(what, sizeof what, "input '%.64s'", nb_program_input_name(td->p, i));
-        if (buffer_bytes(what, r, c, 0, real_size, &in_bytes[i]) || reserve_memory(&total, in_bytes[i])) return 2;
+        if (buffer_bytes(what, r, c, 0, real_size, &in_bytes[i]) || reserve_memory(&total, in_bytes[i]))
+            return 2;
     }
     for (size_t k = 0; k < nb_program_num_outputs(td->p); k++) {
         int64_t r = 0, c = 0;
         nb_program_output_shape(td->p, k, &r, &c);
-        if (k == 0) snprintf(what, sizeof what, "f");
-        else snprintf(what, sizeof what, "d/d%.64s", wrt[k - 1]->a.name);
-        const int64_t structured = nb_program_output_structure(td->p, k) == NB_STRUCT_DENSE
-                                       ? 0
-                                       : nb_program_output_size(td->p, k);
+        if (k == 0)
+            snprintf(what, sizeof what, "f");
+        else
+            snprintf(what, sizeof what, "d/d%.64s", wrt[k - 1]->a.name);
+        const int64_t structured =
+            nb_program_output_structure(td->p, k) == NB_STRUCT_DENSE ? 0 : nb_program_output_size(td->p, k);
         if (buffer_bytes(what, r, c, structured, real_size, &out_bytes[k]) ||
-            reserve_memory(&total, out_bytes[k] * (k == 0 ? 2 : 1))) /* f: in both programs */
+            reserve_memory(&total, out_bytes[k]) ||
+            (k == 0 && reserve_memory(&total, out_bytes[0]))) /* f: an output of both programs */
             return 2;
     }
     return 0;
