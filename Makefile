@@ -85,8 +85,14 @@ $(O)/src/%.o: src/%.c $(O)/config
 $(O)/libnabla.a: $(OBJS)
 	rm -f $@ && ar rcs $@ $^
 
-$(O)/$(SHLIB): $(OBJS)
-	$(CC) -shared -Wl,-soname,$(SONAME) $(NB_LDFLAGS) -o $@ $^ $(LDLIBS)
+# The shared library exports the functions include/nabla.h declares and nothing else
+# (a linker version script listing every nb_name( of the header).
+$(O)/libnabla.map: include/nabla.h
+	@mkdir -p $(@D)
+	{ echo '{ global:'; grep -oE '\bnb_[a-z0-9_]+ *\(' $< | tr -d ' (' | sort -u | sed 's/$$/;/'; \
+	  echo 'local: *; };'; } >$@
+$(O)/$(SHLIB): $(OBJS) $(O)/libnabla.map
+	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=$(O)/libnabla.map $(NB_LDFLAGS) -o $@ $(OBJS) $(LDLIBS)
 $(O)/$(SONAME) $(O)/libnabla.so: $(O)/$(SHLIB)
 	ln -sf $(SHLIB) $@
 

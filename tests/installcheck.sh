@@ -3,8 +3,8 @@
 # PREFIX and DESTDIR): pkg-config finds it at the right version; every
 # examples/*.c program builds through pkg-config against the installed copy,
 # linked with the shared library (and the run loads the installed one) and
-# fully static (pkg-config --static), and runs; the installed command and man
-# page work.
+# fully static (pkg-config --static), and runs; the shared library exports
+# exactly the functions of nabla.h; the installed command and man page work.
 #
 # usage: tests/installcheck.sh VERSION BINDIR PKGCONFIGDIR MANDIR
 #        (environment: CC, DESTDIR)
@@ -46,6 +46,15 @@ for src in examples/*.c; do
     echo "installcheck: $name ok (shared and static)"
 done
 
+# the shared library's interface is exactly the functions the installed header declares
+includedir=${DESTDIR:-}$(pkg-config --variable=includedir nabla)
+exported=$(nm -D --defined-only "$libdir/libnabla.so" | awk '{print $3}' | sort)
+declared=$(grep -oE '\bnb_[a-z0-9_]+ *\(' "$includedir/nabla.h" | tr -d ' (' | sort -u)
+if [ "$exported" != "$declared" ]; then
+    diff <(echo "$declared") <(echo "$exported") | head -n 20
+    echo "installcheck: FAILED: libnabla.so exports other symbols than nabla.h declares (< header, > library)" >&2
+    exit 1
+fi
 check "installed nabla --version" bash -c "'$bindir/nabla' --version | grep -qx 'nabla $version'"
 check "installed nabla diff" bash -c "[ \"\$('$bindir/nabla' diff '3*x^2*y' --wrt x,y --format ascii)\" = '[6*x*y, 3*x^2]' ]"
 check "man page renders without warnings" \
