@@ -60,6 +60,7 @@ NB_CFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -Iinclude -
 NB_LDFLAGS = $(LDSAN) $(LDFLAGS)
 LDLIBS = $(FEATURE_LIBS) -lm -lpthread
 
+HEADERS = $(wildcard include/*.h)
 SRCS = $(wildcard src/*.c)
 OBJS = $(SRCS:src/%.c=$(O)/src/%.o)
 TOOL_OBJS = $(patsubst tools/%.c,$(O)/tools/%.o,$(wildcard tools/*.c))
@@ -85,11 +86,11 @@ $(O)/src/%.o: src/%.c $(O)/config
 $(O)/libnabla.a: $(OBJS)
 	rm -f $@ && ar rcs $@ $^
 
-# The shared library exports the functions include/nabla.h declares and nothing else
-# (a linker version script listing every nb_name( of the header).
-$(O)/libnabla.map: include/nabla.h
+# The shared library exports the functions the public headers (include/*.h) declare
+# and nothing else (a linker version script listing every nb_name( of the headers).
+$(O)/libnabla.map: $(HEADERS)
 	@mkdir -p $(@D)
-	{ echo '{ global:'; grep -oE '\bnb_[a-z0-9_]+ *\(' $< | tr -d ' (' | sort -u | sed 's/$$/;/'; \
+	{ echo '{ global:'; cat $^ | grep -oE '\bnb_[a-z0-9_]+ *\(' | tr -d ' (' | sort -u | sed 's/$$/;/'; \
 	  echo 'local: *; };'; } >$@
 $(O)/$(SHLIB): $(OBJS) $(O)/libnabla.map
 	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=$(O)/libnabla.map $(NB_LDFLAGS) -o $@ $(OBJS) $(LDLIBS)
@@ -135,13 +136,13 @@ pc_path = $(patsubst $(PREFIX)/%,$${prefix}/%,$(1))
 PC_SUBST = -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(call pc_path,$(LIBDIR))|' \
            -e 's|@INCLUDEDIR@|$(call pc_path,$(INCLUDEDIR))|' -e 's|@VERSION@|$(VERSION)|' \
            -e 's|@LIBS_PRIVATE@|$(LDLIBS)|'
-INSTALLED = $(BINDIR)/nabla $(INCLUDEDIR)/nabla.h $(LIBDIR)/libnabla.a $(LIBDIR)/$(SHLIB) \
+INSTALLED = $(BINDIR)/nabla $(HEADERS:include/%=$(INCLUDEDIR)/%) $(LIBDIR)/libnabla.a $(LIBDIR)/$(SHLIB) \
             $(LIBDIR)/$(SONAME) $(LIBDIR)/libnabla.so $(MANDIR)/man1/nabla.1 $(PKGCONFIGDIR)/nabla.pc
 
 install: all
 	$(INSTALL) -d $(addprefix $(DESTDIR),$(BINDIR) $(INCLUDEDIR) $(LIBDIR) $(MANDIR)/man1 $(PKGCONFIGDIR))
 	$(INSTALL) -m 755 $(BIN) $(DESTDIR)$(BINDIR)/nabla
-	$(INSTALL) -m 644 include/nabla.h $(DESTDIR)$(INCLUDEDIR)/nabla.h
+	$(INSTALL) -m 644 $(HEADERS) $(DESTDIR)$(INCLUDEDIR)/
 	$(INSTALL) -m 644 $(O)/libnabla.a $(DESTDIR)$(LIBDIR)/libnabla.a
 	$(INSTALL) -m 755 $(O)/$(SHLIB) $(DESTDIR)$(LIBDIR)/$(SHLIB)
 	ln -sf $(SHLIB) $(DESTDIR)$(LIBDIR)/$(SONAME)

@@ -4,7 +4,8 @@
 # examples/*.c program builds through pkg-config against the installed copy,
 # linked with the shared library (and the run loads the installed one) and
 # fully static (pkg-config --static), and runs; the shared library exports
-# exactly the functions of nabla.h; the installed command and man page work.
+# exactly the functions the headers declare; the installed command and man
+# page work.
 #
 # usage: tests/installcheck.sh VERSION BINDIR PKGCONFIGDIR MANDIR
 #        (environment: CC, DESTDIR)
@@ -46,13 +47,16 @@ for src in examples/*.c; do
     echo "installcheck: $name ok (shared and static)"
 done
 
-# the shared library's interface is exactly the functions the installed header declares
+# the shared library's interface: exactly the library's functions that the
+# installed headers declare (no internals)
 includedir=${DESTDIR:-}$(pkg-config --variable=includedir nabla)
 exported=$(nm -D --defined-only "$libdir/libnabla.so" | awk '{print $3}' | sort)
-declared=$(grep -oE '\bnb_[a-z0-9_]+ *\(' "$includedir/nabla.h" | tr -d ' (' | sort -u)
-if [ "$exported" != "$declared" ]; then
-    diff <(echo "$declared") <(echo "$exported") | head -n 20
-    echo "installcheck: FAILED: libnabla.so exports other symbols than nabla.h declares (< header, > library)" >&2
+declared=$(cat "$includedir"/nabla*.h | grep -oE '\bnb_[a-z0-9_]+ *\(' | tr -d ' (' | sort -u)
+defined=$(nm --defined-only "$libdir/libnabla.a" 2>/dev/null | awk '$2 == "T" {print $3}' | sort -u)
+public=$(comm -12 <(echo "$declared") <(echo "$defined"))
+if [ "$exported" != "$public" ]; then
+    diff <(echo "$public") <(echo "$exported") | head -n 20
+    echo "installcheck: FAILED: libnabla.so exports other functions than the headers declare (< headers, > library)" >&2
     exit 1
 fi
 check "installed nabla --version" bash -c "'$bindir/nabla' --version | grep -qx 'nabla $version'"
