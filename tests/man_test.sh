@@ -2,8 +2,8 @@
 # The man page (docs/nabla.1) documents the command as it is: every command
 # that `nabla --help` lists has a ".SS nabla COMMAND" section, and that section
 # names every option that `nabla COMMAND --help` lists (its usage line and its
-# option lines); --help and --version are documented; the page renders
-# without warnings.
+# option lines) and no other; --help and --version are documented; the page
+# renders without warnings.
 set -u
 NABLA=${NABLA:-./nabla}
 page=docs/nabla.1
@@ -28,6 +28,12 @@ for cmd in $commands; do
     ok
     help=$("$NABLA" "$cmd" --help) || { fail "nabla $cmd --help failed"; continue; }
     options=$(printf '%s\n' "$help" | grep -E '^(usage:|  --)' | grep -oE -- '--[a-z][a-z0-9-]*' | sort -u)
+    # and the section names no option the command does not have
+    documented=$(printf '%s\n' "$section" | grep -oP '\\-\\-[a-z0-9]+(\\-[a-z0-9]+)*' | sed 's/\\-/-/g' | sort -u)
+    for opt in $documented; do
+        if printf '%s\n' $options --help | grep -qx -- "$opt"; then ok
+        else fail "$page: section 'nabla $cmd' documents $opt, which 'nabla $cmd --help' does not list"; fi
+    done
     for opt in $options; do
         # in the page an option is written with escaped dashes: \-\-name, not followed by more name
         man_form=${opt//-/\\-}
