@@ -114,7 +114,7 @@ $(O)/examples/%: examples/%.c $(O)/config $(O)/libnabla.a
 
 -include $(wildcard $(O)/src/*.d $(O)/tools/*.d $(O)/tests/*.d $(O)/examples/*.d)
 
-demo: $(BIN)
+demo: all
 	NABLA=./$(BIN) ./examples/paper_demo.sh
 
 test: all $(TEST_BINS)
