@@ -8,6 +8,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The sanitizer build aborts when a rewrite breaks the type invariant (ops.c);
+ * other builds report it as an error. */
+#if defined(__SANITIZE_ADDRESS__)
+#define NB_ASSERT_TYPES 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define NB_ASSERT_TYPES 1
+#endif
+#endif
+
 typedef enum {
 #define OP(id, name, arity) NB_OP_##id,
 #include "ops.def"

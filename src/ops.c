@@ -219,7 +219,7 @@ static nb_node *factor_out_common(nb_ctx *ctx, size_t n, nb_node *const *terms) 
     return NULL;
 }
 
-nb_node *nb_add_n(nb_ctx *ctx, size_t n, nb_node *const *args) {
+static nb_node *add_rewrite(nb_ctx *ctx, size_t n, nb_node *const *args) {
     for (size_t i = 0; i < n; i++)
         if (!args[i]) return NULL;
     nb_type type;
@@ -400,7 +400,7 @@ static bool is_polynomial(const nb_node *sum) {
     return true;
 }
 
-nb_node *nb_mul_n(nb_ctx *ctx, size_t n, nb_node *const *args) {
+static nb_node *mul_rewrite(nb_ctx *ctx, size_t n, nb_node *const *args) {
     for (size_t i = 0; i < n; i++)
         if (!args[i]) return NULL;
     nb_type type;
@@ -509,6 +509,9 @@ nb_node *nb_mul_n(nb_ctx *ctx, size_t n, nb_node *const *args) {
     } else {
         if (diag >= 0) out[no++] = f[diag].base;
         if (lit >= 0) out[no++] = f[lit].base;
+        nb_type kept;
+        if (no > 0 && broadcast_all(ctx, "⊙", no, out, &kept) && !nb_type_eq(kept, type))
+            out[no++] = nb_ones(ctx, type); /* the factor that gave the shape cancelled: x^½ ⊙ x^−½ = 1 */
         if (no == 0) result = nb_const(ctx, coef, type);
         else if (no == 1 && nb_type_eq(out[0]->type, type)) result = out[0];
         else if (no == 2 && nf == 1 && sum >= 0 && !nb_number_is(coef, 1) && is_polynomial(out[1])) {
@@ -589,7 +592,7 @@ static bool fold_unary(nb_op op, nb_number c, nb_number *out) {
     }
 }
 
-nb_node *nb_unary(nb_ctx *ctx, nb_op op, nb_node *a) {
+static nb_node *unary_rewrite(nb_ctx *ctx, nb_op op, nb_node *a) {
     if (!a) return NULL;
     nb_number folded;
     if (a->op == NB_OP_CONST && fold_unary(op, node_number(a), &folded)) return nb_const(ctx, folded, a->type);
@@ -614,7 +617,7 @@ static bool fold_binary(nb_op op, nb_number x, nb_number y, nb_number *out) {
 
 static const char *op_symbol(nb_op op) { return nb_ops[op].name; }
 
-nb_node *nb_binary(nb_ctx *ctx, nb_op op, nb_node *a, nb_node *b) {
+static nb_node *binary_rewrite(nb_ctx *ctx, nb_op op, nb_node *a, nb_node *b) {
     if (!a || !b) return NULL;
     if (op == NB_OP_POW) return pow_build(ctx, a, b);
     nb_type type;
@@ -691,7 +694,7 @@ static nb_node *transpose_uncached(nb_ctx *ctx, nb_node *a) {
  * and build the plain node, so deep chains cannot exhaust the C stack. */
 #define REWRITE_DEPTH_LIMIT 96
 
-nb_expr *nb_transpose(nb_ctx *ctx, nb_expr *a) {
+static nb_node *transpose_rewrite(nb_ctx *ctx, nb_node *a) {
     if (!a) return NULL;
     nb_node *r = nb_memo_get(ctx, NB_MEMO_TRANSPOSE, a, 0, 0);
     if (r) return r;
@@ -711,7 +714,7 @@ static nb_type matmul_type(nb_type a, nb_type b) {
     return nb_matrix_type(a.rows, b.cols);
 }
 
-nb_expr *nb_matmul(nb_ctx *ctx, nb_expr *a, nb_expr *b) {
+static nb_node *matmul_rewrite(nb_ctx *ctx, nb_node *a, nb_node *b) {
     if (!a || !b) return NULL;
     if (a->type.kind == NB_SCALAR || b->type.kind == NB_SCALAR) return nb_mul(ctx, a, b);
     if (!dim_eq(a->type.cols, b->type.rows)) {
@@ -750,7 +753,7 @@ nb_expr *nb_matmul(nb_ctx *ctx, nb_expr *a, nb_expr *b) {
     return nb_make(ctx, NB_OP_MATMUL, t, 2, args, NULL, 0);
 }
 
-nb_expr *nb_sum(nb_ctx *ctx, nb_expr *a) {
+static nb_node *sum_rewrite(nb_ctx *ctx, nb_node *a) {
     if (!a) return NULL;
     if (a->type.kind == NB_SCALAR) return a;
     switch (a->op) {
@@ -769,7 +772,7 @@ nb_expr *nb_sum(nb_ctx *ctx, nb_expr *a) {
     return nb_make(ctx, NB_OP_SUM, nb_scalar_type(), 1, &a, NULL, 0);
 }
 
-nb_expr *nb_diag(nb_ctx *ctx, nb_expr *v) {
+static nb_node *diag_rewrite(nb_ctx *ctx, nb_node *v) {
     char tv[80];
     if (!v) return NULL;
     if (v->type.kind == NB_ROW) v = nb_transpose(ctx, v);
@@ -784,7 +787,7 @@ nb_expr *nb_diag(nb_ctx *ctx, nb_expr *v) {
     return nb_make(ctx, NB_OP_DIAG, nb_matrix_type(v->type.rows, v->type.rows), 1, &v, NULL, 0);
 }
 
-nb_node *nb_diagpart(nb_ctx *ctx, nb_node *a) {
+static nb_node *diagpart_rewrite(nb_ctx *ctx, nb_node *a) {
     char ta[80];
     if (!a) return NULL;
     if (a->type.kind != NB_MATRIX || !dim_eq(a->type.rows, a->type.cols)) {
@@ -875,7 +878,7 @@ static nb_node *column_uncached(nb_ctx *ctx, nb_node *a, int64_t k) {
 }
 
 /* Column k of a (0-based); for a single-row a, its k-th entry. */
-nb_node *nb_column(nb_ctx *ctx, nb_node *a, int64_t k) {
+static nb_node *column_rewrite(nb_ctx *ctx, nb_node *a, int64_t k) {
     if (!a) return NULL;
     nb_node *r = nb_memo_get(ctx, NB_MEMO_COLUMN, a, k, 0);
     if (r) return r;
@@ -917,7 +920,7 @@ static nb_node *entry_uncached(nb_ctx *ctx, nb_node *a, int64_t i, int64_t j) {
     return nb_make(ctx, NB_OP_ENTRY, nb_scalar_type(), 1, &a, attr, sizeof attr);
 }
 
-nb_node *nb_entry(nb_ctx *ctx, nb_node *a, int64_t i, int64_t j) {
+static nb_node *entry_rewrite(nb_ctx *ctx, nb_node *a, int64_t i, int64_t j) {
     if (!a) return NULL;
     nb_node *r = nb_memo_get(ctx, NB_MEMO_ENTRY, a, i, j);
     if (r) return r;
@@ -929,6 +932,91 @@ nb_node *nb_entry(nb_ctx *ctx, nb_node *a, int64_t i, int64_t j) {
     r = entry_uncached(ctx, a, i, j);
     ctx->rewrite_depth--;
     return nb_memo_put(ctx, NB_MEMO_ENTRY, a, i, j, r);
+}
+
+/* ---- the type invariant ------------------------------------------------------
+ * Every constructor is a rewrite of the node its operator and operands denote,
+ * and must return a node of exactly that node's type.  This is the one place
+ * that checks it: a violation is an error (never a silently reshaped result),
+ * and an abort in the sanitizer build, which the property test runs under. */
+static nb_node *keep_type(nb_ctx *ctx, const char *what, nb_type want, nb_node *r) {
+    if (!r || nb_type_eq(r->type, want)) return r;
+    char tw[80], tr[80], d[160];
+    nb_set_error(ctx, "internal error: rewriting %s gave %s of type %s where %s was expected", what,
+                 nb_describe(ctx, r, d, sizeof d), nb_type_str(ctx, r->type, tr, sizeof tr),
+                 nb_type_str(ctx, want, tw, sizeof tw));
+#ifdef NB_ASSERT_TYPES
+    fprintf(stderr, "nabla: %s\n", ctx->error);
+    abort();
+#endif
+    return NULL;
+}
+
+static bool all_present(size_t n, nb_node *const *args) {
+    for (size_t i = 0; i < n; i++)
+        if (!args[i]) return false;
+    return true;
+}
+
+nb_node *nb_add_n(nb_ctx *ctx, size_t n, nb_node *const *args) {
+    nb_type t;
+    if (!all_present(n, args) || !broadcast_all(ctx, "+", n, args, &t)) return NULL;
+    return keep_type(ctx, "a sum", t, add_rewrite(ctx, n, args));
+}
+
+nb_node *nb_mul_n(nb_ctx *ctx, size_t n, nb_node *const *args) {
+    nb_type t;
+    if (!all_present(n, args) || !broadcast_all(ctx, "⊙", n, args, &t)) return NULL;
+    return keep_type(ctx, "a product", t, mul_rewrite(ctx, n, args));
+}
+
+nb_node *nb_unary(nb_ctx *ctx, nb_op op, nb_node *a) {
+    return a ? keep_type(ctx, nb_ops[op].name, a->type, unary_rewrite(ctx, op, a)) : NULL;
+}
+
+nb_node *nb_binary(nb_ctx *ctx, nb_op op, nb_node *a, nb_node *b) {
+    nb_type t;
+    if (!a || !b) return NULL;
+    if (!broadcast(a->type, b->type, &t)) return shape_error(ctx, nb_ops[op].name, a, b);
+    return keep_type(ctx, nb_ops[op].name, t, binary_rewrite(ctx, op, a, b));
+}
+
+nb_expr *nb_transpose(nb_ctx *ctx, nb_expr *a) {
+    return a ? keep_type(ctx, "a transpose", transposed(a->type), transpose_rewrite(ctx, a)) : NULL;
+}
+
+nb_expr *nb_matmul(nb_ctx *ctx, nb_expr *a, nb_expr *b) {
+    if (!a || !b) return NULL;
+    nb_node *r = matmul_rewrite(ctx, a, b);
+    nb_type t;
+    if (a->type.kind == NB_SCALAR || b->type.kind == NB_SCALAR) broadcast(a->type, b->type, &t);
+    else t = matmul_type(a->type, b->type);
+    return keep_type(ctx, "a matrix product", t, r);
+}
+
+nb_expr *nb_sum(nb_ctx *ctx, nb_expr *a) {
+    return a ? keep_type(ctx, "a sum of entries", nb_scalar_type(), sum_rewrite(ctx, a)) : NULL;
+}
+
+nb_expr *nb_diag(nb_ctx *ctx, nb_expr *v) {
+    nb_node *r = v ? diag_rewrite(ctx, v) : NULL;
+    nb_dim n = r ? nb_type_length(v->type) : 0;
+    return keep_type(ctx, "diag", nb_matrix_type(n, n), r);
+}
+
+nb_node *nb_diagpart(nb_ctx *ctx, nb_node *a) {
+    nb_node *r = a ? diagpart_rewrite(ctx, a) : NULL;
+    return r ? keep_type(ctx, "diagpart", nb_vector_type(a->type.rows), r) : NULL;
+}
+
+nb_node *nb_column(nb_ctx *ctx, nb_node *a, int64_t k) {
+    if (!a) return NULL;
+    nb_type t = a->type.kind == NB_MATRIX ? nb_vector_type(a->type.rows) : a->type.kind == NB_ROW ? nb_scalar_type() : a->type;
+    return keep_type(ctx, "a column", t, column_rewrite(ctx, a, k));
+}
+
+nb_node *nb_entry(nb_ctx *ctx, nb_node *a, int64_t i, int64_t j) {
+    return a ? keep_type(ctx, "an entry", nb_scalar_type(), entry_rewrite(ctx, a, i, j)) : NULL;
 }
 
 /* ---- neural-network operators ---------------------------------------------- */

@@ -167,6 +167,36 @@ static void test_eval_errors(void) {
     nb_ctx_free(ctx);
 }
 
+/* Why-1 of issue 6: the inner product's gradient simplified to a scalar 1
+ * (the ones vector lost its shape).  Each derivative has its true type and
+ * matches central finite differences. */
+static void test_shape_regressions(void) {
+    nb_ctx *ctx = nb_ctx_new();
+    nb_declare(ctx, "x, a: vector(n); A: matrix(n, n)");
+    static const char *cases[][2] = {
+        {"sqrt(x)'*sqrt(x)", "1'"},
+        {"(sqrt(x)'*sqrt(x))*a", "a*1'"},
+        {"A*x*(sqrt(x)'*sqrt(x))", "A*x*1' + ((sqrt(x))'*sqrt(x))*A"},
+    };
+    double xv[3] = {1, 2, 3}, av[3] = {1, -2, 0.5}, Av[9] = {1, 2, 3, 4, 5, 6, 7, 8, 10};
+    nb_set_value(ctx, "x", 3, 1, xv);
+    nb_set_value(ctx, "a", 3, 1, av);
+    nb_set_value(ctx, "A", 3, 3, Av);
+    nb_expr *x = nb_lookup(ctx, "x");
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        nb_expr *f = nb_parse(ctx, cases[i][0]);
+        nb_expr *J = diff1(ctx, cases[i][0], "x", NB_NUMERATOR);
+        CHECK_STR(dstr(ctx, J), cases[i][1]);
+        nb_type want = f->type.kind == NB_SCALAR ? nb_row_type(nb_dim_symbol(ctx, "n"))
+                                                 : nb_matrix_type(nb_dim_symbol(ctx, "n"), nb_dim_symbol(ctx, "n"));
+        CHECK(J && nb_type_eq(nb_type_of(J), want), "%s: derivative has the Jacobian's type", cases[i][0]);
+        double err = 1;
+        CHECK(nb_check(ctx, f, 1, &x, &err) == 0 && err < 1e-6, "%s matches finite differences: %g %s", cases[i][0],
+              err, nb_error(ctx));
+    }
+    nb_ctx_free(ctx);
+}
+
 static double seconds(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -206,6 +236,7 @@ int main(void) {
     test_structure();
     test_errors();
     test_eval_errors();
+    test_shape_regressions();
     test_long_chain();
     TEST_MAIN_END();
 }
