@@ -1111,6 +1111,37 @@ nb_expr *nb_dot(nb_ctx *ctx, nb_expr *a, nb_expr *b) {
 
 nb_expr *nb_norm2(nb_ctx *ctx, nb_expr *a) { return nb_sqrt(ctx, nb_sum(ctx, nb_pow(ctx, a, num(ctx, 2)))); }
 
+nb_expr *nb_sign(nb_ctx *ctx, nb_expr *a) { return nb_unary(ctx, NB_OP_SIGN, a); }
+
+nb_node *nb_rebuild(nb_ctx *ctx, const nb_node *y, nb_node *const *args) {
+    if (!all_present(y->nargs, args)) return NULL;
+    switch (nb_ops[y->op].cls) {
+    case NB_CLASS_LEAF: return (nb_node *)y;
+    case NB_CLASS_EW_UNARY: return nb_unary(ctx, (nb_op)y->op, args[0]);
+    case NB_CLASS_EW_BINARY: return nb_binary(ctx, (nb_op)y->op, args[0], args[1]);
+    default: break;
+    }
+    switch ((nb_op)y->op) {
+    case NB_OP_ADD: return nb_add_n(ctx, y->nargs, args);
+    case NB_OP_MUL: return nb_mul_n(ctx, y->nargs, args);
+    case NB_OP_MATMUL: return nb_matmul(ctx, args[0], args[1]);
+    case NB_OP_TRANSPOSE: return nb_transpose(ctx, args[0]);
+    case NB_OP_SUM: return nb_sum(ctx, args[0]);
+    case NB_OP_DIAG: return nb_diag(ctx, args[0]);
+    case NB_OP_DIAGPART: return nb_diagpart(ctx, args[0]);
+    case NB_OP_VECLIT: return nb_vector_lit(ctx, y->nargs, args);
+    case NB_OP_MATLIT: return nb_matrix_lit(ctx, (size_t)y->type.rows, (size_t)y->type.cols, args);
+    case NB_OP_COLUMN: return nb_column(ctx, args[0], y->a.index[0]);
+    case NB_OP_ENTRY: return nb_entry(ctx, args[0], y->a.index[0], y->a.index[1]);
+    case NB_OP_SOFTMAX: return nb_softmax(ctx, args[0]);
+    case NB_OP_LOGSOFTMAX: return nb_logsoftmax(ctx, args[0]);
+    case NB_OP_SOFTMAX_XENT: return nb_softmax_xent(ctx, args[0], args[1]);
+    default: break;
+    }
+    nb_set_error(ctx, "internal error: no constructor for %s", nb_ops[y->op].name);
+    return NULL;
+}
+
 /* =====================================================================
  * Derivative rules.  G is ∂f/∂y in numerator layout: rows index f's
  * entries (m of them; m = 1 gives a scalar or a row), columns index y's
@@ -1189,69 +1220,66 @@ static nb_node *ones_col(nb_ctx *ctx, nb_dim n) { return nb_ones(ctx, nb_vector_
 
 /* y = A·B.  Vector-shaped operands take G·(∂y/∂operand); matrix operands
  * (scalar f only) take the gradient-shaped Gᵀ-products. */
-static int vjp_matmul(nb_diff *d, nb_node *y, nb_node *G) {
-    nb_ctx *ctx = nb_diff_ctx(d);
+static int vjp_matmul(nb_ctx *ctx, nb_node *y, nb_node *G, const bool *want, nb_node **out) {
     nb_node *A = y->args[0], *B = y->args[1];
-    if (nb_diff_depends(d, A)) {
-        nb_node *gA;
+    if (want[0]) {
         switch (y->type.kind) {
-        case NB_VECTOR: gA = nb_matmul(ctx, nb_transpose(ctx, G), nb_transpose(ctx, B)); break; /* M·b */
+        case NB_VECTOR: out[0] = nb_matmul(ctx, nb_transpose(ctx, G), nb_transpose(ctx, B)); break; /* M·b */
         case NB_MATRIX:
-            gA = nb_matmul(ctx, G, nb_transpose(ctx, B));
-            if (A->type.kind == NB_VECTOR) gA = nb_transpose(ctx, gA); /* a column's entries form a row */
+            out[0] = nb_matmul(ctx, G, nb_transpose(ctx, B));
+            if (A->type.kind == NB_VECTOR) out[0] = nb_transpose(ctx, out[0]); /* a column's entries form a row */
             break;
-        default: gA = nb_matmul(ctx, G, nb_transpose(ctx, B)); break; /* r·M, r·c */
+        default: out[0] = nb_matmul(ctx, G, nb_transpose(ctx, B)); break; /* r·M, r·c */
         }
-        if (nb_diff_accum(d, A, gA)) return -1;
+        if (!out[0]) return -1;
     }
-    if (nb_diff_depends(d, B)) {
-        nb_node *gB = y->type.kind == NB_VECTOR || y->type.kind == NB_SCALAR ? nb_matmul(ctx, G, A) /* G·A */
-                                                                          : nb_matmul(ctx, nb_transpose(ctx, A), G);
-        if (nb_diff_accum(d, B, gB)) return -1;
+    if (want[1]) {
+        out[1] = y->type.kind == NB_VECTOR || y->type.kind == NB_SCALAR ? nb_matmul(ctx, G, A) /* G·A */
+                                                                       : nb_matmul(ctx, nb_transpose(ctx, A), G);
+        if (!out[1]) return -1;
     }
     return 0;
 }
 
-static int vjp_transpose(nb_diff *d, nb_node *y, nb_node *G) {
+static int vjp_transpose(nb_ctx *ctx, nb_node *y, nb_node *G, const bool *want, nb_node **out) {
+    (void)want;
+    out[0] = y->args[0]->type.kind == NB_MATRIX ? nb_transpose(ctx, G) : G;
+    return out[0] ? 0 : -1;
+}
+
+static int vjp_sum(nb_ctx *ctx, nb_node *y, nb_node *G, const bool *want, nb_node **out) {
+    (void)want;
     nb_node *x = y->args[0];
-    return nb_diff_accum(d, x, x->type.kind == NB_MATRIX ? nb_transpose(nb_diff_ctx(d), G) : G);
+    if (x->type.kind == NB_MATRIX) out[0] = nb_mul(ctx, G, nb_ones(ctx, x->type));
+    else out[0] = nb_matmul(ctx, G, ones_row(ctx, nb_type_length(x->type))); /* G·1ᵀ */
+    return out[0] ? 0 : -1;
 }
 
-static int vjp_sum(nb_diff *d, nb_node *y, nb_node *G) {
-    nb_ctx *ctx = nb_diff_ctx(d);
-    nb_node *x = y->args[0];
-    if (x->type.kind == NB_MATRIX) return nb_diff_accum(d, x, nb_mul(ctx, G, nb_ones(ctx, x->type)));
-    return nb_diff_accum(d, x, nb_matmul(ctx, G, ones_row(ctx, nb_type_length(x->type)))); /* G·1ᵀ */
+static int vjp_diag(nb_ctx *ctx, nb_node *y, nb_node *G, const bool *want, nb_node **out) {
+    (void)y, (void)want;
+    out[0] = nb_transpose(ctx, nb_diagpart(ctx, G));
+    return out[0] ? 0 : -1;
 }
 
-static int vjp_diag(nb_diff *d, nb_node *y, nb_node *G) {
-    nb_ctx *ctx = nb_diff_ctx(d);
-    return nb_diff_accum(d, y->args[0], nb_transpose(ctx, nb_diagpart(ctx, G)));
+static int vjp_diagpart(nb_ctx *ctx, nb_node *y, nb_node *G, const bool *want, nb_node **out) {
+    (void)y, (void)want;
+    out[0] = nb_diag(ctx, G);
+    return out[0] ? 0 : -1;
 }
 
-static int vjp_diagpart(nb_diff *d, nb_node *y, nb_node *G) {
-    return nb_diff_accum(d, y->args[0], nb_diag(nb_diff_ctx(d), G));
-}
-
-static int vjp_veclit(nb_diff *d, nb_node *y, nb_node *G) {
-    for (size_t k = 0; k < y->nargs; k++)
-        if (nb_diff_depends(d, y->args[k]) && nb_diff_accum(d, y->args[k], nb_column(nb_diff_ctx(d), G, (int64_t)k)))
-            return -1;
-    return 0;
-}
-
-static int vjp_matlit(nb_diff *d, nb_node *y, nb_node *G) {
+/* Entry k of [a₁, …] (or of [[…]] row-major) receives entry k of G. */
+static int vjp_literal(nb_ctx *ctx, nb_node *y, nb_node *G, const bool *want, nb_node **out) {
     int64_t cols = y->type.cols;
-    for (size_t k = 0; k < y->nargs; k++)
-        if (nb_diff_depends(d, y->args[k]) &&
-            nb_diff_accum(d, y->args[k], nb_entry(nb_diff_ctx(d), G, (int64_t)k / cols, (int64_t)k % cols)))
-            return -1;
+    for (size_t k = 0; k < y->nargs; k++) {
+        if (!want[k]) continue;
+        out[k] = y->op == NB_OP_VECLIT ? nb_column(ctx, G, (int64_t)k) : nb_entry(ctx, G, (int64_t)k / cols, (int64_t)k % cols);
+        if (!out[k]) return -1;
+    }
     return 0;
 }
 
 /* eₖᵀ: a row of n zeros with 1 at k (n must be a number). */
-static nb_node *unit_row(nb_diff *d, nb_dim n, int64_t k) {
-    nb_ctx *ctx = nb_diff_ctx(d);
+static nb_node *unit_row(nb_ctx *ctx, nb_dim n, int64_t k) {
     if (n <= 0 || n > UINT16_MAX) {
         nb_set_error(ctx, "indexing into an array of symbolic size cannot be differentiated");
         return NULL;
@@ -1265,23 +1293,26 @@ static nb_node *unit_row(nb_diff *d, nb_dim n, int64_t k) {
 }
 
 /* y = A[i, j]: G·eᵢᵀ for a vector A (eⱼᵀ for a row); G·Eᵢⱼ for a matrix A. */
-static int vjp_entry(nb_diff *d, nb_node *y, nb_node *G) {
-    nb_ctx *ctx = nb_diff_ctx(d);
+static int vjp_entry(nb_ctx *ctx, nb_node *y, nb_node *G, const bool *want, nb_node **out) {
+    (void)want;
     nb_node *A = y->args[0];
     int64_t i = y->a.index[0], j = y->a.index[1];
-    if (A->type.kind == NB_VECTOR) return nb_diff_accum(d, A, nb_matmul(ctx, G, unit_row(d, A->type.rows, i)));
-    if (A->type.kind == NB_ROW) return nb_diff_accum(d, A, nb_matmul(ctx, G, unit_row(d, A->type.cols, j)));
-    nb_node *col = nb_transpose(ctx, unit_row(d, A->type.rows, i));
-    return nb_diff_accum(d, A, nb_mul(ctx, G, nb_matmul(ctx, col, unit_row(d, A->type.cols, j))));
+    if (A->type.kind == NB_VECTOR) out[0] = nb_matmul(ctx, G, unit_row(ctx, A->type.rows, i));
+    else if (A->type.kind == NB_ROW) out[0] = nb_matmul(ctx, G, unit_row(ctx, A->type.cols, j));
+    else {
+        nb_node *col = nb_transpose(ctx, unit_row(ctx, A->type.rows, i));
+        out[0] = nb_mul(ctx, G, nb_matmul(ctx, col, unit_row(ctx, A->type.cols, j)));
+    }
+    return out[0] ? 0 : -1;
 }
 
 /* y = A[:, k]: the adjoint lands in column k; a row A gives its k-th entry. */
-static int vjp_column(nb_diff *d, nb_node *y, nb_node *G) {
-    nb_ctx *ctx = nb_diff_ctx(d);
+static int vjp_column(nb_ctx *ctx, nb_node *y, nb_node *G, const bool *want, nb_node **out) {
+    (void)want;
     nb_node *A = y->args[0];
-    nb_node *ek = unit_row(d, A->type.cols, y->a.index[0]);
-    if (A->type.kind == NB_ROW) return nb_diff_accum(d, A, nb_matmul(ctx, G, ek));
-    return nb_diff_accum(d, A, nb_matmul(ctx, nb_transpose(ctx, G), ek));
+    nb_node *ek = unit_row(ctx, A->type.cols, y->a.index[0]);
+    out[0] = A->type.kind == NB_ROW ? nb_matmul(ctx, G, ek) : nb_matmul(ctx, nb_transpose(ctx, G), ek);
+    return out[0] ? 0 : -1;
 }
 
 /* Row sums broadcast back over the columns: (M·1)·1ᵀ. */
@@ -1289,31 +1320,56 @@ static nb_node *rowsum_spread(nb_ctx *ctx, nb_node *M) {
     return nb_matmul(ctx, nb_matmul(ctx, M, ones_col(ctx, M->type.cols)), ones_row(ctx, M->type.cols));
 }
 
-/* ∂/∂Z of softmax: S ⊙ (G − rowsum(G ⊙ S)) */
-static int vjp_softmax(nb_diff *d, nb_node *y, nb_node *G) {
-    nb_ctx *ctx = nb_diff_ctx(d);
-    return nb_diff_accum(d, y->args[0], nb_mul(ctx, y, nb_sub(ctx, G, rowsum_spread(ctx, nb_mul(ctx, G, y)))));
+/* Softmax S = softmax(Z) row by row; the linear map J·D = S ⊙ (D − rowsum(S ⊙ D))
+ * is its own transpose, so it serves the VJP and the tangent. */
+static nb_node *softmax_jacobian_apply(nb_ctx *ctx, nb_node *S, nb_node *D) {
+    return nb_mul(ctx, S, nb_sub(ctx, D, rowsum_spread(ctx, nb_mul(ctx, D, S))));
 }
 
-/* ∂/∂Z of log softmax: G − softmax(Z) ⊙ rowsum(G) */
-static int vjp_logsoftmax(nb_diff *d, nb_node *y, nb_node *G) {
-    nb_ctx *ctx = nb_diff_ctx(d);
-    nb_node *S = nb_softmax(ctx, y->args[0]);
-    return nb_diff_accum(d, y->args[0], nb_sub(ctx, G, nb_mul(ctx, S, rowsum_spread(ctx, G))));
+static int vjp_softmax(nb_ctx *ctx, nb_node *y, nb_node *G, const bool *want, nb_node **out) {
+    (void)want;
+    out[0] = softmax_jacobian_apply(ctx, y, G);
+    return out[0] ? 0 : -1;
 }
 
-/* ∂/∂Z = (softmax(Z) ⊙ rowsum(Y) − Y)/rows — (softmax(Z) − Y)/rows when each
- * row of Y sums to 1 — and ∂/∂Y = −logsoftmax(Z)/rows. */
-static int vjp_softmax_xent(nb_diff *d, nb_node *y, nb_node *G) {
-    nb_ctx *ctx = nb_diff_ctx(d);
+static nb_node *tangent_softmax(nb_ctx *ctx, nb_node *y, nb_node *const *dx) {
+    return softmax_jacobian_apply(ctx, y, dx[0]);
+}
+
+/* log softmax: VJP G − softmax(Z) ⊙ rowsum(G); tangent Ż − rowsum(softmax(Z) ⊙ Ż). */
+static int vjp_logsoftmax(nb_ctx *ctx, nb_node *y, nb_node *G, const bool *want, nb_node **out) {
+    (void)want;
+    out[0] = nb_sub(ctx, G, nb_mul(ctx, nb_softmax(ctx, y->args[0]), rowsum_spread(ctx, G)));
+    return out[0] ? 0 : -1;
+}
+
+static nb_node *tangent_logsoftmax(nb_ctx *ctx, nb_node *y, nb_node *const *dx) {
+    return nb_sub(ctx, dx[0], rowsum_spread(ctx, nb_mul(ctx, nb_softmax(ctx, y->args[0]), dx[0])));
+}
+
+/* f = mean over rows of −Σⱼ Y ⊙ logsoftmax(Z):
+ * ∂f/∂Z = (softmax(Z) ⊙ rowsum(Y) − Y)/rows — (softmax(Z) − Y)/rows when each
+ * row of Y sums to 1 — and ∂f/∂Y = −logsoftmax(Z)/rows. */
+static nb_node *xent_grad(nb_ctx *ctx, nb_node *y, int i) {
     nb_node *Z = y->args[0], *Y = y->args[1];
-    nb_node *scale = nb_div(ctx, G, nb_dimval(ctx, Z->type.rows));
-    if (nb_diff_depends(d, Z)) {
-        nb_node *S = nb_mul(ctx, nb_softmax(ctx, Z), rowsum_spread(ctx, Y));
-        if (nb_diff_accum(d, Z, nb_mul(ctx, scale, nb_sub(ctx, S, Y)))) return -1;
-    }
-    if (nb_diff_depends(d, Y) && nb_diff_accum(d, Y, nb_neg(ctx, nb_mul(ctx, scale, nb_logsoftmax(ctx, Z))))) return -1;
+    nb_node *rows = nb_dimval(ctx, Z->type.rows);
+    if (i == 1) return nb_neg(ctx, nb_div(ctx, nb_logsoftmax(ctx, Z), rows));
+    return nb_div(ctx, nb_sub(ctx, nb_mul(ctx, nb_softmax(ctx, Z), rowsum_spread(ctx, Y)), Y), rows);
+}
+
+static int vjp_softmax_xent(nb_ctx *ctx, nb_node *y, nb_node *G, const bool *want, nb_node **out) {
+    for (int i = 0; i < 2; i++)
+        if (want[i] && !(out[i] = nb_mul(ctx, G, xent_grad(ctx, y, i)))) return -1;
     return 0;
+}
+
+/* ḟ = Σ ∂f/∂Z ⊙ Ż + Σ ∂f/∂Y ⊙ Ẏ */
+static nb_node *tangent_softmax_xent(nb_ctx *ctx, nb_node *y, nb_node *const *dx) {
+    nb_node *terms[2] = {NULL, NULL};
+    size_t n = 0;
+    for (int i = 0; i < 2; i++)
+        if (dx[i]) terms[n++] = nb_sum(ctx, nb_mul(ctx, xent_grad(ctx, y, i), dx[i]));
+    return nb_add_n(ctx, n, terms);
 }
 
 /* =====================================================================
@@ -1438,8 +1494,13 @@ static int eval_entry(nb_ctx *ctx, const nb_node *y, const nb_matrix *a, nb_matr
     return 0;
 }
 
-static double sigmoid(double x) { return x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x)); }
-static double sign(double x) { return (x > 0) - (x < 0); }
+#define REAL double
+#define T(name) name
+#define M(fn) fn
+#include "scalar.h"
+#undef REAL
+#undef T
+#undef M
 
 static int eval_unary(nb_ctx *ctx, const nb_node *y, const nb_matrix *a, nb_matrix *out) {
     FOR_EACH(out) {
@@ -1454,9 +1515,9 @@ static int eval_unary(nb_ctx *ctx, const nb_node *y, const nb_matrix *a, nb_matr
         case NB_OP_COS: r = cos(x); break;
         case NB_OP_TAN: r = tan(x); break;
         case NB_OP_TANH: r = tanh(x); break;
-        case NB_OP_SIGMOID: r = sigmoid(x); break;
+        case NB_OP_SIGMOID: r = sc_sigmoid(x); break;
         case NB_OP_ABS: r = fabs(x); break;
-        default: r = sign(x); break;
+        default: r = sc_sign(x); break;
         }
         OUT(out) = r;
     }
@@ -1468,8 +1529,8 @@ static int eval_binary(nb_ctx *ctx, const nb_node *y, const nb_matrix *a, nb_mat
     FOR_EACH(out) {
         double u = at(&a[0], i, j), v = at(&a[1], i, j), r;
         switch (y->op) {
-        case NB_OP_MAX: r = u > v ? u : v; break;
-        case NB_OP_MIN: r = u < v ? u : v; break;
+        case NB_OP_MAX: r = sc_max(u, v); break;
+        case NB_OP_MIN: r = sc_min(u, v); break;
         case NB_OP_GT: r = u > v; break;
         case NB_OP_GE: r = u >= v; break;
         case NB_OP_LT: r = u < v; break;
@@ -1512,40 +1573,48 @@ static int eval_softmax_xent(nb_ctx *ctx, const nb_node *y, const nb_matrix *a, 
     return 0;
 }
 
-/* ---- the table: ORDER OP ------------------------------------------------------ */
+/* ---- the table: ORDER OP ------------------------------------------------------
+ * ops.def gives each row's names, arity, class and flags; RULES_id names the
+ * operator's functions (element-wise partial, VJP rule, tangent rule,
+ * reference kernel).  A row without its RULES_ line does not compile. */
+#define RULES_CONST NULL, NULL, NULL, eval_const
+#define RULES_VAR NULL, NULL, NULL, NULL
+#define RULES_DIMVAL NULL, NULL, NULL, eval_dimval
+#define RULES_IDENTITY NULL, NULL, NULL, eval_identity
+#define RULES_ADD partial_add, NULL, NULL, eval_add
+#define RULES_MUL partial_mul, NULL, NULL, eval_mul
+#define RULES_POW partial_pow, NULL, NULL, eval_pow
+#define RULES_MATMUL NULL, vjp_matmul, NULL, eval_matmul
+#define RULES_TRANSPOSE NULL, vjp_transpose, NULL, eval_transpose
+#define RULES_SUM NULL, vjp_sum, NULL, eval_sum
+#define RULES_DIAG NULL, vjp_diag, NULL, eval_diag
+#define RULES_DIAGPART NULL, vjp_diagpart, NULL, eval_diagpart
+#define RULES_VECLIT NULL, vjp_literal, NULL, eval_literal
+#define RULES_MATLIT NULL, vjp_literal, NULL, eval_literal
+#define RULES_COLUMN NULL, vjp_column, NULL, eval_column
+#define RULES_ENTRY NULL, vjp_entry, NULL, eval_entry
+#define RULES_EXP partial_exp, NULL, NULL, eval_unary
+#define RULES_LOG partial_log, NULL, NULL, eval_unary
+#define RULES_SIN partial_sin, NULL, NULL, eval_unary
+#define RULES_COS partial_cos, NULL, NULL, eval_unary
+#define RULES_TAN partial_tan, NULL, NULL, eval_unary
+#define RULES_TANH partial_tanh, NULL, NULL, eval_unary
+#define RULES_SIGMOID partial_sigmoid, NULL, NULL, eval_unary
+#define RULES_ABS partial_abs, NULL, NULL, eval_unary
+#define RULES_SIGN partial_zero, NULL, NULL, eval_unary
+#define RULES_MAX partial_max, NULL, NULL, eval_binary
+#define RULES_MIN partial_min, NULL, NULL, eval_binary
+#define RULES_GT partial_zero, NULL, NULL, eval_binary
+#define RULES_GE partial_zero, NULL, NULL, eval_binary
+#define RULES_LT partial_zero, NULL, NULL, eval_binary
+#define RULES_LE partial_zero, NULL, NULL, eval_binary
+#define RULES_SOFTMAX NULL, vjp_softmax, tangent_softmax, eval_softmax
+#define RULES_LOGSOFTMAX NULL, vjp_logsoftmax, tangent_logsoftmax, eval_softmax
+#define RULES_SOFTMAX_XENT NULL, vjp_softmax_xent, tangent_softmax_xent, eval_softmax_xent
+
 const nb_opinfo nb_ops[NB_OP_COUNT] = {
-    [NB_OP_CONST] = {"const", 0, NULL, NULL, eval_const},
-    [NB_OP_VAR] = {"var", 0, NULL, NULL, NULL},
-    [NB_OP_DIMVAL] = {"dim", 0, NULL, NULL, eval_dimval},
-    [NB_OP_IDENTITY] = {"I", 0, NULL, NULL, eval_identity},
-    [NB_OP_ADD] = {"+", -1, partial_add, NULL, eval_add},
-    [NB_OP_MUL] = {"⊙", -1, partial_mul, NULL, eval_mul},
-    [NB_OP_POW] = {".^", 2, partial_pow, NULL, eval_pow},
-    [NB_OP_MATMUL] = {"matmul", 2, NULL, vjp_matmul, eval_matmul},
-    [NB_OP_TRANSPOSE] = {"'", 1, NULL, vjp_transpose, eval_transpose},
-    [NB_OP_SUM] = {"sum", 1, NULL, vjp_sum, eval_sum},
-    [NB_OP_DIAG] = {"diag", 1, NULL, vjp_diag, eval_diag},
-    [NB_OP_DIAGPART] = {"diagpart", 1, NULL, vjp_diagpart, eval_diagpart},
-    [NB_OP_VECLIT] = {"vector literal", -1, NULL, vjp_veclit, eval_literal},
-    [NB_OP_MATLIT] = {"matrix literal", -1, NULL, vjp_matlit, eval_literal},
-    [NB_OP_COLUMN] = {"col", 1, NULL, vjp_column, eval_column},
-    [NB_OP_ENTRY] = {"entry", 1, NULL, vjp_entry, eval_entry},
-    [NB_OP_EXP] = {"exp", 1, partial_exp, NULL, eval_unary},
-    [NB_OP_LOG] = {"log", 1, partial_log, NULL, eval_unary},
-    [NB_OP_SIN] = {"sin", 1, partial_sin, NULL, eval_unary},
-    [NB_OP_COS] = {"cos", 1, partial_cos, NULL, eval_unary},
-    [NB_OP_TAN] = {"tan", 1, partial_tan, NULL, eval_unary},
-    [NB_OP_TANH] = {"tanh", 1, partial_tanh, NULL, eval_unary},
-    [NB_OP_SIGMOID] = {"sigmoid", 1, partial_sigmoid, NULL, eval_unary},
-    [NB_OP_ABS] = {"abs", 1, partial_abs, NULL, eval_unary},
-    [NB_OP_SIGN] = {"sign", 1, partial_zero, NULL, eval_unary},
-    [NB_OP_MAX] = {"max", 2, partial_max, NULL, eval_binary},
-    [NB_OP_MIN] = {"min", 2, partial_min, NULL, eval_binary},
-    [NB_OP_GT] = {">", 2, partial_zero, NULL, eval_binary},
-    [NB_OP_GE] = {">=", 2, partial_zero, NULL, eval_binary},
-    [NB_OP_LT] = {"<", 2, partial_zero, NULL, eval_binary},
-    [NB_OP_LE] = {"<=", 2, partial_zero, NULL, eval_binary},
-    [NB_OP_SOFTMAX] = {"softmax", 1, NULL, vjp_softmax, eval_softmax},
-    [NB_OP_LOGSOFTMAX] = {"logsoftmax", 1, NULL, vjp_logsoftmax, eval_softmax},
-    [NB_OP_SOFTMAX_XENT] = {"softmax_xent", 2, NULL, vjp_softmax_xent, eval_softmax_xent},
+#define OP(id, arity, cls, flags, builder, parse, unicode, ascii, latex) \
+    [NB_OP_##id] = {unicode, ascii, latex, arity, cls, flags, RULES_##id},
+#include "ops.def"
+#undef OP
 };
