@@ -445,6 +445,9 @@ nb_expr *nb_hessian(nb_ctx *ctx, nb_expr *f, nb_expr *v) {
                      nb_type_str(ctx, v->type, tv, sizeof tv), v->op == NB_OP_VAR ? v->a.name : "expression");
         return NULL;
     }
+    /* H = ∂(∇f)/∂v in denominator layout, Hᵢⱼ = ∂²f/∂vⱼ∂vᵢ: equal to the
+     * numerator layout by symmetry, and it keeps the gradient's term order
+     * (∇(xᵀAx) = A·x + Aᵀ·x gives A + Aᵀ). */
     nb_node *g = nb_gradient(ctx, f, v);
-    return g ? nb_derivative(ctx, g, 1, &v, NB_NUMERATOR) : NULL;
+    return g ? nb_derivative(ctx, g, 1, &v, NB_DENOMINATOR) : NULL;
 }

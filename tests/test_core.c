@@ -197,6 +197,94 @@ static void test_shape_regressions(void) {
     nb_ctx_free(ctx);
 }
 
+/* Second derivatives: structured Hessians (golden strings), and the
+ * Hessian-vector product (forward over reverse) and forward-mode JVP against
+ * central differences of the gradient / of f along the tangent. */
+static void test_second_derivatives(void) {
+    nb_ctx *ctx = nb_ctx_new();
+    nb_declare(ctx, "x, t: vector(n); A: matrix(n, n); X, T: matrix(m, n)");
+    static const char *cases[][2] = {
+        {"x'*A*x", "A + Aᵀ"},
+        {"sum(x)^2", "2·1·1ᵀ"},
+        {"sum(exp(x))", "diag(exp(x))"},
+        {"sum(x.^3)/6", "diag(x)"},
+        {"sum(sin(x))*y", "diag(-y·sin(x))"},
+    };
+    nb_expr *x = nb_lookup(ctx, "x"), *t = nb_lookup(ctx, "t");
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        CHECK_STR(str(ctx, nb_hessian(ctx, nb_parse(ctx, cases[i][0]), x), NB_FMT_UNICODE), cases[i][1]);
+    CHECK_STR(str(ctx, nb_hvp(ctx, nb_parse(ctx, "x'*A*x"), x, t), NB_FMT_UNICODE), "Aᵀ·t + A·t");
+    CHECK_STR(str(ctx, nb_jvp(ctx, nb_parse(ctx, "exp(x) .* sin(x)"), x, t), NB_FMT_UNICODE),
+              "t ⊙ exp(x) ⊙ sin(x) + t ⊙ exp(x) ⊙ cos(x)");
+    CHECK(nb_hessian(ctx, nb_parse(ctx, "sum(X)"), nb_lookup(ctx, "X")) == NULL && strstr(nb_error(ctx), "tensor"),
+          "a matrix variable's Hessian is refused: %s", nb_error(ctx));
+    CHECK(nb_hvp(ctx, nb_parse(ctx, "A*x"), x, t) == NULL && strstr(nb_error(ctx), "scalar"),
+          "the Hessian-vector product needs a scalar f: %s", nb_error(ctx));
+    CHECK(nb_jvp(ctx, nb_parse(ctx, "sum(x)"), nb_parse(ctx, "2*x"), t) == NULL && strstr(nb_error(ctx), "variable"),
+          "jvp w.r.t. an expression is refused: %s", nb_error(ctx));
+    CHECK(nb_jvp(ctx, nb_parse(ctx, "sum(x)"), x, nb_lookup(ctx, "A")) == NULL && strstr(nb_error(ctx), "tangent"),
+          "a tangent of the wrong type is refused: %s", nb_error(ctx));
+
+    double xv[3] = {0.3, -0.7, 1.1}, tv[3] = {0.5, 0.25, -1}, Av[9] = {1, 2, 0, -1, 3, 1, 0.5, 0, 2};
+    double Xv[6] = {0.1, 0.2, -0.3, 0.4, 0.5, -0.6}, Tv[6] = {1, -1, 0.5, 0.25, 2, -0.5};
+    nb_set_value(ctx, "x", 3, 1, xv);
+    nb_set_value(ctx, "t", 3, 1, tv);
+    nb_set_value(ctx, "A", 3, 3, Av);
+    nb_set_value(ctx, "X", 2, 3, Xv);
+    nb_set_value(ctx, "T", 2, 3, Tv);
+    static const char *scalar_fs[] = {"sum(sin(A*x).^2) + x'*A*x", "log(sum(exp(x)))", "sum(sigmoid(x) .* x)/n",
+                                      "norm2(A*x - x)"};
+    const double h = 1e-5;
+    for (size_t i = 0; i < sizeof scalar_fs / sizeof *scalar_fs; i++) {
+        nb_expr *f = nb_parse(ctx, scalar_fs[i]);
+        nb_expr *g = nb_gradient(ctx, f, x);
+        nb_matrix hv, gp, gm, H;
+        int ok = nb_eval(ctx, nb_hvp(ctx, f, x, t), &hv) == 0 && nb_eval(ctx, nb_hessian(ctx, f, x), &H) == 0;
+        for (int k = 0; k < 3; k++) xv[k] += h * tv[k];
+        nb_set_value(ctx, "x", 3, 1, xv);
+        ok = ok && nb_eval(ctx, g, &gp) == 0;
+        for (int k = 0; k < 3; k++) xv[k] -= 2 * h * tv[k];
+        nb_set_value(ctx, "x", 3, 1, xv);
+        ok = ok && nb_eval(ctx, g, &gm) == 0;
+        for (int k = 0; k < 3; k++) xv[k] += h * tv[k];
+        nb_set_value(ctx, "x", 3, 1, xv);
+        CHECK(ok, "%s: second derivatives evaluate: %s", scalar_fs[i], nb_error(ctx));
+        double err = 0;
+        for (int k = 0; ok && k < 3; k++) {
+            double fd = (gp.data[k] - gm.data[k]) / (2 * h), Ht = 0;
+            for (int j = 0; j < 3; j++) Ht += H.data[k * 3 + j] * tv[j];
+            err = fmax(err, fmax(fabs(hv.data[k] - fd), fabs(Ht - fd)) / fmax(1, fabs(fd)));
+        }
+        CHECK(ok && err < 1e-6, "%s: ∇²f·t (hvp and hessian) vs differences of the gradient: %g", scalar_fs[i], err);
+        if (ok) {
+            nb_matrix_free(&hv);
+            nb_matrix_free(&H);
+            nb_matrix_free(&gp);
+            nb_matrix_free(&gm);
+        }
+    }
+    /* forward mode through a matrix-valued f (no Jacobian could be formed) */
+    nb_expr *F = nb_parse(ctx, "softmax(X .* X) + X*A");
+    nb_expr *Xe = nb_lookup(ctx, "X");
+    nb_matrix jv, fp, fm;
+    int ok = nb_eval(ctx, nb_jvp(ctx, F, Xe, nb_lookup(ctx, "T")), &jv) == 0;
+    for (int k = 0; k < 6; k++) Xv[k] += h * Tv[k];
+    nb_set_value(ctx, "X", 2, 3, Xv);
+    ok = ok && nb_eval(ctx, F, &fp) == 0;
+    for (int k = 0; k < 6; k++) Xv[k] -= 2 * h * Tv[k];
+    nb_set_value(ctx, "X", 2, 3, Xv);
+    ok = ok && nb_eval(ctx, F, &fm) == 0;
+    double err = 0;
+    for (int k = 0; ok && k < 6; k++) err = fmax(err, fabs(jv.data[k] - (fp.data[k] - fm.data[k]) / (2 * h)));
+    CHECK(ok && err < 1e-7, "jvp of a matrix function vs central differences: %g %s", err, nb_error(ctx));
+    if (ok) {
+        nb_matrix_free(&jv);
+        nb_matrix_free(&fp);
+        nb_matrix_free(&fm);
+    }
+    nb_ctx_free(ctx);
+}
+
 static double seconds(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -237,6 +325,7 @@ int main(void) {
     test_errors();
     test_eval_errors();
     test_shape_regressions();
+    test_second_derivatives();
     test_long_chain();
     TEST_MAIN_END();
 }
