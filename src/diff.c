@@ -441,7 +441,7 @@ nb_expr *nb_hessian(nb_ctx *ctx, nb_expr *f, nb_expr *v) {
     char tv[64];
     if (!f || !v) return NULL;
     if (v->type.kind == NB_MATRIX) {
-        nb_set_error(ctx, "the Hessian with respect to the %s %s is a tensor (rank 4); use nb_hvp",
+        nb_set_error(ctx, "the Hessian with respect to the %s %s is a tensor (rank 4); take a Hessian-vector product instead",
                      nb_type_str(ctx, v->type, tv, sizeof tv), v->op == NB_OP_VAR ? v->a.name : "expression");
         return NULL;
     }
