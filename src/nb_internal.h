@@ -35,7 +35,7 @@ typedef enum {
     NB_CLASS_BILINEAR,
     NB_CLASS_ROWWISE
 } nb_opclass;
-enum { NB_F_ZERO_AT_ZERO = 1u, NB_F_NONSMOOTH = 2u };
+enum { NB_F_ZERO_AT_ZERO = 1u, NB_F_NONSMOOTH = 2u, NB_F_INDICATOR = 4u, NB_F_POSITIVE_ARG = 8u, NB_F_SMALL_ARG = 16u };
 
 /* ops.def's builder column as the parser's unary / binary function pointers
  * (0 where the operator has no call syntax), and its arity. */

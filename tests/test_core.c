@@ -285,6 +285,36 @@ static void test_second_derivatives(void) {
     nb_ctx_free(ctx);
 }
 
+/* max/min propagate NaN (PyTorch's torch.maximum), in the one scalar
+ * definition (src/scalar.h) that the reference evaluator and the kernels
+ * share; a compiled program without input checking gives NaN too. */
+#define REAL double
+#define T(name) name
+#define M(fn) fn
+#include "scalar.h"
+#undef REAL
+#undef T
+#undef M
+static void test_scalar_semantics(void) {
+    CHECK(isnan(sc_max(NAN, 1)) && isnan(sc_max(1, NAN)) && isnan(sc_min(NAN, 1)) && isnan(sc_min(1, NAN)),
+          "max/min propagate NaN from either side");
+    CHECK(sc_max(-0.5, 2) == 2 && sc_min(-0.5, 2) == -0.5, "max/min of numbers");
+    CHECK(sc_sign(-3) == -1 && sc_sign(0) == 0 && sc_sign(2) == 1 && isnan(sc_sign(NAN)), "sign");
+    CHECK(sc_sigmoid(-800) >= 0 && sc_sigmoid(-800) < 1e-300 && sc_sigmoid(800) == 1, "sigmoid never overflows");
+    nb_ctx *ctx = nb_ctx_new();
+    nb_expr *x = nb_var(ctx, "x", nb_scalar_type()), *y = nb_var(ctx, "y", nb_scalar_type());
+    nb_expr *outs[2] = {nb_max(ctx, x, y), nb_min(ctx, x, y)}, *ins[2] = {x, y};
+    nb_program *p = nb_compile(ctx, 2, outs, 2, ins, NB_F64, 0);
+    double xv = NAN, yv = 1, mx = 0, mn = 0;
+    const void *in[2] = {&xv, &yv};
+    void *out[2] = {&mx, &mn};
+    CHECK(p && nb_program_run(p, in, out) == NB_OK && isnan(mx) && isnan(mn), "compiled max/min(NaN, 1) = NaN");
+    xv = 1, yv = NAN;
+    CHECK(p && nb_program_run(p, in, out) == NB_OK && isnan(mx) && isnan(mn), "compiled max/min(1, NaN) = NaN");
+    nb_program_free(p);
+    nb_ctx_free(ctx);
+}
+
 static double seconds(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -326,6 +356,7 @@ int main(void) {
     test_eval_errors();
     test_shape_regressions();
     test_second_derivatives();
+    test_scalar_semantics();
     test_long_chain();
     TEST_MAIN_END();
 }
