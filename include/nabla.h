@@ -132,6 +132,19 @@ nb_expr *nb_hvp(nb_ctx *ctx, nb_expr *f, nb_expr *v, nb_expr *t);
  * x'*A*x gives A + Aᵀ, sum(exp(x)) gives diag(exp(x)). */
 nb_expr *nb_hessian(nb_ctx *ctx, nb_expr *f, nb_expr *v);
 
+/* The derivative as the chain rule gives it: each factor as its operator's
+ * rule built it, nothing simplified (0·x, I·G and Gᵀᵀ stay).  Same arguments
+ * and type as nb_derivative; nb_simplify turns it into nb_derivative's form. */
+nb_expr *nb_derivative_raw(nb_ctx *ctx, nb_expr *f, size_t nwrt, nb_expr *const *wrt, nb_layout layout);
+/* Rebuilds e through the canonicalising rewrites (1ᵀ·diag(v) = vᵀ, x + x =
+ * 2x, …), bottom-up, once per node: linear in the size of e. */
+nb_expr *nb_simplify(nb_ctx *ctx, nb_expr *e);
+/* A hook called for every named rewrite that fires: rule is its name
+ * ("1ᵀ·x = sum(x)"), at the raw node nb_simplify was rebuilding (NULL outside
+ * nb_simplify), result what the rewrite produced.  fn NULL turns it off. */
+typedef void (*nb_rewrite_log)(void *user, const char *rule, const nb_expr *at, const nb_expr *result);
+void nb_set_rewrite_log(nb_ctx *ctx, nb_rewrite_log fn, void *user);
+
 /* ---- printing ---------------------------------------------------------- */
 /* Returns a malloc'd string (free with free()); NULL on allocation failure. */
 char *nb_to_string(nb_ctx *ctx, const nb_expr *e, nb_format fmt);

@@ -267,7 +267,7 @@ done:
     return J;
 }
 
-nb_expr *nb_derivative(nb_ctx *ctx, nb_expr *f, size_t nwrt, nb_expr *const *wrt, nb_layout layout) {
+static nb_expr *derivative(nb_ctx *ctx, nb_expr *f, size_t nwrt, nb_expr *const *wrt, nb_layout layout) {
     char tf[64], tv[64], buf[160];
     if (!f) return NULL;
     if (nwrt == 0) {
@@ -317,6 +317,26 @@ nb_expr *nb_derivative(nb_ctx *ctx, nb_expr *f, size_t nwrt, nb_expr *const *wrt
         if (J && layout == NB_DENOMINATOR && !keep) J = nb_transpose(ctx, J);
     }
     free(g);
+    return J;
+}
+
+/* The chain rule in raw mode (every factor as its rule built it), then the
+ * simplifier: the canonical form is a pass over the raw derivative. */
+nb_expr *nb_derivative(nb_ctx *ctx, nb_expr *f, size_t nwrt, nb_expr *const *wrt, nb_layout layout) {
+    if (!ctx) return NULL;
+    if (ctx->raw) return derivative(ctx, f, nwrt, wrt, layout);
+    ctx->raw = true;
+    nb_node *J = derivative(ctx, f, nwrt, wrt, layout);
+    ctx->raw = false;
+    return nb_simplify(ctx, J);
+}
+
+nb_expr *nb_derivative_raw(nb_ctx *ctx, nb_expr *f, size_t nwrt, nb_expr *const *wrt, nb_layout layout) {
+    if (!ctx) return NULL;
+    bool raw = ctx->raw;
+    ctx->raw = true;
+    nb_node *J = derivative(ctx, f, nwrt, wrt, layout);
+    ctx->raw = raw;
     return J;
 }
 

@@ -112,6 +112,10 @@ struct nb_ctx {
     char error[1024];
     int error_column;
     bool oom;
+    bool raw; /* constructors only type-check and hash-cons (nb_derivative_raw) */
+    nb_rewrite_log rewrite_log; /* the simplifier's log hook (nb_set_rewrite_log) */
+    void *rewrite_log_user;
+    const nb_node *rewriting; /* the raw node nb_simplify is rebuilding, or NULL */
 };
 
 /* ---- context, errors, dims (expr.c) ---- */
@@ -191,6 +195,11 @@ nb_node *nb_entry(nb_ctx *ctx, nb_node *a, int64_t i, int64_t j);
 nb_node *nb_diagpart(nb_ctx *ctx, nb_node *a);
 nb_node *nb_scale(nb_ctx *ctx, nb_number c, nb_node *a); /* c·a */
 
+
+/* ---- the simplifier (simplify.c) ---- */
+/* A named rewrite fired, giving result: reports it to the log hook and
+ * returns result, so a rewrite reads  return nb_rule(ctx, "x + x = 2x", r); */
+nb_node *nb_rule(nb_ctx *ctx, const char *name, nb_node *result);
 
 /* ---- the one traversal (graph.c) ---- */
 /* The nodes reachable from roots, in id order (operands before users);

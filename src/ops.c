@@ -219,11 +219,8 @@ static nb_node *factor_out_common(nb_ctx *ctx, size_t n, nb_node *const *terms) 
     return NULL;
 }
 
-static nb_node *add_rewrite(nb_ctx *ctx, size_t n, nb_node *const *args) {
-    for (size_t i = 0; i < n; i++)
-        if (!args[i]) return NULL;
-    nb_type type;
-    if (!broadcast_all(ctx, "+", n, args, &type)) return NULL;
+/* The sum of args, whose broadcast type is type (checked by nb_add_n). */
+static nb_node *add_rewrite(nb_ctx *ctx, size_t n, nb_node *const *args, nb_type type) {
     size_t cap = flattened_size(NB_OP_ADD, n, args);
     term *t = malloc((cap + 1) * sizeof *t);
     nb_node **out = malloc((cap + 2) * sizeof *out);
@@ -232,6 +229,7 @@ static nb_node *add_rewrite(nb_ctx *ctx, size_t n, nb_node *const *args) {
     bool indexed = node_index_init(&seen, cap);
     if (!t || !out || !indexed) goto done;
     size_t nt = 0;
+    bool like_terms = false;
     nb_node *number_key = nb_ones(ctx, nb_scalar_type()); /* stands for the plain-number term */
     for (size_t i = 0; i < n; i++) {
         bool flat = args[i]->op == NB_OP_ADD && args[i]->nargs <= FLATTEN_LIMIT;
@@ -239,7 +237,7 @@ static nb_node *add_rewrite(nb_ctx *ctx, size_t n, nb_node *const *args) {
             term s = split_term(ctx, flat ? args[i]->args[k] : args[i]);
             if (s.rest == NULL && s.coef.exact && s.coef.num == 0) continue;
             size_t j = node_index_get(&seen, s.rest ? s.rest : number_key, nt);
-            if (j < nt) t[j].coef = nb_number_add(t[j].coef, s.coef);
+            if (j < nt) t[j].coef = nb_number_add(t[j].coef, s.coef), like_terms = true;
             else t[nt++] = s;
         }
     }
@@ -291,8 +289,9 @@ static nb_node *add_rewrite(nb_ctx *ctx, size_t n, nb_node *const *args) {
         shaped |= nb_type_eq(out[no]->type, type);
         no++;
     }
-    if (no == 0) result = nb_zero(ctx, type);
+    if (no == 0) result = nb_rule(ctx, "a - a = 0", nb_zero(ctx, type));
     else if (no >= 2 && (result = factor_out_common(ctx, no, out)) != NULL) {
+        nb_rule(ctx, "a·F + b·F = F·(a + b)", result);
     } else if (!shaped) {
         /* Only scalars survived: expand them to the result's shape. */
         nb_node *s = no == 1 ? out[0] : make_nary(ctx, NB_OP_ADD, no, out);
@@ -300,6 +299,7 @@ static nb_node *add_rewrite(nb_ctx *ctx, size_t n, nb_node *const *args) {
         result = nb_make(ctx, NB_OP_MUL, type, 2, f, NULL, 0);
     } else if (no == 1) result = out[0];
     else result = make_nary(ctx, NB_OP_ADD, no, out);
+    if (like_terms) nb_rule(ctx, "a·x + b·x = (a + b)·x", result);
 done:
     if ((!t || !out || !indexed) && !result) nb_set_error(ctx, "out of memory");
     node_index_free(&seen);
@@ -400,11 +400,8 @@ static bool is_polynomial(const nb_node *sum) {
     return true;
 }
 
-static nb_node *mul_rewrite(nb_ctx *ctx, size_t n, nb_node *const *args) {
-    for (size_t i = 0; i < n; i++)
-        if (!args[i]) return NULL;
-    nb_type type;
-    if (!broadcast_all(ctx, "⊙", n, args, &type)) return NULL;
+/* The element-wise product of args, of broadcast type type (nb_mul_n). */
+static nb_node *mul_rewrite(nb_ctx *ctx, size_t n, nb_node *const *args, nb_type type) {
     size_t cap = flattened_size(NB_OP_MUL, n, args);
     factor *f = malloc((cap + 1) * sizeof *f);
     nb_node **out = malloc((cap + 2) * sizeof *out);
@@ -416,6 +413,7 @@ static nb_node *mul_rewrite(nb_ctx *ctx, size_t n, nb_node *const *args) {
         goto done;
     }
     nb_number coef = nb_number_int(1);
+    bool like_powers = false;
     size_t nf = 0;
     for (size_t i = 0; i < n; i++) {
         bool flat = args[i]->op == NB_OP_MUL && args[i]->nargs <= FLATTEN_LIMIT;
@@ -431,12 +429,12 @@ static nb_node *mul_rewrite(nb_ctx *ctx, size_t n, nb_node *const *args) {
             }
             size_t j = node_index_get(&seen, g.base, nf);
             if (j < nf) {
-                if (!is_ones(g.base)) f[j].exp = nb_number_add(f[j].exp, g.exp);
+                if (!is_ones(g.base)) f[j].exp = nb_number_add(f[j].exp, g.exp), like_powers = true;
             } else f[nf++] = g;
         }
     }
     if (nb_number_is(coef, 0)) {
-        result = nb_zero(ctx, type);
+        result = nb_rule(ctx, "0·x = 0", nb_zero(ctx, type));
         goto done;
     }
     for (size_t i = 0; i < nf; i++) {
@@ -453,7 +451,7 @@ static nb_node *mul_rewrite(nb_ctx *ctx, size_t n, nb_node *const *args) {
         size_t no = 0;
         out[no++] = nb_const(ctx, coef, nb_scalar_type());
         for (size_t j = 0; j < nf; j++) out[no++] = make_pow(ctx, f[j].base, f[j].exp);
-        result = nb_mul_n(ctx, no, out);
+        result = nb_rule(ctx, "1[u > 0]·g(max(0, u)) = 1[u > 0]·g(u)", nb_mul_n(ctx, no, out));
         goto done;
     }
     if (coef.val < 0) {
@@ -466,7 +464,7 @@ static nb_node *mul_rewrite(nb_ctx *ctx, size_t n, nb_node *const *args) {
             size_t no = 0;
             out[no++] = nb_const(ctx, nb_number_neg(coef), nb_scalar_type());
             for (size_t j = 0; j < nf; j++) out[no++] = j == i ? nb_add_n(ctx, 2, flipped) : make_pow(ctx, f[j].base, f[j].exp);
-            result = nb_mul_n(ctx, no, out);
+            result = nb_rule(ctx, "−c·(a − b) = c·(b − a)", nb_mul_n(ctx, no, out));
             goto done;
         }
     }
@@ -502,16 +500,16 @@ static nb_node *mul_rewrite(nb_ctx *ctx, size_t n, nb_node *const *args) {
     if (diag >= 0 && nscalar + 1 == nf) {
         /* s·diag(v) = diag(s·v) */
         out[no++] = f[diag].base->args[0];
-        result = nb_diag(ctx, nb_mul_n(ctx, no, out));
+        result = nb_rule(ctx, "s·diag(v) = diag(s·v)", nb_diag(ctx, nb_mul_n(ctx, no, out)));
     } else if (lit >= 0 && nscalar + 1 == nf) {
         /* s·[a, b] = [s·a, s·b] */
-        result = literal_map_scale(ctx, f[lit].base, no, out);
+        result = nb_rule(ctx, "s·[a, b] = [s·a, s·b]", literal_map_scale(ctx, f[lit].base, no, out));
     } else {
         if (diag >= 0) out[no++] = f[diag].base;
         if (lit >= 0) out[no++] = f[lit].base;
-        nb_type kept;
-        if (no > 0 && broadcast_all(ctx, "⊙", no, out, &kept) && !nb_type_eq(kept, type))
-            out[no++] = nb_ones(ctx, type); /* the factor that gave the shape cancelled: x^½ ⊙ x^−½ = 1 */
+        bool shaped = false; /* a broadcast has the type of one of its operands */
+        for (size_t i = 0; i < no && !shaped; i++) shaped = nb_type_eq(out[i]->type, type);
+        if (no > 0 && !shaped) out[no++] = nb_ones(ctx, type); /* the shaping factor cancelled: x^½ ⊙ x^−½ = 1 */
         if (no == 0) result = nb_const(ctx, coef, type);
         else if (no == 1 && nb_type_eq(out[0]->type, type)) result = out[0];
         else if (no == 2 && nf == 1 && sum >= 0 && !nb_number_is(coef, 1) && is_polynomial(out[1])) {
@@ -521,11 +519,12 @@ static nb_node *mul_rewrite(nb_ctx *ctx, size_t n, nb_node *const *args) {
             nb_node **terms = malloc(s->nargs * sizeof *terms);
             if (terms) {
                 for (size_t k = 0; k < s->nargs; k++) terms[k] = nb_scale(ctx, coef, s->args[k]);
-                result = nb_add_n(ctx, s->nargs, terms);
+                result = nb_rule(ctx, "c·(a + b) = c·a + c·b", nb_add_n(ctx, s->nargs, terms));
                 free(terms);
             }
         } else result = make_nary(ctx, NB_OP_MUL, no, out);
     }
+    if (like_powers) nb_rule(ctx, "x^a ⊙ x^b = x^(a + b)", result);
 done:
     node_index_free(&seen);
     free(f);
@@ -655,11 +654,12 @@ static void split_scalars(nb_ctx *ctx, nb_node *e, nb_node **scalars, nb_node **
 static nb_node *transpose_uncached(nb_ctx *ctx, nb_node *a) {
     nb_type t = transposed(a->type);
     switch (a->op) {
-    case NB_OP_TRANSPOSE: return a->args[0];
+    case NB_OP_TRANSPOSE: return nb_rule(ctx, "(Aᵀ)ᵀ = A", a->args[0]);
     case NB_OP_DIAG:
-    case NB_OP_IDENTITY: return a;
-    case NB_OP_CONST: return nb_const(ctx, node_number(a), t);
-    case NB_OP_MATMUL: return nb_matmul(ctx, nb_transpose(ctx, a->args[1]), nb_transpose(ctx, a->args[0]));
+    case NB_OP_IDENTITY: return nb_rule(ctx, "diag(v)ᵀ = diag(v)", a);
+    case NB_OP_CONST: return nb_rule(ctx, "(c·1)ᵀ = c·1ᵀ", nb_const(ctx, node_number(a), t));
+    case NB_OP_MATMUL:
+        return nb_rule(ctx, "(A·B)ᵀ = Bᵀ·Aᵀ", nb_matmul(ctx, nb_transpose(ctx, a->args[1]), nb_transpose(ctx, a->args[0])));
     case NB_OP_ADD: { /* (a + b)ᵀ = aᵀ + bᵀ, unless a row broadcasts over a matrix */
         for (size_t i = 0; i < a->nargs; i++)
             if (a->args[i]->type.kind != NB_SCALAR && !nb_type_eq(a->args[i]->type, a->type))
@@ -669,7 +669,7 @@ static nb_node *transpose_uncached(nb_ctx *ctx, nb_node *a) {
         for (size_t i = 0; i < a->nargs; i++) terms[i] = nb_transpose(ctx, a->args[i]);
         nb_node *r = nb_add_n(ctx, a->nargs, terms);
         free(terms);
-        return r;
+        return nb_rule(ctx, "(a + b)ᵀ = aᵀ + bᵀ", r);
     }
     case NB_OP_MATLIT: {
         size_t r = (size_t)a->type.rows, c = (size_t)a->type.cols;
@@ -686,7 +686,7 @@ static nb_node *transpose_uncached(nb_ctx *ctx, nb_node *a) {
     if (a->type.kind == NB_SCALAR) return a;
     nb_node *s, *rest;
     split_scalars(ctx, a, &s, &rest);
-    if (s) return nb_mul(ctx, s, nb_transpose(ctx, rest));
+    if (s) return nb_rule(ctx, "(s·A)ᵀ = s·Aᵀ", nb_mul(ctx, s, nb_transpose(ctx, rest)));
     return nb_make(ctx, NB_OP_TRANSPOSE, t, 1, &a, NULL, 0);
 }
 
@@ -727,28 +727,29 @@ static nb_node *matmul_rewrite(nb_ctx *ctx, nb_node *a, nb_node *b) {
         return NULL;
     }
     nb_type t = matmul_type(a->type, b->type);
-    if (nb_is_zero(a) || nb_is_zero(b)) return nb_zero(ctx, t);
-    if (a->op == NB_OP_IDENTITY) return b;
-    if (b->op == NB_OP_IDENTITY) return a;
+    if (nb_is_zero(a) || nb_is_zero(b)) return nb_rule(ctx, "0·B = A·0 = 0", nb_zero(ctx, t));
+    if (a->op == NB_OP_IDENTITY) return nb_rule(ctx, "I·B = B", b);
+    if (b->op == NB_OP_IDENTITY) return nb_rule(ctx, "A·I = A", a);
     nb_node *sa, *ra, *sb, *rb;
     split_scalars(ctx, a, &sa, &ra);
     split_scalars(ctx, b, &sb, &rb);
     if (sa || sb) {
         nb_node *s = sa && sb ? nb_mul(ctx, sa, sb) : (sa ? sa : sb);
-        return nb_mul(ctx, s, nb_matmul(ctx, ra, rb));
+        return nb_rule(ctx, "(s·A)·(t·B) = (s·t)·(A·B)", nb_mul(ctx, s, nb_matmul(ctx, ra, rb)));
     }
-    if (a->op == NB_OP_DIAG && b->op == NB_OP_DIAG) return nb_diag(ctx, nb_mul(ctx, a->args[0], b->args[0]));
-    if (a->op == NB_OP_DIAG && b->type.kind == NB_VECTOR) return nb_mul(ctx, a->args[0], b); /* diag(v)·u = v ⊙ u */
-    if (a->type.kind == NB_ROW && b->op == NB_OP_DIAG)                                    /* r·diag(v) = (rᵀ ⊙ v)ᵀ */
-        return nb_transpose(ctx, nb_mul(ctx, nb_transpose(ctx, a), b->args[0]));
+    if (a->op == NB_OP_DIAG && b->op == NB_OP_DIAG)
+        return nb_rule(ctx, "diag(u)·diag(v) = diag(u ⊙ v)", nb_diag(ctx, nb_mul(ctx, a->args[0], b->args[0])));
+    if (a->op == NB_OP_DIAG && b->type.kind == NB_VECTOR) return nb_rule(ctx, "diag(v)·u = v ⊙ u", nb_mul(ctx, a->args[0], b));
+    if (a->type.kind == NB_ROW && b->op == NB_OP_DIAG) /* 1ᵀ·diag(v) = vᵀ is the case r = 1ᵀ */
+        return nb_rule(ctx, "rᵀ·diag(v) = (r ⊙ v)ᵀ", nb_transpose(ctx, nb_mul(ctx, nb_transpose(ctx, a), b->args[0])));
     /* Re-associate so structure meets structure: (P·r)·diag(v) = P·(r·diag(v)),
      * (P·diag(u))·diag(v) = P·diag(u ⊙ v), and the mirror images. */
     if (b->op == NB_OP_DIAG && a->op == NB_OP_MATMUL && (a->args[1]->type.kind == NB_ROW || a->args[1]->op == NB_OP_DIAG))
-        return nb_matmul(ctx, a->args[0], nb_matmul(ctx, a->args[1], b));
+        return nb_rule(ctx, "(P·Q)·diag(v) = P·(Q·diag(v))", nb_matmul(ctx, a->args[0], nb_matmul(ctx, a->args[1], b)));
     if (a->op == NB_OP_DIAG && b->op == NB_OP_MATMUL && b->args[0]->op == NB_OP_DIAG)
-        return nb_matmul(ctx, nb_matmul(ctx, a, b->args[0]), b->args[1]);
-    if (t.kind == NB_SCALAR && is_ones(a)) return nb_sum(ctx, b); /* 1ᵀ·x = sum(x) */
-    if (t.kind == NB_SCALAR && is_ones(b)) return nb_sum(ctx, a);
+        return nb_rule(ctx, "diag(u)·(diag(v)·Q) = (diag(u)·diag(v))·Q", nb_matmul(ctx, nb_matmul(ctx, a, b->args[0]), b->args[1]));
+    if (t.kind == NB_SCALAR && is_ones(a)) return nb_rule(ctx, "1ᵀ·x = sum(x)", nb_sum(ctx, b));
+    if (t.kind == NB_SCALAR && is_ones(b)) return nb_rule(ctx, "xᵀ·1 = sum(x)", nb_sum(ctx, a));
     nb_node *args[2] = {a, b};
     return nb_make(ctx, NB_OP_MATMUL, t, 2, args, NULL, 0);
 }
@@ -757,18 +758,19 @@ static nb_node *sum_rewrite(nb_ctx *ctx, nb_node *a) {
     if (!a) return NULL;
     if (a->type.kind == NB_SCALAR) return a;
     switch (a->op) {
-    case NB_OP_CONST: return nb_mul(ctx, nb_const(ctx, node_number(a), nb_scalar_type()),
-                                    nb_mul(ctx, nb_dimval(ctx, a->type.rows), nb_dimval(ctx, a->type.cols)));
+    case NB_OP_CONST:
+        return nb_rule(ctx, "sum(c·1) = c·m·n", nb_mul(ctx, nb_const(ctx, node_number(a), nb_scalar_type()),
+                                                      nb_mul(ctx, nb_dimval(ctx, a->type.rows), nb_dimval(ctx, a->type.cols))));
     case NB_OP_TRANSPOSE:
-    case NB_OP_DIAG: return nb_sum(ctx, a->args[0]);
-    case NB_OP_IDENTITY: return nb_dimval(ctx, a->a.dim);
+    case NB_OP_DIAG: return nb_rule(ctx, "sum(Aᵀ) = sum(diag(A)) = sum(A)", nb_sum(ctx, a->args[0]));
+    case NB_OP_IDENTITY: return nb_rule(ctx, "sum(I) = n", nb_dimval(ctx, a->a.dim));
     case NB_OP_VECLIT:
-    case NB_OP_MATLIT: return nb_add_n(ctx, a->nargs, a->args);
+    case NB_OP_MATLIT: return nb_rule(ctx, "sum([a, b]) = a + b", nb_add_n(ctx, a->nargs, a->args));
     default: break;
     }
     nb_node *s, *rest;
     split_scalars(ctx, a, &s, &rest);
-    if (s) return nb_mul(ctx, s, nb_sum(ctx, rest));
+    if (s) return nb_rule(ctx, "sum(s·A) = s·sum(A)", nb_mul(ctx, s, nb_sum(ctx, rest)));
     return nb_make(ctx, NB_OP_SUM, nb_scalar_type(), 1, &a, NULL, 0);
 }
 
@@ -780,10 +782,11 @@ static nb_node *diag_rewrite(nb_ctx *ctx, nb_node *v) {
         nb_set_error(ctx, "diag expects a vector, got %s", nb_type_str(ctx, v->type, tv, sizeof tv));
         return NULL;
     }
-    if (v->op == NB_OP_CONST) return nb_mul(ctx, nb_const(ctx, node_number(v), nb_scalar_type()), nb_identity(ctx, v->type.rows));
+    if (v->op == NB_OP_CONST)
+        return nb_rule(ctx, "diag(c·1) = c·I", nb_mul(ctx, nb_const(ctx, node_number(v), nb_scalar_type()), nb_identity(ctx, v->type.rows)));
     nb_node *s, *rest;
     split_scalars(ctx, v, &s, &rest);
-    if (s && rest->op == NB_OP_CONST) return nb_mul(ctx, s, nb_identity(ctx, v->type.rows));
+    if (s && rest->op == NB_OP_CONST) return nb_rule(ctx, "diag(s·1) = s·I", nb_mul(ctx, s, nb_identity(ctx, v->type.rows)));
     return nb_make(ctx, NB_OP_DIAG, nb_matrix_type(v->type.rows, v->type.rows), 1, &v, NULL, 0);
 }
 
@@ -794,11 +797,11 @@ static nb_node *diagpart_rewrite(nb_ctx *ctx, nb_node *a) {
         nb_set_error(ctx, "the diagonal needs a square matrix, got %s", nb_type_str(ctx, a->type, ta, sizeof ta));
         return NULL;
     }
-    if (a->op == NB_OP_DIAG) return a->args[0];
-    if (a->op == NB_OP_IDENTITY) return nb_ones(ctx, nb_vector_type(a->type.rows));
+    if (a->op == NB_OP_DIAG) return nb_rule(ctx, "diagpart(diag(v)) = v", a->args[0]);
+    if (a->op == NB_OP_IDENTITY) return nb_rule(ctx, "diagpart(I) = 1", nb_ones(ctx, nb_vector_type(a->type.rows)));
     nb_node *s, *rest;
     split_scalars(ctx, a, &s, &rest);
-    if (s) return nb_mul(ctx, s, nb_diagpart(ctx, rest));
+    if (s) return nb_rule(ctx, "diagpart(s·A) = s·diagpart(A)", nb_mul(ctx, s, nb_diagpart(ctx, rest)));
     return nb_make(ctx, NB_OP_DIAGPART, nb_vector_type(a->type.rows), 1, &a, NULL, 0);
 }
 
@@ -958,65 +961,101 @@ static bool all_present(size_t n, nb_node *const *args) {
     return true;
 }
 
+/* In raw mode (ctx->raw, see nb_derivative_raw) a constructor only checks
+ * types and hash-conses: the node is exactly the operator on its operands,
+ * and nb_simplify later rebuilds it through the rewrites below. */
+static nb_node *raw_node(nb_ctx *ctx, nb_op op, nb_type t, size_t n, nb_node *const *args) {
+    if (n == 1 && (op == NB_OP_ADD || op == NB_OP_MUL)) return args[0];
+    if (op == NB_OP_ADD || op == NB_OP_MUL) return make_nary(ctx, op, n, args);
+    return nb_make(ctx, op, t, n, args, NULL, 0);
+}
+
 nb_node *nb_add_n(nb_ctx *ctx, size_t n, nb_node *const *args) {
     nb_type t;
     if (!all_present(n, args) || !broadcast_all(ctx, "+", n, args, &t)) return NULL;
-    return keep_type(ctx, "a sum", t, add_rewrite(ctx, n, args));
+    if (ctx->raw) return n ? raw_node(ctx, NB_OP_ADD, t, n, args) : nb_zero(ctx, t);
+    return keep_type(ctx, "a sum", t, add_rewrite(ctx, n, args, t));
 }
 
 nb_node *nb_mul_n(nb_ctx *ctx, size_t n, nb_node *const *args) {
     nb_type t;
     if (!all_present(n, args) || !broadcast_all(ctx, "⊙", n, args, &t)) return NULL;
-    return keep_type(ctx, "a product", t, mul_rewrite(ctx, n, args));
+    if (ctx->raw) return n ? raw_node(ctx, NB_OP_MUL, t, n, args) : nb_ones(ctx, t);
+    return keep_type(ctx, "a product", t, mul_rewrite(ctx, n, args, t));
 }
 
 nb_node *nb_unary(nb_ctx *ctx, nb_op op, nb_node *a) {
-    return a ? keep_type(ctx, nb_ops[op].name, a->type, unary_rewrite(ctx, op, a)) : NULL;
+    if (!a) return NULL;
+    if (ctx->raw) return raw_node(ctx, op, a->type, 1, &a);
+    return keep_type(ctx, nb_ops[op].name, a->type, unary_rewrite(ctx, op, a));
 }
 
 nb_node *nb_binary(nb_ctx *ctx, nb_op op, nb_node *a, nb_node *b) {
     nb_type t;
     if (!a || !b) return NULL;
     if (!broadcast(a->type, b->type, &t)) return shape_error(ctx, nb_ops[op].name, a, b);
+    nb_node *args[2] = {a, b};
+    if (ctx->raw) return raw_node(ctx, op, t, 2, args);
     return keep_type(ctx, nb_ops[op].name, t, binary_rewrite(ctx, op, a, b));
 }
 
 nb_expr *nb_transpose(nb_ctx *ctx, nb_expr *a) {
-    return a ? keep_type(ctx, "a transpose", transposed(a->type), transpose_rewrite(ctx, a)) : NULL;
+    if (!a) return NULL;
+    if (ctx->raw) return a->type.kind == NB_SCALAR ? a : raw_node(ctx, NB_OP_TRANSPOSE, transposed(a->type), 1, &a);
+    return keep_type(ctx, "a transpose", transposed(a->type), transpose_rewrite(ctx, a));
 }
 
 nb_expr *nb_matmul(nb_ctx *ctx, nb_expr *a, nb_expr *b) {
     if (!a || !b) return NULL;
-    nb_node *r = matmul_rewrite(ctx, a, b);
-    nb_type t;
-    if (a->type.kind == NB_SCALAR || b->type.kind == NB_SCALAR) broadcast(a->type, b->type, &t);
-    else t = matmul_type(a->type, b->type);
-    return keep_type(ctx, "a matrix product", t, r);
+    bool scalar = a->type.kind == NB_SCALAR || b->type.kind == NB_SCALAR;
+    if (scalar) return nb_mul(ctx, a, b);
+    nb_type t = matmul_type(a->type, b->type);
+    nb_node *args[2] = {a, b};
+    if (ctx->raw && dim_eq(a->type.cols, b->type.rows)) return raw_node(ctx, NB_OP_MATMUL, t, 2, args);
+    return keep_type(ctx, "a matrix product", t, matmul_rewrite(ctx, a, b));
 }
 
 nb_expr *nb_sum(nb_ctx *ctx, nb_expr *a) {
-    return a ? keep_type(ctx, "a sum of entries", nb_scalar_type(), sum_rewrite(ctx, a)) : NULL;
+    if (!a) return NULL;
+    if (ctx->raw) return a->type.kind == NB_SCALAR ? a : raw_node(ctx, NB_OP_SUM, nb_scalar_type(), 1, &a);
+    return keep_type(ctx, "a sum of entries", nb_scalar_type(), sum_rewrite(ctx, a));
 }
 
 nb_expr *nb_diag(nb_ctx *ctx, nb_expr *v) {
+    if (v && ctx->raw && v->type.kind == NB_ROW) v = nb_transpose(ctx, v);
+    if (v && ctx->raw && v->type.kind == NB_VECTOR)
+        return raw_node(ctx, NB_OP_DIAG, nb_matrix_type(v->type.rows, v->type.rows), 1, &v);
     nb_node *r = v ? diag_rewrite(ctx, v) : NULL;
     nb_dim n = r ? nb_type_length(v->type) : 0;
     return keep_type(ctx, "diag", nb_matrix_type(n, n), r);
 }
 
 nb_node *nb_diagpart(nb_ctx *ctx, nb_node *a) {
+    if (a && ctx->raw && a->type.kind == NB_MATRIX && dim_eq(a->type.rows, a->type.cols))
+        return raw_node(ctx, NB_OP_DIAGPART, nb_vector_type(a->type.rows), 1, &a);
     nb_node *r = a ? diagpart_rewrite(ctx, a) : NULL;
     return r ? keep_type(ctx, "diagpart", nb_vector_type(a->type.rows), r) : NULL;
 }
 
 nb_node *nb_column(nb_ctx *ctx, nb_node *a, int64_t k) {
     if (!a) return NULL;
+    if (ctx->raw && a->type.kind == NB_MATRIX) {
+        int64_t attr[2] = {k, 0};
+        return nb_make(ctx, NB_OP_COLUMN, nb_vector_type(a->type.rows), 1, &a, attr, sizeof attr);
+    }
+    if (ctx->raw && a->type.kind == NB_ROW) return nb_entry(ctx, a, 0, k);
+    if (ctx->raw) return a;
     nb_type t = a->type.kind == NB_MATRIX ? nb_vector_type(a->type.rows) : a->type.kind == NB_ROW ? nb_scalar_type() : a->type;
     return keep_type(ctx, "a column", t, column_rewrite(ctx, a, k));
 }
 
 nb_node *nb_entry(nb_ctx *ctx, nb_node *a, int64_t i, int64_t j) {
-    return a ? keep_type(ctx, "an entry", nb_scalar_type(), entry_rewrite(ctx, a, i, j)) : NULL;
+    if (!a) return NULL;
+    if (ctx->raw) {
+        int64_t attr[2] = {i, j};
+        return a->type.kind == NB_SCALAR ? a : nb_make(ctx, NB_OP_ENTRY, nb_scalar_type(), 1, &a, attr, sizeof attr);
+    }
+    return keep_type(ctx, "an entry", nb_scalar_type(), entry_rewrite(ctx, a, i, j));
 }
 
 /* ---- neural-network operators ---------------------------------------------- */

@@ -315,6 +315,45 @@ static void test_scalar_semantics(void) {
     nb_ctx_free(ctx);
 }
 
+/* The raw chain rule and the simplifier: nb_derivative is nb_simplify of
+ * nb_derivative_raw; the raw form keeps every factor its rule gave; the
+ * log hook names each rewrite and the raw node it fired at. */
+typedef struct {
+    int count;
+    bool saw_diag_rule, at_raw_node;
+} rule_log;
+
+static void record_rule(void *user, const char *rule, const nb_expr *at, const nb_expr *result) {
+    rule_log *log = user;
+    log->count++;
+    log->saw_diag_rule |= strcmp(rule, "rᵀ·diag(v) = (r ⊙ v)ᵀ") == 0;
+    log->at_raw_node |= at != NULL && result != NULL;
+}
+
+static void test_raw_and_simplify(void) {
+    nb_ctx *ctx = nb_ctx_new();
+    nb_declare(ctx, "w, x: vector(n); X: matrix(N, n); y: vector(N); b: scalar");
+    nb_expr *w = nb_lookup(ctx, "w"), *x = nb_lookup(ctx, "x");
+    nb_expr *f = nb_parse(ctx, "sum((y - max(0, X*w + b)).^2)/N");
+    nb_expr *raw = nb_derivative_raw(ctx, f, 1, &w, NB_NUMERATOR);
+    CHECK_STR(str(ctx, raw, NB_FMT_UNICODE), "((-(1/N·1ᵀ)·diag(2·(y - max(0, X·w + b)).^(2 - 1)))·diag(1[X·w + b > 0]))·X");
+    CHECK(nb_simplify(ctx, raw) == nb_derivative(ctx, f, 1, &w, NB_NUMERATOR), "simplify(raw) is the derivative");
+    CHECK_STR(str(ctx, nb_simplify(ctx, raw), NB_FMT_UNICODE), "2·(1[X·w + b > 0] ⊙ (X·w + b - y))ᵀ·X/N");
+    nb_expr *g = nb_parse(ctx, "sqrt(x)'*sqrt(x)");
+    raw = nb_derivative_raw(ctx, g, 1, &x, NB_NUMERATOR);
+    CHECK(raw && nb_type_of(raw).kind == NB_ROW, "the raw derivative has the Jacobian's type too");
+    rule_log log = {0, false, false};
+    nb_set_rewrite_log(ctx, record_rule, &log);
+    CHECK_STR(str(ctx, nb_simplify(ctx, raw), NB_FMT_UNICODE), "1ᵀ");
+    CHECK(log.count >= 3 && log.saw_diag_rule && log.at_raw_node, "rules logged: %d", log.count);
+    nb_set_rewrite_log(ctx, NULL, NULL);
+    int before = log.count;
+    nb_simplify(ctx, nb_derivative_raw(ctx, g, 1, &x, NB_NUMERATOR));
+    CHECK(log.count == before, "the hook is off");
+    CHECK(nb_simplify(ctx, NULL) == NULL && nb_derivative_raw(NULL, g, 1, &x, NB_NUMERATOR) == NULL, "NULL propagates");
+    nb_ctx_free(ctx);
+}
+
 static double seconds(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -357,6 +396,7 @@ int main(void) {
     test_shape_regressions();
     test_second_derivatives();
     test_scalar_semantics();
+    test_raw_and_simplify();
     test_long_chain();
     TEST_MAIN_END();
 }
