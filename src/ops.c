@@ -748,6 +748,20 @@ static nb_node *matmul_rewrite(nb_ctx *ctx, nb_node *a, nb_node *b) {
         return nb_rule(ctx, "(P·Q)·diag(v) = P·(Q·diag(v))", nb_matmul(ctx, a->args[0], nb_matmul(ctx, a->args[1], b)));
     if (a->op == NB_OP_DIAG && b->op == NB_OP_MATMUL && b->args[0]->op == NB_OP_DIAG)
         return nb_rule(ctx, "diag(u)·(diag(v)·Q) = (diag(u)·diag(v))·Q", nb_matmul(ctx, nb_matmul(ctx, a, b->args[0]), b->args[1]));
+    if (a->op == NB_OP_CONST && b->op == NB_OP_CONST) /* (c·1)·(d·1) = c·d·k·1 over the inner size k: 1ᵀ·1 = n */
+        return nb_rule(ctx, "1ᵀ·1 = n", nb_mul(ctx, nb_dimval(ctx, a->type.cols),
+                                                 nb_const(ctx, nb_number_mul(node_number(a), node_number(b)), t)));
+    /* r·(c·1) = c·sum(r)·1ᵀ and (c·1)·u = c·sum(u)·1: every column of a constant sums the same */
+    if (a->type.kind == NB_ROW && b->op == NB_OP_CONST)
+        return nb_rule(ctx, "r·(c·1) = c·sum(r)·1ᵀ", nb_mul(ctx, nb_scale(ctx, node_number(b), nb_sum(ctx, a)), nb_ones(ctx, t)));
+    if (b->type.kind == NB_VECTOR && a->op == NB_OP_CONST)
+        return nb_rule(ctx, "(c·1)·u = c·sum(u)·1", nb_mul(ctx, nb_scale(ctx, node_number(a), nb_sum(ctx, b)), nb_ones(ctx, t)));
+    /* An outer product meets a row or a column: r·(u·vᵀ) = (r·u)·vᵀ and
+     * (u·vᵀ)·w = u·(vᵀ·w), scalars in the middle. */
+    if (a->type.kind == NB_ROW && b->op == NB_OP_MATMUL && b->args[0]->type.kind == NB_VECTOR)
+        return nb_rule(ctx, "r·(u·vᵀ) = (r·u)·vᵀ", nb_matmul(ctx, nb_matmul(ctx, a, b->args[0]), b->args[1]));
+    if (b->type.kind == NB_VECTOR && a->op == NB_OP_MATMUL && a->args[1]->type.kind == NB_ROW)
+        return nb_rule(ctx, "(u·vᵀ)·w = u·(vᵀ·w)", nb_matmul(ctx, a->args[0], nb_matmul(ctx, a->args[1], b)));
     if (t.kind == NB_SCALAR && is_ones(a)) return nb_rule(ctx, "1ᵀ·x = sum(x)", nb_sum(ctx, b));
     if (t.kind == NB_SCALAR && is_ones(b)) return nb_rule(ctx, "xᵀ·1 = sum(x)", nb_sum(ctx, a));
     nb_node *args[2] = {a, b};

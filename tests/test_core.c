@@ -134,7 +134,7 @@ static void test_errors(void) {
     nb_expr *xv = nb_lookup(ctx, "X");
     nb_expr *g = nb_parse(ctx, "X*w");
     CHECK(nb_derivative(ctx, g, 1, &xv, NB_NUMERATOR) == NULL, "vector f w.r.t. a matrix is a rank-3 tensor");
-    nb_expr *h = nb_parse(ctx, "(w*w')*w");
+    nb_expr *h = nb_parse(ctx, "(w*w' + X'*X)*w");
     CHECK(nb_derivative(ctx, h, 1, &wv, NB_NUMERATOR) == NULL,
           "vector Jacobian through a matrix node is refused");
     CHECK(strstr(nb_error(ctx), "tensor") != NULL, "%s", nb_error(ctx));
