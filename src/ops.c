@@ -195,6 +195,29 @@ static nb_node *without_factor(nb_ctx *ctx, nb_node *const *t, const nb_node *x)
     return nb_mul_n(ctx, k, rest);
 }
 
+/* Σₖ cₖ·(L·Rₖ) = L·(Σₖ cₖ·Rₖ) and Σₖ cₖ·(Lₖ·R) = (Σₖ cₖ·Lₖ)·R: a matrix
+ * product factor common to every term comes out (xᵀ·B + xᵀ·Bᵀ = xᵀ·(B + Bᵀ)). */
+static nb_node *factor_out_product(nb_ctx *ctx, size_t n, nb_node *const *terms) {
+    if (n > 16) return NULL;
+    term t[16];
+    for (size_t k = 0; k < n; k++) {
+        t[k] = split_term(ctx, terms[k]);
+        if (!t[k].rest || t[k].rest->op != NB_OP_MATMUL) return NULL;
+    }
+    for (int side = 0; side < 2; side++) {
+        nb_node *common = t[0].rest->args[side];
+        bool everywhere = true;
+        for (size_t k = 1; k < n && everywhere; k++) everywhere = t[k].rest->args[side] == common;
+        if (!everywhere) continue;
+        nb_node *others[16];
+        for (size_t k = 0; k < n; k++) others[k] = nb_scale(ctx, t[k].coef, t[k].rest->args[1 - side]);
+        nb_node *sum = nb_add_n(ctx, n, others);
+        nb_node *r = side == 0 ? nb_matmul(ctx, common, sum) : nb_matmul(ctx, sum, common);
+        return nb_rule(ctx, side == 0 ? "L·A + L·B = L·(A + B)" : "A·R + B·R = (A + B)·R", r);
+    }
+    return NULL;
+}
+
 /* a·F + b·F = F·(a + b) for a compound factor F (a function application or a
  * sum, never a bare variable, so polynomials stay expanded): cos(u) + 2x·cos(u)
  * prints as cos(u)·(1 + 2x). */
@@ -290,7 +313,8 @@ static nb_node *add_rewrite(nb_ctx *ctx, size_t n, nb_node *const *args, nb_type
         no++;
     }
     if (no == 0) result = nb_rule(ctx, "a - a = 0", nb_zero(ctx, type));
-    else if (no >= 2 && (result = factor_out_common(ctx, no, out)) != NULL) {
+    else if (no >= 2 && (result = factor_out_product(ctx, no, out)) != NULL) {
+    } else if (no >= 2 && (result = factor_out_common(ctx, no, out)) != NULL) {
         nb_rule(ctx, "a·F + b·F = F·(a + b)", result);
     } else if (!shaped) {
         /* Only scalars survived: expand them to the result's shape. */
