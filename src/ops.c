@@ -424,6 +424,18 @@ static bool is_polynomial(const nb_node *sum) {
     return true;
 }
 
+/* The factor j = (1 + eᵘ)^−k matching factor i = (eᵘ)^k, or −1. */
+static int logistic_partner(const factor *f, size_t nf, size_t i) {
+    if (f[i].base->op != NB_OP_EXP) return -1;
+    for (size_t j = 0; j < nf; j++) {
+        const nb_node *d = f[j].base;
+        if (d->op != NB_OP_ADD || d->nargs != 2 || !nb_number_is(nb_number_add(f[i].exp, f[j].exp), 0)) continue;
+        if ((nb_is_const(d->args[0], 1) && d->args[1] == f[i].base) || (nb_is_const(d->args[1], 1) && d->args[0] == f[i].base))
+            return (int)j;
+    }
+    return -1;
+}
+
 /* The element-wise product of args, of broadcast type type (nb_mul_n). */
 static nb_node *mul_rewrite(nb_ctx *ctx, size_t n, nb_node *const *args, nb_type type) {
     size_t cap = flattened_size(NB_OP_MUL, n, args);
@@ -459,6 +471,19 @@ static nb_node *mul_rewrite(nb_ctx *ctx, size_t n, nb_node *const *args, nb_type
     }
     if (nb_number_is(coef, 0)) {
         result = nb_rule(ctx, "0·x = 0", nb_zero(ctx, type));
+        goto done;
+    }
+    for (size_t i = 0; i < nf; i++) {
+        /* eᵘ ⊘ (1 + eᵘ) = σ(u), and to a power k: eᵏᵘ ⊘ (1 + eᵘ)ᵏ = σ(u)ᵏ */
+        int j = logistic_partner(f, nf, i);
+        if (j < 0) continue;
+        size_t no = 0;
+        out[no++] = nb_const(ctx, coef, nb_scalar_type());
+        for (size_t k = 0; k < nf; k++)
+            if (k != i && (int)k != j) out[no++] = make_pow(ctx, f[k].base, f[k].exp);
+        out[no++] = nb_pow(ctx, nb_sigmoid(ctx, f[i].base->args[0]), nb_const(ctx, f[i].exp, nb_scalar_type()));
+        if (!nb_type_eq(out[no - 1]->type, type)) out[no++] = nb_ones(ctx, type);
+        result = nb_rule(ctx, "exp(u) ⊘ (1 + exp(u)) = sigmoid(u)", nb_mul_n(ctx, no, out));
         goto done;
     }
     for (size_t i = 0; i < nf; i++) {
@@ -1104,7 +1129,9 @@ static bool need_matrix(nb_ctx *ctx, const char *what, nb_node *z) {
     return false;
 }
 
+/* Row-wise over a matrix of samples; a vector is one sample (VSOFTMAX). */
 nb_expr *nb_softmax(nb_ctx *ctx, nb_expr *z) {
+    if (z && z->type.kind == NB_VECTOR) return nb_make(ctx, NB_OP_VSOFTMAX, z->type, 1, &z, NULL, 0);
     if (!z || !need_matrix(ctx, "softmax", z)) return NULL;
     return nb_make(ctx, NB_OP_SOFTMAX, z->type, 1, &z, NULL, 0);
 }
@@ -1210,7 +1237,8 @@ nb_node *nb_rebuild(nb_ctx *ctx, const nb_node *y, nb_node *const *args) {
     case NB_OP_MATLIT: return nb_matrix_lit(ctx, (size_t)y->type.rows, (size_t)y->type.cols, args);
     case NB_OP_COLUMN: return nb_column(ctx, args[0], y->a.index[0]);
     case NB_OP_ENTRY: return nb_entry(ctx, args[0], y->a.index[0], y->a.index[1]);
-    case NB_OP_SOFTMAX: return nb_softmax(ctx, args[0]);
+    case NB_OP_SOFTMAX:
+    case NB_OP_VSOFTMAX: return nb_softmax(ctx, args[0]);
     case NB_OP_LOGSOFTMAX: return nb_logsoftmax(ctx, args[0]);
     case NB_OP_SOFTMAX_XENT: return nb_softmax_xent(ctx, args[0], args[1]);
     default: break;
@@ -1411,6 +1439,18 @@ static int vjp_softmax(nb_ctx *ctx, nb_node *y, nb_node *G, const bool *want, nb
 
 static nb_node *tangent_softmax(nb_ctx *ctx, nb_node *y, nb_node *const *dx) {
     return softmax_jacobian_apply(ctx, y, dx[0]);
+}
+
+/* p = softmax(x) of a vector: ∂p/∂x = diag(p) − p·pᵀ, so the VJP is
+ * G·diag(p) − (G·p)·pᵀ and the tangent p ⊙ ẋ − p·(pᵀ·ẋ). */
+static int vjp_vector_softmax(nb_ctx *ctx, nb_node *y, nb_node *G, const bool *want, nb_node **out) {
+    (void)want;
+    out[0] = nb_sub(ctx, nb_matmul(ctx, G, nb_diag(ctx, y)), nb_matmul(ctx, nb_matmul(ctx, G, y), nb_transpose(ctx, y)));
+    return out[0] ? 0 : -1;
+}
+
+static nb_node *tangent_vector_softmax(nb_ctx *ctx, nb_node *y, nb_node *const *dx) {
+    return nb_sub(ctx, nb_mul(ctx, y, dx[0]), nb_matmul(ctx, y, nb_matmul(ctx, nb_transpose(ctx, y), dx[0])));
 }
 
 /* log softmax: VJP G − softmax(Z) ⊙ rowsum(G); tangent Ż − rowsum(softmax(Z) ⊙ Ż). */
@@ -1639,6 +1679,15 @@ static int eval_softmax(nb_ctx *ctx, const nb_node *y, const nb_matrix *a, nb_ma
     return 0;
 }
 
+/* A vector's entries as one row. */
+static int eval_vector_softmax(nb_ctx *ctx, const nb_node *y, const nb_matrix *a, nb_matrix *out) {
+    (void)ctx, (void)y;
+    nb_matrix row = {1, a[0].rows, a[0].data};
+    double lse = row_logsumexp(&row, 0);
+    for (int64_t i = 0; i < out->rows; i++) out->data[i] = exp(a[0].data[i] - lse);
+    return 0;
+}
+
 static int eval_softmax_xent(nb_ctx *ctx, const nb_node *y, const nb_matrix *a, nb_matrix *out) {
     (void)ctx, (void)y;
     double total = 0;
@@ -1686,6 +1735,7 @@ static int eval_softmax_xent(nb_ctx *ctx, const nb_node *y, const nb_matrix *a, 
 #define RULES_LT partial_zero, NULL, NULL, eval_binary
 #define RULES_LE partial_zero, NULL, NULL, eval_binary
 #define RULES_SOFTMAX NULL, vjp_softmax, tangent_softmax, eval_softmax
+#define RULES_VSOFTMAX NULL, vjp_vector_softmax, tangent_vector_softmax, eval_vector_softmax
 #define RULES_LOGSOFTMAX NULL, vjp_logsoftmax, tangent_logsoftmax, eval_softmax
 #define RULES_SOFTMAX_XENT NULL, vjp_softmax_xent, tangent_softmax_xent, eval_softmax_xent
 

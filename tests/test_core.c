@@ -101,6 +101,11 @@ static void test_structure(void) {
         {"sum(W)", "W", "1*1'"},
         {"sum(W*x)", "W", "1*x'"},
         {"x .* z", "x", "z*I"},
+        /* simplifications the independent check asked for (issue 6) */
+        {"exp(x) ./ (1 + exp(x))", "x", "diag(sigmoid(x) .* (1 - sigmoid(x)))"},
+        {"softmax(x)", "x", "diag(softmax(x)) - softmax(x)*softmax(x)'"},
+        {"sum(ones(n)*x')", "x", "n*1'"},
+        {"x'*A*w + x'*A'*w", "x", "w'*(A' + A)"},
         /* 1[u > 0]·g(max(0, u)) = 1[u > 0]·g(u), and −c·(a − b) = c·(b − a) */
         {"sum(max(0, A*x - w).^3)", "x", "3*((A*x - w > 0) .* (A*x - w).^2)'*A"},
         {"-(x - w)", "x", "-I"},

@@ -67,11 +67,11 @@ static double uniform(uint64_t *s, double lo, double hi) {
  * are drawn from the registry and counted in registry_used. */
 enum { U_ADD, U_SUB, U_MUL, U_DIV, U_POW_C, U_POW_V, U_MATMUL, U_TRANSPOSE, U_SUM, U_MEAN, U_DOT, U_NORM2, U_DIAG,
        U_VECLIT, U_MATLIT, U_EXP, U_SIN, U_TANH, U_SQRT, U_SIGMOID, U_RELU, U_SOFTMAX, U_LOGSOFTMAX, U_XENT,
-       U_ROWBCAST, U_COUNT };
+       U_ROWBCAST, U_VSOFTMAX, U_COUNT };
 static const char *use_names[U_COUNT] = {"add", "sub", "mul", "div", "pow-const", "pow-var", "matmul", "transpose",
                                          "sum", "mean", "dot", "norm2", "diag", "veclit", "matlit", "exp", "sin",
                                          "tanh", "sqrt", "sigmoid", "relu", "softmax", "logsoftmax", "softmax_xent",
-                                         "row-broadcast"};
+                                         "row-broadcast", "vector-softmax"};
 
 /* ---- statistics ------------------------------------------------------------ */
 static struct {
@@ -394,7 +394,7 @@ static nb_expr *gen_vector(gen *g, nb_dim n, int depth) {
     int d = depth - 1;
     nb_dim k = pick_dim(g);
     nb_type t = nb_vector_type(n);
-    switch (rnd(&g->rng, 14)) {
+    switch (rnd(&g->rng, 15)) {
     case 0:
     case 1:
     case 2: return elementwise_unary(g, t, depth);
@@ -418,6 +418,7 @@ static nb_expr *gen_vector(gen *g, nb_dim n, int depth) {
     case 10:
         if (numeric(n)) return gen_literal(g, t, depth);
         return nb_mul(c, gen_any(g, nb_scalar_type(), d), gen_any(g, t, d));
+    case 13: st.op_used[U_VSOFTMAX]++; return nb_softmax(c, gen_any(g, t, d)); /* one sample */
     case 11: /* (c·I + diag(u))·v and friends */
         st.op_used[U_DIAG]++;
         return nb_matmul(c, nb_add(c, nb_mul(c, constant(g), identity(g, n)), nb_diag(c, gen_any(g, t, d))),
