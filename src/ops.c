@@ -1611,13 +1611,7 @@ static int eval_entry(nb_ctx *ctx, const nb_node *y, const nb_matrix *a, nb_matr
     return 0;
 }
 
-#define REAL double
-#define T(name) name
-#define M(fn) fn
-#include "scalar.h"
-#undef REAL
-#undef T
-#undef M
+#include "scalar_f64.h"
 
 static int eval_unary(nb_ctx *ctx, const nb_node *y, const nb_matrix *a, nb_matrix *out) {
     FOR_EACH(out) {

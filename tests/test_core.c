@@ -293,13 +293,7 @@ static void test_second_derivatives(void) {
 /* max/min propagate NaN (PyTorch's torch.maximum), in the one scalar
  * definition (src/scalar.h) that the reference evaluator and the kernels
  * share; a compiled program without input checking gives NaN too. */
-#define REAL double
-#define T(name) name
-#define M(fn) fn
-#include "scalar.h"
-#undef REAL
-#undef T
-#undef M
+#include "scalar_f64.h"
 static void test_scalar_semantics(void) {
     CHECK(isnan(sc_max(NAN, 1)) && isnan(sc_max(1, NAN)) && isnan(sc_min(NAN, 1)) && isnan(sc_min(1, NAN)),
           "max/min propagate NaN from either side");
