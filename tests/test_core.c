@@ -268,6 +268,26 @@ static void test_second_derivatives(void) {
             nb_matrix_free(&gm);
         }
     }
+    /* the Hessian and the HVP are expressions: they compile like any other */
+    {
+        nb_expr *f = nb_parse(ctx, "sum(sin(A*x).^2) + x'*A*x");
+        nb_expr *outs[2] = {nb_hessian(ctx, f, x), nb_hvp(ctx, f, x, t)}, *ins[3] = {x, t, nb_lookup(ctx, "A")};
+        nb_program *p = nb_compile(ctx, 2, outs, 3, ins, NB_F64, NB_COMPILE_DENSE);
+        double Hc[9], hvc[3];
+        const void *in[3] = {xv, tv, Av};
+        void *out[2] = {Hc, hvc};
+        nb_matrix H, hv;
+        int ok = p && nb_program_run(p, in, out) == NB_OK && nb_eval(ctx, outs[0], &H) == 0 && nb_eval(ctx, outs[1], &hv) == 0;
+        double err = 0;
+        for (int k = 0; ok && k < 9; k++) err = fmax(err, fabs(Hc[k] - H.data[k]));
+        for (int k = 0; ok && k < 3; k++) err = fmax(err, fabs(hvc[k] - hv.data[k]));
+        CHECK(ok && err < 1e-12, "compiled Hessian and HVP equal the reference: %g %s", err, nb_error(ctx));
+        if (ok) {
+            nb_matrix_free(&H);
+            nb_matrix_free(&hv);
+        }
+        nb_program_free(p);
+    }
     /* forward mode through a matrix-valued f (no Jacobian could be formed) */
     nb_expr *F = nb_parse(ctx, "softmax(X .* X) + X*A");
     nb_expr *Xe = nb_lookup(ctx, "X");
@@ -353,6 +373,40 @@ static void test_raw_and_simplify(void) {
     nb_ctx_free(ctx);
 }
 
+/* Forward mode never forms a Jacobian: the tangent of an element-wise vector
+ * function has no n x n node, and along a long chain the tangent's DAG grows
+ * by a bounded factor of f's.  nb_variables lists what an expression uses. */
+static size_t dag_size(nb_ctx *ctx, nb_expr *e, bool *has_square) {
+    size_t n;
+    nb_node **nodes = nb_toposort(ctx, 1, &e, &n);
+    *has_square = false;
+    for (size_t i = 0; nodes && i < n; i++) *has_square |= nodes[i]->type.kind == NB_MATRIX;
+    free(nodes);
+    return nodes ? n : 0;
+}
+
+static void test_forward_cost_and_variables(void) {
+    nb_ctx *ctx = nb_ctx_new();
+    nb_declare(ctx, "x, t, w: vector(n)");
+    nb_expr *x = nb_lookup(ctx, "x"), *t = nb_lookup(ctx, "t");
+    bool square = true;
+    nb_expr *jv = nb_jvp(ctx, nb_parse(ctx, "sin(x) .* exp(x) + tanh(x).^2"), x, t);
+    CHECK(jv && dag_size(ctx, jv, &square) > 0 && !square, "the tangent has no matrix node (no Jacobian formed)");
+    char src[64 * 400];
+    size_t len = (size_t)sprintf(src, "u0 = x;\n");
+    for (int i = 1; i < 400; i++) len += (size_t)sprintf(src + len, "u%d = sin(u%d) .* x + u%d;\n", i, i - 1, i - 1);
+    sprintf(src + len, "sum(u399)");
+    nb_expr *f = nb_parse(ctx, src);
+    size_t nf = dag_size(ctx, f, &square), nt = dag_size(ctx, nb_jvp(ctx, f, x, t), &square);
+    CHECK(nf > 0 && nt > 0 && nt <= 6 * nf && !square, "tangent DAG %zu nodes for f's %zu", nt, nf);
+    nb_expr *vars[4];
+    CHECK(nb_variables(ctx, f, vars, 4) == 1 && vars[0] == x, "f uses x only");
+    CHECK(nb_variables(ctx, NULL, NULL, 0) == 3, "three declared variables");
+    CHECK(nb_variables(ctx, nb_parse(ctx, "w'*t + sum(x)"), vars, 1) == 3 && vars[0] == x, "count beyond cap");
+    CHECK(strcmp(nb_var_name(t), "t") == 0 && nb_var_name(f) == NULL, "variable names");
+    nb_ctx_free(ctx);
+}
+
 static double seconds(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -396,6 +450,7 @@ int main(void) {
     test_second_derivatives();
     test_scalar_semantics();
     test_raw_and_simplify();
+    test_forward_cost_and_variables();
     test_long_chain();
     TEST_MAIN_END();
 }
