@@ -700,6 +700,18 @@ static void split_scalars(nb_ctx *ctx, nb_node *e, nb_node **scalars, nb_node **
     free(r);
 }
 
+/* A column sum with a matrix product among its terms keeps its transpose
+ * outside, (A·x − y)ᵀ, instead of xᵀ·Aᵀ − yᵀ. */
+static bool keeps_transpose_outside(const nb_node *sum) {
+    if (sum->type.kind != NB_VECTOR) return false;
+    for (size_t i = 0; i < sum->nargs; i++) {
+        const nb_node *t = sum->args[i];
+        if (t->op == NB_OP_MUL && t->nargs == 2 && is_scalar_const(t->args[0])) t = t->args[1];
+        if (t->op == NB_OP_MATMUL) return true;
+    }
+    return false;
+}
+
 static nb_node *transpose_uncached(nb_ctx *ctx, nb_node *a) {
     nb_type t = transposed(a->type);
     switch (a->op) {
@@ -713,6 +725,7 @@ static nb_node *transpose_uncached(nb_ctx *ctx, nb_node *a) {
         for (size_t i = 0; i < a->nargs; i++)
             if (a->args[i]->type.kind != NB_SCALAR && !nb_type_eq(a->args[i]->type, a->type))
                 return nb_make(ctx, NB_OP_TRANSPOSE, t, 1, &a, NULL, 0);
+        if (keeps_transpose_outside(a)) return nb_make(ctx, NB_OP_TRANSPOSE, t, 1, &a, NULL, 0);
         nb_node **terms = malloc(a->nargs * sizeof *terms);
         if (!terms) return NULL;
         for (size_t i = 0; i < a->nargs; i++) terms[i] = nb_transpose(ctx, a->args[i]);

@@ -105,6 +105,7 @@ static void test_structure(void) {
         {"exp(x) ./ (1 + exp(x))", "x", "diag(sigmoid(x) .* (1 - sigmoid(x)))"},
         {"softmax(x)", "x", "diag(softmax(x)) - softmax(x)*softmax(x)'"},
         {"sum(ones(n)*x')", "x", "n*1'"},
+        {"sum((A*x - w).^2)", "x", "2*(A*x - w)'*A"},
         {"x'*A*w + x'*A'*w", "x", "w'*(A' + A)"},
         /* 1[u > 0]·g(max(0, u)) = 1[u > 0]·g(u), and −c·(a − b) = c·(b − a) */
         {"sum(max(0, A*x - w).^3)", "x", "3*((A*x - w > 0) .* (A*x - w).^2)'*A"},
@@ -112,6 +113,7 @@ static void test_structure(void) {
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
         CHECK_STR(dstr(ctx, diff1(ctx, cases[i][0], cases[i][1], NB_NUMERATOR)), cases[i][2]);
+    CHECK_STR(dstr(ctx, diff1(ctx, "sum((A*x - w).^2)", "x", NB_DENOMINATOR)), "2*A'*(A*x - w)");
     /* nb_to_string's ASCII spells array constants so that they parse back */
     CHECK_STR(str(ctx, diff1(ctx, "3*x", "x", NB_NUMERATOR), NB_FMT_ASCII), "3*eye(n)");
     CHECK_STR(str(ctx, diff1(ctx, "sum(W)", "W", NB_NUMERATOR), NB_FMT_ASCII), "ones(m, n)");
