@@ -1,7 +1,9 @@
-/* The operators.  For every operator, in ops.def order (ORDER OP): its shape
- * rule and canonicalising constructor, its derivative rule (an element-wise
- * partial ∂y/∂aᵢ, or a full VJP rule), and its reference f64 kernel.  The
- * table nb_ops at the end ties them together. */
+/* The operators of the registry (ops.def): for each, its shape rule and
+ * canonicalising constructor (each rewrite named, see nb_rule), its pure
+ * derivative rule (an element-wise partial ∂y/∂aᵢ, or a VJP rule returning
+ * one contribution per operand, and a tangent rule for the row-wise ones),
+ * and its reference f64 kernel.  The table nb_ops at the end, generated from
+ * ops.def, ties them together; docs/operators.md is the checklist. */
 #include "nb_internal.h"
 
 #include <math.h>
