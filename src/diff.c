@@ -414,7 +414,7 @@ done:
 
 nb_expr *nb_jvp(nb_ctx *ctx, nb_expr *f, nb_expr *v, nb_expr *t) {
     char tv[64], tt[64];
-    if (!f || !v || !t) return NULL;
+    if (!ctx || !f || !v || !t) return NULL;
     if (!is_variable(ctx, v, "")) return NULL;
     if (!nb_type_eq(v->type, t->type)) {
         nb_set_error(ctx, "the tangent is %s but the variable is %s", nb_type_str(ctx, t->type, tt, sizeof tt),
@@ -453,13 +453,13 @@ done:
 
 /* ∇²f·t = the tangent of ∇f along t (forward over reverse). */
 nb_expr *nb_hvp(nb_ctx *ctx, nb_expr *f, nb_expr *v, nb_expr *t) {
-    if (!f || !v || !t) return NULL;
+    if (!ctx || !f || !v || !t) return NULL;
     return nb_jvp(ctx, nb_gradient(ctx, f, v), v, t);
 }
 
 nb_expr *nb_hessian(nb_ctx *ctx, nb_expr *f, nb_expr *v) {
     char tv[64];
-    if (!f || !v) return NULL;
+    if (!ctx || !f || !v) return NULL;
     if (v->type.kind == NB_MATRIX) {
         nb_set_error(ctx, "the Hessian with respect to the %s %s is a tensor (rank 4); take a Hessian-vector product instead",
                      nb_type_str(ctx, v->type, tv, sizeof tv), v->op == NB_OP_VAR ? v->a.name : "expression");

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 
 nb_expr *nb_simplify(nb_ctx *ctx, nb_expr *e) {
-    if (!e) return NULL;
+    if (!ctx || !e) return NULL;
     size_t n;
     nb_node **nodes = nb_toposort(ctx, 1, &e, &n);
     nb_node **done = nodes ? malloc(n * sizeof *done) : NULL;

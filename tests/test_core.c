@@ -372,6 +372,11 @@ static void test_raw_and_simplify(void) {
     nb_simplify(ctx, nb_derivative_raw(ctx, g, 1, &x, NB_NUMERATOR));
     CHECK(log.count == before, "the hook is off");
     CHECK(nb_simplify(ctx, NULL) == NULL && nb_derivative_raw(NULL, g, 1, &x, NB_NUMERATOR) == NULL, "NULL propagates");
+    CHECK(!nb_simplify(NULL, g) && !nb_jvp(NULL, g, x, x) && !nb_hvp(NULL, g, x, x) && !nb_hessian(NULL, g, x),
+          "a NULL context is refused");
+    CHECK(!nb_jvp(ctx, NULL, x, x) && !nb_hvp(ctx, g, NULL, x) && !nb_hessian(ctx, g, NULL), "NULL operands propagate");
+    CHECK(nb_variables(NULL, g, NULL, 0) == 0 && nb_var_name(NULL) == NULL, "NULL in the variable queries");
+    nb_set_rewrite_log(NULL, record_rule, NULL);
     nb_ctx_free(ctx);
 }
 
