@@ -177,6 +177,8 @@ typedef struct {
     nb_vjp_fn vjp;         /* other classes (NULL: not differentiable) */
     nb_tangent_fn tangent; /* row-wise class */
     nb_eval_fn eval;
+    double (*scalar1)(double);         /* element-wise unary: the value of one entry */
+    double (*scalar2)(double, double); /* element-wise binary (max, min, comparisons) */
 } nb_opinfo;
 extern const nb_opinfo nb_ops[NB_OP_COUNT];
 

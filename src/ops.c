@@ -5,6 +5,7 @@
  * and its reference f64 kernel.  The table nb_ops at the end, generated from
  * ops.def, ties them together; docs/operators.md is the checklist. */
 #include "nb_internal.h"
+#include "scalar_f64.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -1291,49 +1292,101 @@ static nb_node *partial_pow(nb_ctx *ctx, nb_node *y, int i) {
     return nb_mul(ctx, nb_log(ctx, a), y);                                            /* log(a)·a^b */
 }
 
+/* ---- element-wise functions ----------------------------------------------
+ * Each one together: its partial ∂y/∂x, its scalar value (the reference
+ * kernel eval_unary / eval_binary applies it entry by entry; the choices live
+ * in scalar.h, shared with the compiled kernels), and its registration RULES_id
+ * (partial, VJP, tangent, kernel, scalar).  nb_unary / nb_binary construct them. */
+
+/* exp: ∂eˣ/∂x = eˣ, the node itself */
 static nb_node *partial_exp(nb_ctx *ctx, nb_node *y, int i) {
     (void)ctx, (void)i;
     return y;
 }
+static double apply_exp(double x) { return exp(x); }
+#define RULES_EXP partial_exp, NULL, NULL, eval_unary, apply_exp, NULL
+
+/* log: ∂ log x = x⁻¹ (positive arguments: NB_F_POSITIVE_ARG) */
 static nb_node *partial_log(nb_ctx *ctx, nb_node *y, int i) {
     (void)i;
     return nb_pow(ctx, y->args[0], num(ctx, -1));
 }
+static double apply_log(double x) { return log(x); }
+#define RULES_LOG partial_log, NULL, NULL, eval_unary, apply_log, NULL
+
+/* sin: ∂ sin x = cos x */
 static nb_node *partial_sin(nb_ctx *ctx, nb_node *y, int i) {
     (void)i;
     return nb_cos(ctx, y->args[0]);
 }
+static double apply_sin(double x) { return sin(x); }
+#define RULES_SIN partial_sin, NULL, NULL, eval_unary, apply_sin, NULL
+
+/* cos: ∂ cos x = −sin x */
 static nb_node *partial_cos(nb_ctx *ctx, nb_node *y, int i) {
     (void)i;
     return nb_neg(ctx, nb_sin(ctx, y->args[0]));
 }
-static nb_node *partial_tan(nb_ctx *ctx, nb_node *y, int i) { /* 1 + tan² */
+static double apply_cos(double x) { return cos(x); }
+#define RULES_COS partial_cos, NULL, NULL, eval_unary, apply_cos, NULL
+
+/* tan: ∂ tan x = 1 + tan² x */
+static nb_node *partial_tan(nb_ctx *ctx, nb_node *y, int i) {
     (void)i;
     return nb_add(ctx, num(ctx, 1), nb_pow(ctx, y, num(ctx, 2)));
 }
-static nb_node *partial_tanh(nb_ctx *ctx, nb_node *y, int i) { /* 1 − tanh² */
+static double apply_tan(double x) { return tan(x); }
+#define RULES_TAN partial_tan, NULL, NULL, eval_unary, apply_tan, NULL
+
+/* tanh: ∂ tanh x = 1 − tanh² x */
+static nb_node *partial_tanh(nb_ctx *ctx, nb_node *y, int i) {
     (void)i;
     return nb_sub(ctx, num(ctx, 1), nb_pow(ctx, y, num(ctx, 2)));
 }
-static nb_node *partial_sigmoid(nb_ctx *ctx, nb_node *y, int i) { /* σ(1 − σ) */
+static double apply_tanh(double x) { return tanh(x); }
+#define RULES_TANH partial_tanh, NULL, NULL, eval_unary, apply_tanh, NULL
+
+/* sigmoid: ∂σ = σ(1 − σ) */
+static nb_node *partial_sigmoid(nb_ctx *ctx, nb_node *y, int i) {
     (void)i;
     return nb_mul(ctx, y, nb_sub(ctx, num(ctx, 1), y));
 }
+#define RULES_SIGMOID partial_sigmoid, NULL, NULL, eval_unary, sc_sigmoid, NULL
+
+/* abs: ∂|x| = sign x (0 at the kink) */
 static nb_node *partial_abs(nb_ctx *ctx, nb_node *y, int i) {
     (void)i;
     return nb_unary(ctx, NB_OP_SIGN, y->args[0]);
 }
+static double apply_abs(double x) { return fabs(x); }
+#define RULES_ABS partial_abs, NULL, NULL, eval_unary, apply_abs, NULL
+
+/* sign and the indicators: piecewise constant, derivative 0 (taken 0 at the jump) */
 static nb_node *partial_zero(nb_ctx *ctx, nb_node *y, int i) {
     (void)y, (void)i;
     return num(ctx, 0);
 }
+#define RULES_SIGN partial_zero, NULL, NULL, eval_unary, sc_sign, NULL
+
 /* max(a, b): 1[a > b] and 1[b > a]; at a tie (the kink) the derivative is 0. */
 static nb_node *partial_max(nb_ctx *ctx, nb_node *y, int i) {
     return nb_binary(ctx, NB_OP_GT, y->args[i], y->args[1 - i]);
 }
+#define RULES_MAX partial_max, NULL, NULL, eval_binary, NULL, sc_max
+
 static nb_node *partial_min(nb_ctx *ctx, nb_node *y, int i) {
     return nb_binary(ctx, NB_OP_LT, y->args[i], y->args[1 - i]);
 }
+#define RULES_MIN partial_min, NULL, NULL, eval_binary, NULL, sc_min
+
+static double apply_gt(double u, double v) { return u > v; }
+static double apply_ge(double u, double v) { return u >= v; }
+static double apply_lt(double u, double v) { return u < v; }
+static double apply_le(double u, double v) { return u <= v; }
+#define RULES_GT partial_zero, NULL, NULL, eval_binary, NULL, apply_gt
+#define RULES_GE partial_zero, NULL, NULL, eval_binary, NULL, apply_ge
+#define RULES_LT partial_zero, NULL, NULL, eval_binary, NULL, apply_lt
+#define RULES_LE partial_zero, NULL, NULL, eval_binary, NULL, apply_le
 
 static nb_node *ones_row(nb_ctx *ctx, nb_dim n) { return nb_ones(ctx, nb_row_type(n)); }
 static nb_node *ones_col(nb_ctx *ctx, nb_dim n) { return nb_ones(ctx, nb_vector_type(n)); }
@@ -1626,44 +1679,26 @@ static int eval_entry(nb_ctx *ctx, const nb_node *y, const nb_matrix *a, nb_matr
     return 0;
 }
 
-#include "scalar_f64.h"
-
+/* y = f(x) entry by entry, with f the operator's scalar function. */
 static int eval_unary(nb_ctx *ctx, const nb_node *y, const nb_matrix *a, nb_matrix *out) {
+    const nb_opinfo *info = &nb_ops[y->op];
     FOR_EACH(out) {
-        double x = a[0].data[i * out->cols + j], r;
-        switch (y->op) {
-        case NB_OP_EXP: r = exp(x); break;
-        case NB_OP_LOG:
-            if (x <= 0) return domain_error(ctx, y, x < 0 ? "log of a negative number" : "log of zero", x);
-            r = log(x);
-            break;
-        case NB_OP_SIN: r = sin(x); break;
-        case NB_OP_COS: r = cos(x); break;
-        case NB_OP_TAN: r = tan(x); break;
-        case NB_OP_TANH: r = tanh(x); break;
-        case NB_OP_SIGMOID: r = sc_sigmoid(x); break;
-        case NB_OP_ABS: r = fabs(x); break;
-        default: r = sc_sign(x); break;
+        double x = a[0].data[i * out->cols + j];
+        if ((info->flags & NB_F_POSITIVE_ARG) && x <= 0) {
+            char what[64];
+            snprintf(what, sizeof what, "%s of %s", info->ascii, x < 0 ? "a negative number" : "zero");
+            return domain_error(ctx, y, what, x);
         }
-        OUT(out) = r;
+        OUT(out) = info->scalar1(x);
     }
     return 0;
 }
 
+/* y = f(u, v) entry by entry, operands broadcast. */
 static int eval_binary(nb_ctx *ctx, const nb_node *y, const nb_matrix *a, nb_matrix *out) {
     (void)ctx;
-    FOR_EACH(out) {
-        double u = at(&a[0], i, j), v = at(&a[1], i, j), r;
-        switch (y->op) {
-        case NB_OP_MAX: r = sc_max(u, v); break;
-        case NB_OP_MIN: r = sc_min(u, v); break;
-        case NB_OP_GT: r = u > v; break;
-        case NB_OP_GE: r = u >= v; break;
-        case NB_OP_LT: r = u < v; break;
-        default: r = u <= v; break;
-        }
-        OUT(out) = r;
-    }
+    double (*f)(double, double) = nb_ops[y->op].scalar2;
+    FOR_EACH(out) OUT(out) = f(at(&a[0], i, j), at(&a[1], i, j));
     return 0;
 }
 
@@ -1711,42 +1746,29 @@ static int eval_softmax_xent(nb_ctx *ctx, const nb_node *y, const nb_matrix *a, 
 /* ---- the table: ORDER OP ------------------------------------------------------
  * ops.def gives each row's names, arity, class and flags; RULES_id names the
  * operator's functions (element-wise partial, VJP rule, tangent rule,
- * reference kernel).  A row without its RULES_ line does not compile. */
-#define RULES_CONST NULL, NULL, NULL, eval_const
-#define RULES_VAR NULL, NULL, NULL, NULL
-#define RULES_DIMVAL NULL, NULL, NULL, eval_dimval
-#define RULES_IDENTITY NULL, NULL, NULL, eval_identity
-#define RULES_ADD partial_add, NULL, NULL, eval_add
-#define RULES_MUL partial_mul, NULL, NULL, eval_mul
-#define RULES_POW partial_pow, NULL, NULL, eval_pow
-#define RULES_MATMUL NULL, vjp_matmul, NULL, eval_matmul
-#define RULES_TRANSPOSE NULL, vjp_transpose, NULL, eval_transpose
-#define RULES_SUM NULL, vjp_sum, NULL, eval_sum
-#define RULES_DIAG NULL, vjp_diag, NULL, eval_diag
-#define RULES_DIAGPART NULL, vjp_diagpart, NULL, eval_diagpart
-#define RULES_VECLIT NULL, vjp_literal, NULL, eval_literal
-#define RULES_MATLIT NULL, vjp_literal, NULL, eval_literal
-#define RULES_COLUMN NULL, vjp_column, NULL, eval_column
-#define RULES_ENTRY NULL, vjp_entry, NULL, eval_entry
-#define RULES_EXP partial_exp, NULL, NULL, eval_unary
-#define RULES_LOG partial_log, NULL, NULL, eval_unary
-#define RULES_SIN partial_sin, NULL, NULL, eval_unary
-#define RULES_COS partial_cos, NULL, NULL, eval_unary
-#define RULES_TAN partial_tan, NULL, NULL, eval_unary
-#define RULES_TANH partial_tanh, NULL, NULL, eval_unary
-#define RULES_SIGMOID partial_sigmoid, NULL, NULL, eval_unary
-#define RULES_ABS partial_abs, NULL, NULL, eval_unary
-#define RULES_SIGN partial_zero, NULL, NULL, eval_unary
-#define RULES_MAX partial_max, NULL, NULL, eval_binary
-#define RULES_MIN partial_min, NULL, NULL, eval_binary
-#define RULES_GT partial_zero, NULL, NULL, eval_binary
-#define RULES_GE partial_zero, NULL, NULL, eval_binary
-#define RULES_LT partial_zero, NULL, NULL, eval_binary
-#define RULES_LE partial_zero, NULL, NULL, eval_binary
-#define RULES_SOFTMAX NULL, vjp_softmax, tangent_softmax, eval_softmax
-#define RULES_VSOFTMAX NULL, vjp_vector_softmax, tangent_vector_softmax, eval_vector_softmax
-#define RULES_LOGSOFTMAX NULL, vjp_logsoftmax, tangent_logsoftmax, eval_softmax
-#define RULES_SOFTMAX_XENT NULL, vjp_softmax_xent, tangent_softmax_xent, eval_softmax_xent
+ * reference kernel, scalar function).  The element-wise functions' lines sit
+ * with their functions above; the others follow.  A row without its RULES_
+ * line does not compile. */
+#define RULES_CONST NULL, NULL, NULL, eval_const, NULL, NULL
+#define RULES_VAR NULL, NULL, NULL, NULL, NULL, NULL
+#define RULES_DIMVAL NULL, NULL, NULL, eval_dimval, NULL, NULL
+#define RULES_IDENTITY NULL, NULL, NULL, eval_identity, NULL, NULL
+#define RULES_ADD partial_add, NULL, NULL, eval_add, NULL, NULL
+#define RULES_MUL partial_mul, NULL, NULL, eval_mul, NULL, NULL
+#define RULES_POW partial_pow, NULL, NULL, eval_pow, NULL, NULL
+#define RULES_MATMUL NULL, vjp_matmul, NULL, eval_matmul, NULL, NULL
+#define RULES_TRANSPOSE NULL, vjp_transpose, NULL, eval_transpose, NULL, NULL
+#define RULES_SUM NULL, vjp_sum, NULL, eval_sum, NULL, NULL
+#define RULES_DIAG NULL, vjp_diag, NULL, eval_diag, NULL, NULL
+#define RULES_DIAGPART NULL, vjp_diagpart, NULL, eval_diagpart, NULL, NULL
+#define RULES_VECLIT NULL, vjp_literal, NULL, eval_literal, NULL, NULL
+#define RULES_MATLIT NULL, vjp_literal, NULL, eval_literal, NULL, NULL
+#define RULES_COLUMN NULL, vjp_column, NULL, eval_column, NULL, NULL
+#define RULES_ENTRY NULL, vjp_entry, NULL, eval_entry, NULL, NULL
+#define RULES_SOFTMAX NULL, vjp_softmax, tangent_softmax, eval_softmax, NULL, NULL
+#define RULES_VSOFTMAX NULL, vjp_vector_softmax, tangent_vector_softmax, eval_vector_softmax, NULL, NULL
+#define RULES_LOGSOFTMAX NULL, vjp_logsoftmax, tangent_logsoftmax, eval_softmax, NULL, NULL
+#define RULES_SOFTMAX_XENT NULL, vjp_softmax_xent, tangent_softmax_xent, eval_softmax_xent, NULL, NULL
 
 const nb_opinfo nb_ops[NB_OP_COUNT] = {
 #define OP(id, arity, cls, flags, builder, parse, unicode, ascii, latex) \
