@@ -8,7 +8,7 @@
 #include <string.h>
 
 #define HESSIAN_USAGE                                                                                                \
-    "nabla hessian EXPR --wrt VAR [--let DECLS] [--along VALUES] [--format unicode|ascii|latex] [--at VALUES]"
+    "nabla hessian EXPR --wrt VARS [--let DECLS] [--along VALUES] [--format unicode|ascii|latex] [--at VALUES]"
 
 static const char hessian_help[] =
     "usage: " HESSIAN_USAGE "\n"
@@ -18,7 +18,7 @@ static const char hessian_help[] =
     "formula with its structure (I, diag, 1·1ᵀ), or evaluated at --at VALUES and\n"
     "printed as a matrix (one row per line).\n"
     "\n"
-    "  --wrt VAR       the variable (scalar or vector)\n"
+    "  --wrt VAR       the variable (scalar or vector), or several scalars 'x, y'\n"
     "  --let DECLS     variable types: 'x: vector(n); A: matrix(n, n)'\n"
     "  --along V       the Hessian-vector product ∇²f·V instead (V a value of x's\n"
     "                  shape, e.g. '[1, 0, 0]'): forward mode over the gradient\n"
@@ -27,6 +27,7 @@ static const char hessian_help[] =
     "\n"
     "examples:\n"
     "  nabla hessian \"x'*A*x\" --wrt x --let 'x: vector(n); A: matrix(n, n)'       # A + Aᵀ\n"
+    "  nabla hessian 'x^3*y' --wrt x,y                                            # [[6·x·y, 3·x²], [3·x², 0]]\n"
     "  nabla hessian 'sum(exp(x))' --wrt x --let 'x: vector(n)' --along '[1, 0]' --at 'x=[0, 1]'\n";
 
 /* The direction of --along as a new variable of v's type, bound to VALUES. */
@@ -74,8 +75,12 @@ int nb_cmd_hessian(int argc, char **argv) {
     if (status == 0 && let) status = nb_cli_declare(ctx, let);
     if (status == 0 && !(f = nb_cli_parse(ctx, src))) status = 2;
     if (status == 0) status = nb_cli_wrt(ctx, src, let, wrt_list, &wrt, &nwrt);
-    if (status == 0 && nwrt != 1) status = nb_cli_error(NULL, -1, "the Hessian is taken with respect to one variable");
-    if (status == 0 && along) {
+    if (status == 0 && nwrt > 1 && along) status = nb_cli_error(NULL, -1, "--along needs one variable in --wrt");
+    if (status == 0 && nwrt > 1) {
+        /* a list of scalars: the Jacobian of the gradient column [∂f/∂x, ∂f/∂y, …] */
+        nb_expr *g = nb_derivative(ctx, f, nwrt, wrt, NB_DENOMINATOR);
+        if (!g || !(H = nb_derivative(ctx, g, nwrt, wrt, NB_DENOMINATOR))) status = nb_cli_error(NULL, -1, "%s", nb_error(ctx));
+    } else if (status == 0 && along) {
         nb_expr *d = direction(ctx, wrt[0], along);
         status = d ? 0 : 2;
         if (status == 0 && !(H = nb_hvp(ctx, f, wrt[0], d))) status = nb_cli_error(NULL, -1, "%s", nb_error(ctx));
