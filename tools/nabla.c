@@ -15,7 +15,7 @@ static const char main_help[] =
     "  diff   EXPR --wrt VARS   the derivative of EXPR, as a formula or (--at) a matrix\n"
     "  eval   EXPR --at VALUES  the value of EXPR\n"
     "  check  EXPR --wrt VARS   compare the derivative with finite differences\n"
-    "  hessian EXPR --wrt VAR   the second derivative (see 'nabla hessian --help')\n"
+    "  hessian EXPR --wrt VARS  the second derivative (see 'nabla hessian --help')\n"
     "  time   EXPR --wrt VARS   time the compiled derivative (see 'nabla time --help')\n"
     "Run 'nabla COMMAND --help' for a command's options.  EXPR '-' reads standard input.\n"
     "\n"
