@@ -60,6 +60,12 @@ int nb_declare(nb_ctx *ctx, const char *decls);
 /* ---- building expressions ---------------------------------------------- */
 nb_expr *nb_var(nb_ctx *ctx, const char *name, nb_type t); /* declared variable */
 nb_expr *nb_lookup(nb_ctx *ctx, const char *name);         /* NULL if undeclared */
+/* The variables e uses, in creation order (e NULL: every variable declared in
+ * ctx).  Writes the first cap of them to vars (vars may be NULL to count);
+ * returns how many there are. */
+size_t nb_variables(nb_ctx *ctx, const nb_expr *e, nb_expr **vars, size_t cap);
+/* A variable's name; NULL when e is not a variable. */
+const char *nb_var_name(const nb_expr *e);
 nb_expr *nb_num(nb_ctx *ctx, double v);
 nb_expr *nb_rational(nb_ctx *ctx, int64_t num, int64_t den); /* exact num/den */
 nb_expr *nb_dimval(nb_ctx *ctx, nb_dim d); /* a dimension used as a scalar value */
@@ -85,6 +91,7 @@ nb_expr *nb_tan(nb_ctx *ctx, nb_expr *a);
 nb_expr *nb_tanh(nb_ctx *ctx, nb_expr *a);
 nb_expr *nb_sqrt(nb_ctx *ctx, nb_expr *a);    /* a .^ (1/2) */
 nb_expr *nb_abs(nb_ctx *ctx, nb_expr *a);
+nb_expr *nb_sign(nb_ctx *ctx, nb_expr *a);    /* −1, 0 or 1 */
 nb_expr *nb_sigmoid(nb_ctx *ctx, nb_expr *a); /* 1 ⊘ (1 + exp(-a)) */
 nb_expr *nb_relu(nb_ctx *ctx, nb_expr *a);    /* max(0, a) */
 nb_expr *nb_max(nb_ctx *ctx, nb_expr *a, nb_expr *b);
@@ -109,11 +116,34 @@ nb_expr *nb_parse(nb_ctx *ctx, const char *src);
 nb_expr *nb_derivative(nb_ctx *ctx, nb_expr *f, size_t nwrt, nb_expr *const *wrt, nb_layout layout);
 /* Gradient of scalar f w.r.t. v, shaped like v: ∇ᵥf. */
 nb_expr *nb_gradient(nb_ctx *ctx, nb_expr *f, nb_expr *v);
-/* Jacobian-vector product J·t (t shaped like v; J kept in its structure, so
- * diag(p)·t = p ⊙ t) and vector-Jacobian product uᵀJ (u shaped like f; one
- * reverse pass; a row for vector v, v's shape for a matrix v). */
+/* Jacobian-vector product J·t by forward mode: tangents pushed from v (t
+ * shaped like v) through f without forming J, at a small multiple of f's
+ * cost; the result is shaped like f (for a matrix v, Σ J ⊙ t entrywise).
+ * Vector-Jacobian product uᵀJ (u shaped like f; one reverse pass; a row for
+ * vector v, v's shape for a matrix v). */
 nb_expr *nb_jvp(nb_ctx *ctx, nb_expr *f, nb_expr *v, nb_expr *t);
 nb_expr *nb_vjp(nb_ctx *ctx, nb_expr *f, nb_expr *v, nb_expr *u);
+/* Hessian-vector product ∇²f·t of scalar f (t shaped like v; the result too):
+ * the forward-mode derivative of the gradient along t (forward over reverse),
+ * without forming the Hessian. */
+nb_expr *nb_hvp(nb_ctx *ctx, nb_expr *f, nb_expr *v, nb_expr *t);
+/* The Hessian ∂²f/∂v² of scalar f w.r.t. a scalar or vector v: the Jacobian
+ * of the gradient ∇ᵥf (n x n, symmetric), with its structure kept:
+ * x'*A*x gives A + Aᵀ, sum(exp(x)) gives diag(exp(x)). */
+nb_expr *nb_hessian(nb_ctx *ctx, nb_expr *f, nb_expr *v);
+
+/* The derivative as the chain rule gives it: each factor as its operator's
+ * rule built it, nothing simplified (0·x, I·G and Gᵀᵀ stay).  Same arguments
+ * and type as nb_derivative; nb_simplify turns it into nb_derivative's form. */
+nb_expr *nb_derivative_raw(nb_ctx *ctx, nb_expr *f, size_t nwrt, nb_expr *const *wrt, nb_layout layout);
+/* Rebuilds e through the canonicalising rewrites (1ᵀ·diag(v) = vᵀ, x + x =
+ * 2x, …), bottom-up, once per node: linear in the size of e. */
+nb_expr *nb_simplify(nb_ctx *ctx, nb_expr *e);
+/* A hook called for every named rewrite that fires: rule is its name
+ * ("1ᵀ·x = sum(x)"), at the raw node nb_simplify was rebuilding (NULL outside
+ * nb_simplify), result what the rewrite produced.  fn NULL turns it off. */
+typedef void (*nb_rewrite_log)(void *user, const char *rule, const nb_expr *at, const nb_expr *result);
+void nb_set_rewrite_log(nb_ctx *ctx, nb_rewrite_log fn, void *user);
 
 /* ---- printing ---------------------------------------------------------- */
 /* Returns a malloc'd string (free with free()); NULL on allocation failure. */

@@ -6,7 +6,8 @@
  * it), and for vector f it is the Jacobian.  Matrix nodes (scalar f only)
  * carry gradient-shaped adjoints.  Seeds: 1 for scalar f, I(m) for vector f.
  * Nodes are visited once, from f down in id order (a topological order), so
- * the cost is linear in the graph; each operator's rule lives in ops.c. */
+ * the cost is linear in the graph; each operator's rule lives in ops.c and
+ * only returns contributions: this file alone accumulates and orders them. */
 #include "nb_internal.h"
 
 #include <stdlib.h>
@@ -18,28 +19,30 @@ typedef struct contrib {
     struct contrib *next;
 } contrib;
 
-struct nb_diff {
+/* Reverse-accumulation state; arrays are indexed by position in nodes. */
+typedef struct {
     nb_ctx *ctx;
-    bool *dep;          /* by pass slot: depends on a wrt variable */
-    contrib **adjoint;  /* by pass slot: pending contributions */
-    uint32_t *preorder; /* by pass slot: first-visit position from f, left to right */
+    nb_node **nodes;    /* nb_toposort of f */
+    size_t n;
+    bool *dep;          /* depends on a wrt variable */
+    contrib **adjoint;  /* pending contributions */
+    uint32_t *preorder; /* first-visit position from f, left to right */
     uint32_t current;   /* preorder position of the node being propagated */
     nb_arena tmp;
     bool scalar_output;
-};
+} reverse_state;
 
-nb_ctx *nb_diff_ctx(nb_diff *d) { return d->ctx; }
-bool nb_diff_depends(const nb_diff *d, const nb_node *e) { return d->dep[e->pass_slot]; }
+static size_t slot(const reverse_state *d, const nb_node *e) { return nb_topo_index(d->nodes, d->n, e); }
 
-int nb_diff_accum(nb_diff *d, nb_node *operand, nb_node *e) {
-    if (!e) return -1;
+static int accumulate(reverse_state *d, nb_node *operand, nb_node *e) {
     if (nb_is_zero(e)) return 0;
     contrib *c = nb_arena_alloc(&d->tmp, sizeof *c);
     if (!c) return nb_set_error(d->ctx, "out of memory");
+    size_t k = slot(d, operand);
     c->e = e;
     c->order = d->current;
-    c->next = d->adjoint[operand->pass_slot];
-    d->adjoint[operand->pass_slot] = c;
+    c->next = d->adjoint[k];
+    d->adjoint[k] = c;
     return 0;
 }
 
@@ -47,8 +50,7 @@ static nb_node *column_form(nb_ctx *ctx, nb_node *p) { return p->type.kind == NB
 
 /* Contribution of an element-wise partial p (scalar or shaped like y) of y
  * w.r.t. operand a, given G = ∂f/∂y: G·diag(p), reduced over broadcasts. */
-static nb_node *elementwise_contribution(nb_diff *d, nb_node *y, nb_node *a, nb_node *G, nb_node *p) {
-    nb_ctx *ctx = d->ctx;
+static nb_node *elementwise_contribution(nb_ctx *ctx, nb_node *y, nb_node *a, nb_node *G, nb_node *p) {
     if (!p) return NULL;
     if (nb_is_zero(p)) return p;
     bool uniform = p->type.kind == NB_SCALAR;
@@ -74,7 +76,7 @@ static nb_node *elementwise_contribution(nb_diff *d, nb_node *y, nb_node *a, nb_
 }
 
 /* True (with the error set) when a vector f would need a rank-3 adjoint for x. */
-static bool needs_tensor(nb_diff *d, const nb_node *x) {
+static bool needs_tensor(reverse_state *d, const nb_node *x) {
     char buf[160], tb[64];
     if (d->scalar_output || x->type.kind != NB_MATRIX) return false;
     nb_set_error(d->ctx, "the Jacobian of a vector function through the %s %s is a tensor (rank > 2); "
@@ -83,21 +85,39 @@ static bool needs_tensor(nb_diff *d, const nb_node *x) {
     return true;
 }
 
-static int propagate(nb_diff *d, nb_node *y, nb_node *G) {
+/* Asks y's rule for its operands' contributions and accumulates them. */
+static int propagate(reverse_state *d, nb_node *y, nb_node *G) {
     nb_ctx *ctx = d->ctx;
     const nb_opinfo *info = &nb_ops[y->op];
     char buf[160];
     if (needs_tensor(d, y)) return -1;
-    for (int i = 0; i < y->nargs; i++)
-        if (d->dep[y->args[i]->pass_slot] && needs_tensor(d, y->args[i])) return -1;
-    if (info->vjp) return info->vjp(d, y, G);
-    if (!info->partial) return nb_set_error(ctx, "cannot differentiate %s", nb_describe(ctx, y, buf, sizeof buf));
-    for (int i = 0; i < y->nargs; i++) {
-        nb_node *a = y->args[i];
-        if (!d->dep[a->pass_slot]) continue;
-        if (nb_diff_accum(d, a, elementwise_contribution(d, y, a, G, info->partial(ctx, y, i)))) return -1;
+    bool *want = malloc(y->nargs * sizeof *want + 1);
+    nb_node **out = calloc(y->nargs + 1u, sizeof *out);
+    int rc = -1;
+    if (!want || !out) {
+        nb_set_error(ctx, "out of memory");
+        goto done;
     }
-    return 0;
+    for (int i = 0; i < y->nargs; i++) {
+        want[i] = d->dep[slot(d, y->args[i])];
+        if (want[i] && needs_tensor(d, y->args[i])) goto done;
+    }
+    if (info->vjp) {
+        if (info->vjp(ctx, y, G, want, out)) goto done;
+    } else if (info->partial) {
+        for (int i = 0; i < y->nargs; i++)
+            if (want[i] && !(out[i] = elementwise_contribution(ctx, y, y->args[i], G, info->partial(ctx, y, i)))) goto done;
+    } else {
+        nb_set_error(ctx, "cannot differentiate %s", nb_describe(ctx, y, buf, sizeof buf));
+        goto done;
+    }
+    for (int i = 0; i < y->nargs; i++)
+        if (want[i] && out[i] && accumulate(d, y->args[i], out[i])) goto done;
+    rc = 0;
+done:
+    free(want);
+    free(out);
+    return rc;
 }
 
 static bool is_variable(nb_ctx *ctx, nb_node *v, const char *role) {
@@ -107,114 +127,67 @@ static bool is_variable(nb_ctx *ctx, nb_node *v, const char *role) {
     return false;
 }
 
-/* The nodes reachable from f in a left-to-right depth-first walk (preorder);
- * each gets pass_mark = the pass number and pass_slot = its preorder position. */
-static nb_node **reachable_preorder(nb_ctx *ctx, nb_node *f, size_t *count) {
-    size_t cap = 64, n = 0, top = 0, stack_cap = 64;
-    nb_node **order = malloc(cap * sizeof *order), **stack = malloc(stack_cap * sizeof *stack);
-    uint32_t pass = ++ctx->pass;
-    if (!order || !stack) goto fail;
-    stack[top++] = f;
-    f->pass_mark = pass;
-    while (top) {
-        nb_node *e = stack[--top];
-        if (n == cap) {
-            nb_node **o = realloc(order, (cap *= 2) * sizeof *o);
-            if (!o) goto fail;
-            order = o;
-        }
-        e->pass_slot = (uint32_t)n;
-        order[n++] = e;
-        for (size_t i = e->nargs; i-- > 0;) {
-            nb_node *a = e->args[i];
-            if (a->pass_mark == pass) continue;
-            a->pass_mark = pass;
-            if (top == stack_cap) {
-                nb_node **st = realloc(stack, (stack_cap *= 2) * sizeof *st);
-                if (!st) goto fail;
-                stack = st;
-            }
-            stack[top++] = a;
-        }
-    }
-    free(stack);
-    *count = n;
-    return order;
-fail:
-    free(order);
-    free(stack);
-    return NULL;
-}
-
-static int by_id(const void *x, const void *y) {
-    const nb_node *a = *(nb_node *const *)x, *b = *(nb_node *const *)y;
-    return (a->id > b->id) - (a->id < b->id);
-}
-
 static int by_order(const void *x, const void *y) {
     const contrib *a = *(const contrib *const *)x, *b = *(const contrib *const *)y;
     return (a->order > b->order) - (a->order < b->order);
+}
+
+/* The adjoint of node i: its contributions summed in the order their sources
+ * appear in f, so results keep the user's term order (x² + 3x gives 2x + 3). */
+static nb_node *sum_contributions(reverse_state *d, size_t i) {
+    size_t count = 0;
+    for (contrib *c = d->adjoint[i]; c; c = c->next) count++;
+    nb_node **terms = malloc(count * sizeof *terms);
+    contrib **list = malloc(count * sizeof *list);
+    nb_node *G = NULL;
+    if (terms && list) {
+        count = 0;
+        for (contrib *c = d->adjoint[i]; c; c = c->next) list[count++] = c;
+        qsort(list, count, sizeof *list, by_order);
+        for (size_t k = 0; k < count; k++) terms[k] = list[k]->e;
+        G = nb_add_n(d->ctx, count, terms);
+    } else nb_set_error(d->ctx, "out of memory");
+    free(terms);
+    free(list);
+    return G;
 }
 
 /* Reverse accumulation from f over the part of the DAG that f reaches (so a
  * context's other expressions cost nothing); adjoints[k] receives ∂f/∂wrt[k]
  * or NULL (zero). */
 static int reverse(nb_ctx *ctx, nb_node *f, size_t nwrt, nb_node *const *wrt, nb_node **adjoints) {
-    nb_diff d = {ctx, NULL, NULL, NULL, 0, {NULL}, f->type.kind == NB_SCALAR};
-    size_t n = 0;
+    reverse_state d = {ctx, NULL, 0, NULL, NULL, NULL, 0, {NULL}, f->type.kind == NB_SCALAR};
     int rc = -1;
-    nb_node **topo = reachable_preorder(ctx, f, &n);
+    d.nodes = nb_toposort(ctx, 1, &f, &d.n);
+    if (!d.nodes) return -1;
+    size_t n = d.n;
     d.dep = calloc(n + 1, sizeof *d.dep);
     d.adjoint = calloc(n + 1, sizeof *d.adjoint);
     d.preorder = malloc((n + 1) * sizeof *d.preorder);
-    if (!topo || !d.dep || !d.adjoint || !d.preorder) {
+    if (!d.dep || !d.adjoint || !d.preorder) {
         nb_set_error(ctx, "out of memory");
         goto done;
     }
-    /* Slots by preorder are kept for sorting sums; the walk itself goes in
-     * id order, a topological order. */
-    qsort(topo, n, sizeof *topo, by_id);
-    for (size_t i = 0; i < n; i++) {
-        d.preorder[i] = topo[i]->pass_slot;
-        topo[i]->pass_slot = (uint32_t)i;
-    }
+    if (nb_preorder_ranks(ctx, f, d.nodes, n, d.preorder)) goto done;
     for (size_t k = 0; k < nwrt; k++) {
         adjoints[k] = NULL;
-        if (wrt[k]->pass_mark == ctx->pass) d.dep[wrt[k]->pass_slot] = true;
+        d.dep[slot(&d, wrt[k])] = true; /* slot n when f does not use it */
     }
     for (size_t i = 0; i < n; i++) {
-        nb_node *e = topo[i];
-        for (size_t a = 0; a < e->nargs && !d.dep[i]; a++) d.dep[i] = d.dep[e->args[a]->pass_slot];
+        nb_node *e = d.nodes[i];
+        for (size_t a = 0; a < e->nargs && !d.dep[i]; a++) d.dep[i] = d.dep[slot(&d, e->args[a])];
     }
-    if (!d.dep[f->pass_slot]) {
+    if (!d.dep[n - 1]) {
         rc = 0;
         goto done;
     }
     nb_node *seed = d.scalar_output ? nb_const(ctx, nb_number_int(1), nb_scalar_type())
                                     : nb_identity(ctx, nb_type_length(f->type));
-    if (nb_diff_accum(&d, f, seed)) goto done;
+    if (accumulate(&d, f, seed)) goto done;
     for (size_t i = n; i-- > 0;) {
         if (!d.adjoint[i]) continue;
-        nb_node *y = topo[i];
-        size_t count = 0;
-        for (contrib *c = d.adjoint[i]; c; c = c->next) count++;
-        nb_node **terms = malloc(count * sizeof *terms);
-        contrib **list = malloc(count * sizeof *list);
-        if (!terms || !list) {
-            free(terms);
-            free(list);
-            nb_set_error(ctx, "out of memory");
-            goto done;
-        }
-        /* Sum the contributions in the order their sources appear in f, so
-         * results keep the user's term order (x² + 3x gives 2x + 3). */
-        count = 0;
-        for (contrib *c = d.adjoint[i]; c; c = c->next) list[count++] = c;
-        qsort(list, count, sizeof *list, by_order);
-        for (size_t k = 0; k < count; k++) terms[k] = list[k]->e;
-        nb_node *G = nb_add_n(ctx, count, terms);
-        free(terms);
-        free(list);
+        nb_node *y = d.nodes[i];
+        nb_node *G = sum_contributions(&d, i);
         d.current = d.preorder[i];
         if (!G) goto done;
         if (y->op == NB_OP_VAR) {
@@ -226,7 +199,7 @@ static int reverse(nb_ctx *ctx, nb_node *f, size_t nwrt, nb_node *const *wrt, nb
     }
     rc = 0;
 done:
-    free(topo);
+    free(d.nodes);
     free(d.dep);
     free(d.adjoint);
     free(d.preorder);
@@ -294,7 +267,7 @@ done:
     return J;
 }
 
-nb_expr *nb_derivative(nb_ctx *ctx, nb_expr *f, size_t nwrt, nb_expr *const *wrt, nb_layout layout) {
+static nb_expr *derivative(nb_ctx *ctx, nb_expr *f, size_t nwrt, nb_expr *const *wrt, nb_layout layout) {
     char tf[64], tv[64], buf[160];
     if (!f) return NULL;
     if (nwrt == 0) {
@@ -347,6 +320,26 @@ nb_expr *nb_derivative(nb_ctx *ctx, nb_expr *f, size_t nwrt, nb_expr *const *wrt
     return J;
 }
 
+/* The chain rule in raw mode (every factor as its rule built it), then the
+ * simplifier: the canonical form is a pass over the raw derivative. */
+nb_expr *nb_derivative(nb_ctx *ctx, nb_expr *f, size_t nwrt, nb_expr *const *wrt, nb_layout layout) {
+    if (!ctx) return NULL;
+    if (ctx->raw) return derivative(ctx, f, nwrt, wrt, layout);
+    ctx->raw = true;
+    nb_node *J = derivative(ctx, f, nwrt, wrt, layout);
+    ctx->raw = false;
+    return nb_simplify(ctx, J);
+}
+
+nb_expr *nb_derivative_raw(nb_ctx *ctx, nb_expr *f, size_t nwrt, nb_expr *const *wrt, nb_layout layout) {
+    if (!ctx) return NULL;
+    bool raw = ctx->raw;
+    ctx->raw = true;
+    nb_node *J = derivative(ctx, f, nwrt, wrt, layout);
+    ctx->raw = raw;
+    return J;
+}
+
 nb_expr *nb_gradient(nb_ctx *ctx, nb_expr *f, nb_expr *v) {
     char tf[64];
     if (!f || !v) return NULL;
@@ -371,17 +364,110 @@ nb_expr *nb_vjp(nb_ctx *ctx, nb_expr *f, nb_expr *v, nb_expr *u) {
     return s ? nb_derivative(ctx, s, 1, &v, NB_NUMERATOR) : NULL;
 }
 
-/* (∂f/∂v)·t, evaluated in the Jacobian's structure (diag(p)·t = p ⊙ t). */
+/* ---- forward mode ----------------------------------------------------------
+ * The tangent ẏ of node y (shaped like y) from its operands' tangents dx[i]
+ * (NULL: zero), by the operator's class:
+ *   element-wise   ẏ = Σᵢ ∂y/∂aᵢ ⊙ ȧᵢ (the partials of the reverse rules)
+ *   linear         ẏ = op(ȧ)  (the operator applied to the tangents)
+ *   bilinear       ẏ = op(ȧ, b) + op(a, ḃ)
+ *   row-wise       the operator's tangent rule. */
+static nb_node *tangent_of(nb_ctx *ctx, nb_node *y, nb_node **dx) {
+    const nb_opinfo *info = &nb_ops[y->op];
+    size_t n = y->nargs;
+    nb_node **terms = calloc(n + 1, sizeof *terms), **args = malloc((n + 1) * sizeof *args);
+    nb_node *r = NULL;
+    size_t nt = 0;
+    if (!terms || !args) {
+        nb_set_error(ctx, "out of memory");
+        goto done;
+    }
+    switch (info->cls) {
+    case NB_CLASS_EW_UNARY:
+    case NB_CLASS_EW_BINARY:
+    case NB_CLASS_EW_NARY:
+        for (size_t i = 0; i < n; i++)
+            if (dx[i] && !(terms[nt++] = nb_mul(ctx, info->partial(ctx, y, (int)i), dx[i]))) goto done;
+        r = nb_add_n(ctx, nt, terms);
+        /* uniform tangents of a shaped y: expand (ẏ = s·1) */
+        if (r && !nb_type_eq(r->type, y->type)) r = nb_mul(ctx, r, nb_ones(ctx, y->type));
+        break;
+    case NB_CLASS_LINEAR:
+        for (size_t i = 0; i < n; i++) args[i] = dx[i] ? dx[i] : nb_zero(ctx, y->args[i]->type);
+        r = nb_rebuild(ctx, y, args);
+        break;
+    case NB_CLASS_BILINEAR:
+        for (size_t i = 0; i < n; i++) {
+            if (!dx[i]) continue;
+            for (size_t k = 0; k < n; k++) args[k] = k == i ? dx[i] : y->args[k];
+            if (!(terms[nt++] = nb_rebuild(ctx, y, args))) goto done;
+        }
+        r = nb_add_n(ctx, nt, terms);
+        break;
+    case NB_CLASS_ROWWISE: r = info->tangent(ctx, y, dx); break;
+    case NB_CLASS_LEAF: r = nb_zero(ctx, y->type); break;
+    }
+done:
+    free(terms);
+    free(args);
+    return r;
+}
+
 nb_expr *nb_jvp(nb_ctx *ctx, nb_expr *f, nb_expr *v, nb_expr *t) {
     char tv[64], tt[64];
-    if (!f || !v || !t) return NULL;
+    if (!ctx || !f || !v || !t) return NULL;
+    if (!is_variable(ctx, v, "")) return NULL;
     if (!nb_type_eq(v->type, t->type)) {
         nb_set_error(ctx, "the tangent is %s but the variable is %s", nb_type_str(ctx, t->type, tt, sizeof tt),
                      nb_type_str(ctx, v->type, tv, sizeof tv));
         return NULL;
     }
-    nb_node *J = nb_derivative(ctx, f, 1, &v, NB_NUMERATOR);
-    if (!J) return NULL;
-    if (v->type.kind == NB_MATRIX) return nb_sum(ctx, nb_mul(ctx, J, t));
-    return nb_matmul(ctx, J, v->type.kind == NB_ROW ? nb_transpose(ctx, t) : t);
+    size_t n;
+    nb_node **nodes = nb_toposort(ctx, 1, &f, &n);
+    nb_node **tangent = nodes ? calloc(n + 1, sizeof *tangent) : NULL;
+    nb_node **dx = NULL;
+    nb_node *r = NULL;
+    size_t cap_dx = 0;
+    if (!tangent) goto done;
+    tangent[nb_topo_index(nodes, n, v)] = t; /* slot n when f does not use v */
+    for (size_t i = 0; i < n; i++) {
+        nb_node *y = nodes[i];
+        if (y->nargs > cap_dx) {
+            free(dx);
+            cap_dx = y->nargs;
+            if (!(dx = malloc(cap_dx * sizeof *dx))) goto done;
+        }
+        bool moves = false;
+        for (size_t k = 0; k < y->nargs; k++) moves |= (dx[k] = tangent[nb_topo_index(nodes, n, y->args[k])]) != NULL;
+        if (!moves) continue;
+        if (!(tangent[i] = tangent_of(ctx, y, dx))) goto done;
+        if (nb_is_zero(tangent[i])) tangent[i] = NULL;
+    }
+    r = tangent[n - 1] ? tangent[n - 1] : nb_zero(ctx, f->type);
+done:
+    if (!tangent && !r) nb_set_error(ctx, "out of memory");
+    free(nodes);
+    free(tangent);
+    free(dx);
+    return r;
+}
+
+/* ∇²f·t = the tangent of ∇f along t (forward over reverse). */
+nb_expr *nb_hvp(nb_ctx *ctx, nb_expr *f, nb_expr *v, nb_expr *t) {
+    if (!ctx || !f || !v || !t) return NULL;
+    return nb_jvp(ctx, nb_gradient(ctx, f, v), v, t);
+}
+
+nb_expr *nb_hessian(nb_ctx *ctx, nb_expr *f, nb_expr *v) {
+    char tv[64];
+    if (!ctx || !f || !v) return NULL;
+    if (v->type.kind == NB_MATRIX) {
+        nb_set_error(ctx, "the Hessian with respect to the %s %s is a tensor (rank 4); take a Hessian-vector product instead",
+                     nb_type_str(ctx, v->type, tv, sizeof tv), v->op == NB_OP_VAR ? v->a.name : "expression");
+        return NULL;
+    }
+    /* H = ∂(∇f)/∂v in denominator layout, Hᵢⱼ = ∂²f/∂vⱼ∂vᵢ: equal to the
+     * numerator layout by symmetry, and it keeps the gradient's term order
+     * (∇(xᵀAx) = A·x + Aᵀ·x gives A + Aᵀ). */
+    nb_node *g = nb_gradient(ctx, f, v);
+    return g ? nb_derivative(ctx, g, 1, &v, NB_DENOMINATOR) : NULL;
 }

@@ -21,47 +21,21 @@ static const nb_matrix *variable_value(nb_ctx *ctx, const nb_node *v) {
     return NULL;
 }
 
-/* Marks the nodes reachable from e (explicit stack, no recursion). */
-static bool *reachable(nb_ctx *ctx, const nb_node *e) {
-    size_t n = (size_t)e->id + 1;
-    bool *seen = calloc(n, sizeof *seen);
-    const nb_node **stack = malloc(n * sizeof *stack);
-    if (!seen || !stack) {
-        free(seen);
-        free(stack);
-        return NULL;
-    }
-    size_t top = 0;
-    stack[top++] = e;
-    seen[e->id] = true;
-    while (top) {
-        const nb_node *x = stack[--top];
-        for (size_t i = 0; i < x->nargs; i++)
-            if (!seen[x->args[i]->id]) {
-                seen[x->args[i]->id] = true;
-                stack[top++] = x->args[i];
-            }
-    }
-    free(stack);
-    (void)ctx;
-    return seen;
-}
-
 static int eval_node(nb_ctx *ctx, const nb_node *e, nb_matrix *out) {
     char buf[160];
-    size_t n = (size_t)e->id + 1;
-    bool *live = reachable(ctx, e);
-    nb_matrix *val = calloc(n, sizeof *val);
+    size_t n = 0;
+    nb_node *root = (nb_node *)e;
+    nb_node **nodes = nb_toposort(ctx, 1, &root, &n);
+    nb_matrix *val = nodes ? calloc(n, sizeof *val) : NULL; /* by position in nodes */
     nb_matrix *args = NULL;
     size_t cap_args = 0;
     int rc = -1;
-    if (!live || !val) {
+    if (!val) {
         nb_set_error(ctx, "out of memory");
         goto done;
     }
-    for (size_t id = 0; id < n; id++) {
-        if (!live[id]) continue;
-        const nb_node *y = ctx->nodes[id];
+    for (size_t i = 0; i < n; i++) {
+        const nb_node *y = nodes[i];
         int64_t rows, cols;
         if (resolve_dim(ctx, y->type.rows, &rows) || resolve_dim(ctx, y->type.cols, &cols)) goto done;
         if (y->op == NB_OP_VAR) {
@@ -70,32 +44,32 @@ static int eval_node(nb_ctx *ctx, const nb_node *e, nb_matrix *out) {
                 nb_set_error(ctx, "no value given for '%s'", y->a.name);
                 goto done;
             }
-            val[id] = *v; /* borrowed, not freed */
+            val[i] = *v; /* borrowed, not freed */
             continue;
         }
         if (rows > (int64_t)1 << 31 || cols > (int64_t)1 << 31 || (rows * cols) > ((int64_t)1 << 32)) {
             nb_set_error(ctx, "%lld x %lld is too large to evaluate densely", (long long)rows, (long long)cols);
             goto done;
         }
-        val[id] = (nb_matrix){rows, cols, malloc((size_t)(rows * cols) * sizeof(double))};
+        val[i] = (nb_matrix){rows, cols, malloc((size_t)(rows * cols) * sizeof(double))};
         if (y->nargs > cap_args) {
             free(args);
             cap_args = y->nargs;
             args = malloc(cap_args * sizeof *args);
         }
-        if (!val[id].data || (y->nargs && !args)) {
+        if (!val[i].data || (y->nargs && !args)) {
             nb_set_error(ctx, "out of memory");
             goto done;
         }
-        for (size_t i = 0; i < y->nargs; i++) args[i] = val[y->args[i]->id];
-        if (nb_ops[y->op].eval(ctx, y, args, &val[id])) goto done;
+        for (size_t k = 0; k < y->nargs; k++) args[k] = val[nb_topo_index(nodes, n, y->args[k])];
+        if (nb_ops[y->op].eval(ctx, y, args, &val[i])) goto done;
         for (int64_t k = 0; k < rows * cols; k++)
-            if (!isfinite(val[id].data[k])) {
-                nb_set_error(ctx, "%s evaluates to %g", nb_describe(ctx, y, buf, sizeof buf), val[id].data[k]);
+            if (!isfinite(val[i].data[k])) {
+                nb_set_error(ctx, "%s evaluates to %g", nb_describe(ctx, y, buf, sizeof buf), val[i].data[k]);
                 goto done;
             }
     }
-    *out = val[e->id];
+    *out = val[n - 1]; /* e has the largest id */
     if (e->op == NB_OP_VAR) {
         size_t bytes = (size_t)(out->rows * out->cols) * sizeof(double);
         out->data = malloc(bytes);
@@ -103,16 +77,16 @@ static int eval_node(nb_ctx *ctx, const nb_node *e, nb_matrix *out) {
             nb_set_error(ctx, "out of memory");
             goto done;
         }
-        memcpy(out->data, val[e->id].data, bytes);
+        memcpy(out->data, val[n - 1].data, bytes);
     }
-    val[e->id].data = NULL;
+    val[n - 1].data = NULL;
     rc = 0;
 done:
     if (val)
-        for (size_t id = 0; id < n; id++)
-            if (live && live[id] && ctx->nodes[id]->op != NB_OP_VAR) free(val[id].data);
+        for (size_t i = 0; i < n; i++)
+            if (nodes[i]->op != NB_OP_VAR) free(val[i].data);
     free(val);
-    free(live);
+    free(nodes);
     free(args);
     return rc;
 }

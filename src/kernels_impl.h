@@ -18,9 +18,9 @@
     X(COS, M(cos)(x))                                                                                        \
     X(TAN, M(tan)(x))                                                                                        \
     X(TANH, M(tanh)(x))                                                                                      \
-    X(SIGMOID, T(sigmoid)(x))                                                                                \
+    X(SIGMOID, T(sc_sigmoid)(x))                                                                             \
     X(ABS, M(fabs)(x))                                                                                       \
-    X(SIGN, (REAL)((x > 0) - (x < 0)))                                                                       \
+    X(SIGN, T(sc_sign)(x))                                                                                   \
     X(SQRT, M(sqrt)(x))                                                                                      \
     X(SQUARE, x *x)                                                                                          \
     X(RECIP, (REAL)1 / x)
@@ -31,25 +31,14 @@
     X(MUL, a *b)                                                                                             \
     X(DIV, a / b)                                                                                            \
     X(POW, M(pow)(a, b))                                                                                     \
-    X(MAX, T(max)(a, b))                                                                                     \
-    X(MIN, T(min)(a, b))                                                                                     \
+    X(MAX, T(sc_max)(a, b))                                                                                  \
+    X(MIN, T(sc_min)(a, b))                                                                                  \
     X(GT, (REAL)(a > b))                                                                                     \
     X(GE, (REAL)(a >= b))                                                                                    \
     X(LT, (REAL)(a < b))                                                                                     \
     X(LE, (REAL)(a <= b))
 
-static inline REAL T(sigmoid)(REAL x) {
-    if (x >= 0) return (REAL)1 / ((REAL)1 + M(exp)(-x));
-    const REAL e = M(exp)(x);
-    return e / ((REAL)1 + e);
-}
-/* max/min propagate NaN from either side, like the reference evaluator. */
-static inline REAL T(max)(REAL a, REAL b) {
-    return a > b ? a : (b != b ? b : (a != a ? a : b));
-}
-static inline REAL T(min)(REAL a, REAL b) {
-    return a < b ? a : (b != b ? b : (a != a ? a : b));
-}
+#include "scalar.h" /* sigmoid, sign, max, min */
 
 #define NB_DEF_UNARY(name, expr)                                                                             \
     static inline REAL T(f_##name)(REAL x) {                                                                 \

@@ -8,12 +8,42 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The sanitizer build aborts when a rewrite breaks the type invariant (ops.c);
+ * other builds report it as an error. */
+#if defined(__SANITIZE_ADDRESS__)
+#define NB_ASSERT_TYPES 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define NB_ASSERT_TYPES 1
+#endif
+#endif
+
 typedef enum {
-#define OP(id, name, arity) NB_OP_##id,
+#define OP(id, ...) NB_OP_##id,
 #include "ops.def"
 #undef OP
     NB_OP_COUNT
 } nb_op;
+
+/* Operator classes and flags (the columns of ops.def). */
+typedef enum {
+    NB_CLASS_LEAF,
+    NB_CLASS_EW_UNARY,
+    NB_CLASS_EW_BINARY,
+    NB_CLASS_EW_NARY,
+    NB_CLASS_LINEAR,
+    NB_CLASS_BILINEAR,
+    NB_CLASS_ROWWISE
+} nb_opclass;
+enum { NB_F_ZERO_AT_ZERO = 1u, NB_F_NONSMOOTH = 2u, NB_F_INDICATOR = 4u, NB_F_POSITIVE_ARG = 8u, NB_F_SMALL_ARG = 16u };
+
+/* ops.def's builder column as the parser's unary / binary function pointers
+ * (0 where the operator has no call syntax), and its arity. */
+typedef nb_expr *(*nb_builder1)(nb_ctx *, nb_expr *);
+typedef nb_expr *(*nb_builder2)(nb_ctx *, nb_expr *, nb_expr *);
+#define NB_BUILDER1(f) _Generic((f), nb_builder1: (f), default: (nb_builder1)0)
+#define NB_BUILDER2(f) _Generic((f), nb_builder2: (f), default: (nb_builder2)0)
+#define NB_BUILDER_ARITY(f) _Generic((f), nb_builder1: 1, nb_builder2: 2, default: 0)
 
 /* A constant: exact rational num/den when exact, else the double val. */
 typedef struct {
@@ -28,7 +58,6 @@ struct nb_node {
     uint16_t nargs;
     nb_type type;
     uint64_t hash;
-    uint32_t pass_mark, pass_slot; /* scratch of one graph pass (diff.c) */
     union {
         nb_number c;    /* CONST */
         const char *name; /* VAR (interned in the context) */
@@ -79,11 +108,14 @@ struct nb_ctx {
     size_t ndims, cap_dims;
     nb_binding *vars; /* declared variables and their values */
     size_t nvars, cap_vars;
-    uint32_t pass;          /* generation counter for pass_mark */
     unsigned rewrite_depth; /* nesting of recursive rewrites (ops.c) */
     char error[1024];
     int error_column;
     bool oom;
+    bool raw; /* constructors only type-check and hash-cons (nb_derivative_raw) */
+    nb_rewrite_log rewrite_log; /* the simplifier's log hook (nb_set_rewrite_log) */
+    void *rewrite_log_user;
+    const nb_node *rewriting; /* the raw node nb_simplify is rebuilding, or NULL */
 };
 
 /* ---- context, errors, dims (expr.c) ---- */
@@ -120,24 +152,40 @@ nb_node *nb_ones(nb_ctx *ctx, nb_type t);
 bool nb_is_const(const nb_node *e, int64_t v); /* CONST equal to v (any shape) */
 bool nb_is_zero(const nb_node *e);
 
-/* ---- the operator table (ops.c) ---- */
-typedef struct nb_diff nb_diff; /* reverse-accumulation state (diff.c) */
-/* The VJP rule: given G = ∂f/∂y in the paper's layout (see diff.c), add each
- * operand's contribution with nb_diff_accum.  Returns 0 or -1 (error set). */
-typedef int (*nb_vjp_fn)(nb_diff *d, nb_node *y, nb_node *G);
+/* ---- the operator table (ops.c) ----
+ * Derivative rules are pure: they build expressions and return them; the
+ * driver (diff.c) alone accumulates and orders contributions. */
 /* Element-wise partial ∂y/∂argᵢ as an expression shaped like y or scalar. */
 typedef nb_node *(*nb_partial_fn)(nb_ctx *ctx, nb_node *y, int i);
+/* The VJP rule of a non-element-wise operator: given G = ∂f/∂y in the paper's
+ * layout (see diff.c), out[i] = operand i's contribution where want[i]
+ * (NULL: zero).  Returns 0 or -1 (error set). */
+typedef int (*nb_vjp_fn)(nb_ctx *ctx, nb_node *y, nb_node *G, const bool *want, nb_node **out);
+/* The tangent rule of a row-wise operator: ẏ from the operands' tangents
+ * dx[i] (NULL: zero).  Linear, bilinear and element-wise operators need none:
+ * their tangents follow from the class (diff.c). */
+typedef nb_node *(*nb_tangent_fn)(nb_ctx *ctx, nb_node *y, nb_node *const *dx);
 /* Reference f64 evaluation into out (rows x cols of y, bound). 0 or -1. */
 typedef int (*nb_eval_fn)(nb_ctx *ctx, const nb_node *y, const nb_matrix *args, nb_matrix *out);
 
 typedef struct {
-    const char *name;
-    int arity;              /* -1: n-ary */
-    nb_partial_fn partial;  /* element-wise ops: the local partial */
-    nb_vjp_fn vjp;          /* other ops: the full rule (NULL: not differentiable) */
+    const char *name, *ascii, *latex; /* printed forms (ops.def) */
+    int arity;                        /* -1: n-ary */
+    nb_opclass cls;
+    unsigned flags;
+    nb_partial_fn partial; /* element-wise classes */
+    nb_vjp_fn vjp;         /* other classes (NULL: not differentiable) */
+    nb_tangent_fn tangent; /* row-wise class */
     nb_eval_fn eval;
+    double (*scalar1)(double);         /* element-wise unary: the value of one entry */
+    double (*scalar2)(double, double); /* element-wise binary (max, min, comparisons) */
 } nb_opinfo;
 extern const nb_opinfo nb_ops[NB_OP_COUNT];
+
+/* The operator y->op applied to new operands (y's attributes kept), through
+ * the canonicalising constructors: a tangent of a linear operator is the
+ * operator applied to the operands' tangents. */
+nb_node *nb_rebuild(nb_ctx *ctx, const nb_node *y, nb_node *const *args);
 
 /* Smart constructors with canonicalisation (ops.c); n-ary forms. */
 nb_node *nb_add_n(nb_ctx *ctx, size_t n, nb_node *const *terms);
@@ -149,10 +197,21 @@ nb_node *nb_entry(nb_ctx *ctx, nb_node *a, int64_t i, int64_t j);
 nb_node *nb_diagpart(nb_ctx *ctx, nb_node *a);
 nb_node *nb_scale(nb_ctx *ctx, nb_number c, nb_node *a); /* c·a */
 
-/* ---- differentiation (diff.c) ---- */
-int nb_diff_accum(nb_diff *d, nb_node *operand, nb_node *contribution);
-bool nb_diff_depends(const nb_diff *d, const nb_node *e);
-nb_ctx *nb_diff_ctx(nb_diff *d);
+
+/* ---- the simplifier (simplify.c) ---- */
+/* A named rewrite fired, giving result: reports it to the log hook and
+ * returns result, so a rewrite reads  return nb_rule(ctx, "x + x = 2x", r); */
+nb_node *nb_rule(nb_ctx *ctx, const char *name, nb_node *result);
+
+/* ---- the one traversal (graph.c) ---- */
+/* The nodes reachable from roots, in id order (operands before users);
+ * malloc'd, *count entries; NULL with the error set when out of memory. */
+nb_node **nb_toposort(nb_ctx *ctx, size_t nroots, nb_node *const *roots, size_t *count);
+/* Position of e in a nb_toposort list (binary search by id); n if absent. */
+size_t nb_topo_index(nb_node *const *nodes, size_t n, const nb_node *e);
+/* rank[i] = position of nodes[i] in the left-to-right depth-first walk from
+ * root (nodes = nb_toposort of root).  0 or -1 (out of memory). */
+int nb_preorder_ranks(nb_ctx *ctx, const nb_node *root, nb_node *const *nodes, size_t n, uint32_t *rank);
 
 /* ---- printing (print.c) ---- */
 typedef struct {

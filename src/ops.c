@@ -1,8 +1,11 @@
-/* The operators.  For every operator, in ops.def order (ORDER OP): its shape
- * rule and canonicalising constructor, its derivative rule (an element-wise
- * partial ∂y/∂aᵢ, or a full VJP rule), and its reference f64 kernel.  The
- * table nb_ops at the end ties them together. */
+/* The operators of the registry (ops.def): for each, its shape rule and
+ * canonicalising constructor (each rewrite named, see nb_rule), its pure
+ * derivative rule (an element-wise partial ∂y/∂aᵢ, or a VJP rule returning
+ * one contribution per operand, and a tangent rule for the row-wise ones),
+ * and its reference f64 kernel.  The table nb_ops at the end, generated from
+ * ops.def, ties them together; docs/operators.md is the checklist. */
 #include "nb_internal.h"
+#include "scalar_f64.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -195,6 +198,29 @@ static nb_node *without_factor(nb_ctx *ctx, nb_node *const *t, const nb_node *x)
     return nb_mul_n(ctx, k, rest);
 }
 
+/* Σₖ cₖ·(L·Rₖ) = L·(Σₖ cₖ·Rₖ) and Σₖ cₖ·(Lₖ·R) = (Σₖ cₖ·Lₖ)·R: a matrix
+ * product factor common to every term comes out (xᵀ·B + xᵀ·Bᵀ = xᵀ·(B + Bᵀ)). */
+static nb_node *factor_out_product(nb_ctx *ctx, size_t n, nb_node *const *terms) {
+    if (n > 16) return NULL;
+    term t[16];
+    for (size_t k = 0; k < n; k++) {
+        t[k] = split_term(ctx, terms[k]);
+        if (!t[k].rest || t[k].rest->op != NB_OP_MATMUL) return NULL;
+    }
+    for (int side = 0; side < 2; side++) {
+        nb_node *common = t[0].rest->args[side];
+        bool everywhere = true;
+        for (size_t k = 1; k < n && everywhere; k++) everywhere = t[k].rest->args[side] == common;
+        if (!everywhere) continue;
+        nb_node *others[16];
+        for (size_t k = 0; k < n; k++) others[k] = nb_scale(ctx, t[k].coef, t[k].rest->args[1 - side]);
+        nb_node *sum = nb_add_n(ctx, n, others);
+        nb_node *r = side == 0 ? nb_matmul(ctx, common, sum) : nb_matmul(ctx, sum, common);
+        return nb_rule(ctx, side == 0 ? "L·A + L·B = L·(A + B)" : "A·R + B·R = (A + B)·R", r);
+    }
+    return NULL;
+}
+
 /* a·F + b·F = F·(a + b) for a compound factor F (a function application or a
  * sum, never a bare variable, so polynomials stay expanded): cos(u) + 2x·cos(u)
  * prints as cos(u)·(1 + 2x). */
@@ -219,11 +245,8 @@ static nb_node *factor_out_common(nb_ctx *ctx, size_t n, nb_node *const *terms) 
     return NULL;
 }
 
-nb_node *nb_add_n(nb_ctx *ctx, size_t n, nb_node *const *args) {
-    for (size_t i = 0; i < n; i++)
-        if (!args[i]) return NULL;
-    nb_type type;
-    if (!broadcast_all(ctx, "+", n, args, &type)) return NULL;
+/* The sum of args, whose broadcast type is type (checked by nb_add_n). */
+static nb_node *add_rewrite(nb_ctx *ctx, size_t n, nb_node *const *args, nb_type type) {
     size_t cap = flattened_size(NB_OP_ADD, n, args);
     term *t = malloc((cap + 1) * sizeof *t);
     nb_node **out = malloc((cap + 2) * sizeof *out);
@@ -232,6 +255,7 @@ nb_node *nb_add_n(nb_ctx *ctx, size_t n, nb_node *const *args) {
     bool indexed = node_index_init(&seen, cap);
     if (!t || !out || !indexed) goto done;
     size_t nt = 0;
+    bool like_terms = false;
     nb_node *number_key = nb_ones(ctx, nb_scalar_type()); /* stands for the plain-number term */
     for (size_t i = 0; i < n; i++) {
         bool flat = args[i]->op == NB_OP_ADD && args[i]->nargs <= FLATTEN_LIMIT;
@@ -239,7 +263,7 @@ nb_node *nb_add_n(nb_ctx *ctx, size_t n, nb_node *const *args) {
             term s = split_term(ctx, flat ? args[i]->args[k] : args[i]);
             if (s.rest == NULL && s.coef.exact && s.coef.num == 0) continue;
             size_t j = node_index_get(&seen, s.rest ? s.rest : number_key, nt);
-            if (j < nt) t[j].coef = nb_number_add(t[j].coef, s.coef);
+            if (j < nt) t[j].coef = nb_number_add(t[j].coef, s.coef), like_terms = true;
             else t[nt++] = s;
         }
     }
@@ -291,8 +315,10 @@ nb_node *nb_add_n(nb_ctx *ctx, size_t n, nb_node *const *args) {
         shaped |= nb_type_eq(out[no]->type, type);
         no++;
     }
-    if (no == 0) result = nb_zero(ctx, type);
-    else if (no >= 2 && (result = factor_out_common(ctx, no, out)) != NULL) {
+    if (no == 0) result = nb_rule(ctx, "a - a = 0", nb_zero(ctx, type));
+    else if (no >= 2 && (result = factor_out_product(ctx, no, out)) != NULL) {
+    } else if (no >= 2 && (result = factor_out_common(ctx, no, out)) != NULL) {
+        nb_rule(ctx, "a·F + b·F = F·(a + b)", result);
     } else if (!shaped) {
         /* Only scalars survived: expand them to the result's shape. */
         nb_node *s = no == 1 ? out[0] : make_nary(ctx, NB_OP_ADD, no, out);
@@ -300,6 +326,7 @@ nb_node *nb_add_n(nb_ctx *ctx, size_t n, nb_node *const *args) {
         result = nb_make(ctx, NB_OP_MUL, type, 2, f, NULL, 0);
     } else if (no == 1) result = out[0];
     else result = make_nary(ctx, NB_OP_ADD, no, out);
+    if (like_terms) nb_rule(ctx, "a·x + b·x = (a + b)·x", result);
 done:
     if ((!t || !out || !indexed) && !result) nb_set_error(ctx, "out of memory");
     node_index_free(&seen);
@@ -400,11 +427,20 @@ static bool is_polynomial(const nb_node *sum) {
     return true;
 }
 
-nb_node *nb_mul_n(nb_ctx *ctx, size_t n, nb_node *const *args) {
-    for (size_t i = 0; i < n; i++)
-        if (!args[i]) return NULL;
-    nb_type type;
-    if (!broadcast_all(ctx, "⊙", n, args, &type)) return NULL;
+/* The factor j = (1 + eᵘ)^−k matching factor i = (eᵘ)^k, or −1. */
+static int logistic_partner(const factor *f, size_t nf, size_t i) {
+    if (f[i].base->op != NB_OP_EXP) return -1;
+    for (size_t j = 0; j < nf; j++) {
+        const nb_node *d = f[j].base;
+        if (d->op != NB_OP_ADD || d->nargs != 2 || !nb_number_is(nb_number_add(f[i].exp, f[j].exp), 0)) continue;
+        if ((nb_is_const(d->args[0], 1) && d->args[1] == f[i].base) || (nb_is_const(d->args[1], 1) && d->args[0] == f[i].base))
+            return (int)j;
+    }
+    return -1;
+}
+
+/* The element-wise product of args, of broadcast type type (nb_mul_n). */
+static nb_node *mul_rewrite(nb_ctx *ctx, size_t n, nb_node *const *args, nb_type type) {
     size_t cap = flattened_size(NB_OP_MUL, n, args);
     factor *f = malloc((cap + 1) * sizeof *f);
     nb_node **out = malloc((cap + 2) * sizeof *out);
@@ -416,6 +452,7 @@ nb_node *nb_mul_n(nb_ctx *ctx, size_t n, nb_node *const *args) {
         goto done;
     }
     nb_number coef = nb_number_int(1);
+    bool like_powers = false;
     size_t nf = 0;
     for (size_t i = 0; i < n; i++) {
         bool flat = args[i]->op == NB_OP_MUL && args[i]->nargs <= FLATTEN_LIMIT;
@@ -431,12 +468,25 @@ nb_node *nb_mul_n(nb_ctx *ctx, size_t n, nb_node *const *args) {
             }
             size_t j = node_index_get(&seen, g.base, nf);
             if (j < nf) {
-                if (!is_ones(g.base)) f[j].exp = nb_number_add(f[j].exp, g.exp);
+                if (!is_ones(g.base)) f[j].exp = nb_number_add(f[j].exp, g.exp), like_powers = true;
             } else f[nf++] = g;
         }
     }
     if (nb_number_is(coef, 0)) {
-        result = nb_zero(ctx, type);
+        result = nb_rule(ctx, "0·x = 0", nb_zero(ctx, type));
+        goto done;
+    }
+    for (size_t i = 0; i < nf; i++) {
+        /* eᵘ ⊘ (1 + eᵘ) = σ(u), and to a power k: eᵏᵘ ⊘ (1 + eᵘ)ᵏ = σ(u)ᵏ */
+        int j = logistic_partner(f, nf, i);
+        if (j < 0) continue;
+        size_t no = 0;
+        out[no++] = nb_const(ctx, coef, nb_scalar_type());
+        for (size_t k = 0; k < nf; k++)
+            if (k != i && (int)k != j) out[no++] = make_pow(ctx, f[k].base, f[k].exp);
+        out[no++] = nb_pow(ctx, nb_sigmoid(ctx, f[i].base->args[0]), nb_const(ctx, f[i].exp, nb_scalar_type()));
+        if (!nb_type_eq(out[no - 1]->type, type)) out[no++] = nb_ones(ctx, type);
+        result = nb_rule(ctx, "exp(u) ⊘ (1 + exp(u)) = sigmoid(u)", nb_mul_n(ctx, no, out));
         goto done;
     }
     for (size_t i = 0; i < nf; i++) {
@@ -453,7 +503,7 @@ nb_node *nb_mul_n(nb_ctx *ctx, size_t n, nb_node *const *args) {
         size_t no = 0;
         out[no++] = nb_const(ctx, coef, nb_scalar_type());
         for (size_t j = 0; j < nf; j++) out[no++] = make_pow(ctx, f[j].base, f[j].exp);
-        result = nb_mul_n(ctx, no, out);
+        result = nb_rule(ctx, "1[u > 0]·g(max(0, u)) = 1[u > 0]·g(u)", nb_mul_n(ctx, no, out));
         goto done;
     }
     if (coef.val < 0) {
@@ -466,7 +516,7 @@ nb_node *nb_mul_n(nb_ctx *ctx, size_t n, nb_node *const *args) {
             size_t no = 0;
             out[no++] = nb_const(ctx, nb_number_neg(coef), nb_scalar_type());
             for (size_t j = 0; j < nf; j++) out[no++] = j == i ? nb_add_n(ctx, 2, flipped) : make_pow(ctx, f[j].base, f[j].exp);
-            result = nb_mul_n(ctx, no, out);
+            result = nb_rule(ctx, "−c·(a − b) = c·(b − a)", nb_mul_n(ctx, no, out));
             goto done;
         }
     }
@@ -502,13 +552,16 @@ nb_node *nb_mul_n(nb_ctx *ctx, size_t n, nb_node *const *args) {
     if (diag >= 0 && nscalar + 1 == nf) {
         /* s·diag(v) = diag(s·v) */
         out[no++] = f[diag].base->args[0];
-        result = nb_diag(ctx, nb_mul_n(ctx, no, out));
+        result = nb_rule(ctx, "s·diag(v) = diag(s·v)", nb_diag(ctx, nb_mul_n(ctx, no, out)));
     } else if (lit >= 0 && nscalar + 1 == nf) {
         /* s·[a, b] = [s·a, s·b] */
-        result = literal_map_scale(ctx, f[lit].base, no, out);
+        result = nb_rule(ctx, "s·[a, b] = [s·a, s·b]", literal_map_scale(ctx, f[lit].base, no, out));
     } else {
         if (diag >= 0) out[no++] = f[diag].base;
         if (lit >= 0) out[no++] = f[lit].base;
+        bool shaped = false; /* a broadcast has the type of one of its operands */
+        for (size_t i = 0; i < no && !shaped; i++) shaped = nb_type_eq(out[i]->type, type);
+        if (no > 0 && !shaped) out[no++] = nb_ones(ctx, type); /* the shaping factor cancelled: x^½ ⊙ x^−½ = 1 */
         if (no == 0) result = nb_const(ctx, coef, type);
         else if (no == 1 && nb_type_eq(out[0]->type, type)) result = out[0];
         else if (no == 2 && nf == 1 && sum >= 0 && !nb_number_is(coef, 1) && is_polynomial(out[1])) {
@@ -518,11 +571,12 @@ nb_node *nb_mul_n(nb_ctx *ctx, size_t n, nb_node *const *args) {
             nb_node **terms = malloc(s->nargs * sizeof *terms);
             if (terms) {
                 for (size_t k = 0; k < s->nargs; k++) terms[k] = nb_scale(ctx, coef, s->args[k]);
-                result = nb_add_n(ctx, s->nargs, terms);
+                result = nb_rule(ctx, "c·(a + b) = c·a + c·b", nb_add_n(ctx, s->nargs, terms));
                 free(terms);
             }
         } else result = make_nary(ctx, NB_OP_MUL, no, out);
     }
+    if (like_powers) nb_rule(ctx, "x^a ⊙ x^b = x^(a + b)", result);
 done:
     node_index_free(&seen);
     free(f);
@@ -589,7 +643,7 @@ static bool fold_unary(nb_op op, nb_number c, nb_number *out) {
     }
 }
 
-nb_node *nb_unary(nb_ctx *ctx, nb_op op, nb_node *a) {
+static nb_node *unary_rewrite(nb_ctx *ctx, nb_op op, nb_node *a) {
     if (!a) return NULL;
     nb_number folded;
     if (a->op == NB_OP_CONST && fold_unary(op, node_number(a), &folded)) return nb_const(ctx, folded, a->type);
@@ -614,7 +668,7 @@ static bool fold_binary(nb_op op, nb_number x, nb_number y, nb_number *out) {
 
 static const char *op_symbol(nb_op op) { return nb_ops[op].name; }
 
-nb_node *nb_binary(nb_ctx *ctx, nb_op op, nb_node *a, nb_node *b) {
+static nb_node *binary_rewrite(nb_ctx *ctx, nb_op op, nb_node *a, nb_node *b) {
     if (!a || !b) return NULL;
     if (op == NB_OP_POW) return pow_build(ctx, a, b);
     nb_type type;
@@ -649,24 +703,38 @@ static void split_scalars(nb_ctx *ctx, nb_node *e, nb_node **scalars, nb_node **
     free(r);
 }
 
+/* A column sum with a matrix product among its terms keeps its transpose
+ * outside, (A·x − y)ᵀ, instead of xᵀ·Aᵀ − yᵀ. */
+static bool keeps_transpose_outside(const nb_node *sum) {
+    if (sum->type.kind != NB_VECTOR) return false;
+    for (size_t i = 0; i < sum->nargs; i++) {
+        const nb_node *t = sum->args[i];
+        if (t->op == NB_OP_MUL && t->nargs == 2 && is_scalar_const(t->args[0])) t = t->args[1];
+        if (t->op == NB_OP_MATMUL) return true;
+    }
+    return false;
+}
+
 static nb_node *transpose_uncached(nb_ctx *ctx, nb_node *a) {
     nb_type t = transposed(a->type);
     switch (a->op) {
-    case NB_OP_TRANSPOSE: return a->args[0];
+    case NB_OP_TRANSPOSE: return nb_rule(ctx, "(Aᵀ)ᵀ = A", a->args[0]);
     case NB_OP_DIAG:
-    case NB_OP_IDENTITY: return a;
-    case NB_OP_CONST: return nb_const(ctx, node_number(a), t);
-    case NB_OP_MATMUL: return nb_matmul(ctx, nb_transpose(ctx, a->args[1]), nb_transpose(ctx, a->args[0]));
+    case NB_OP_IDENTITY: return nb_rule(ctx, "diag(v)ᵀ = diag(v)", a);
+    case NB_OP_CONST: return nb_rule(ctx, "(c·1)ᵀ = c·1ᵀ", nb_const(ctx, node_number(a), t));
+    case NB_OP_MATMUL:
+        return nb_rule(ctx, "(A·B)ᵀ = Bᵀ·Aᵀ", nb_matmul(ctx, nb_transpose(ctx, a->args[1]), nb_transpose(ctx, a->args[0])));
     case NB_OP_ADD: { /* (a + b)ᵀ = aᵀ + bᵀ, unless a row broadcasts over a matrix */
         for (size_t i = 0; i < a->nargs; i++)
             if (a->args[i]->type.kind != NB_SCALAR && !nb_type_eq(a->args[i]->type, a->type))
                 return nb_make(ctx, NB_OP_TRANSPOSE, t, 1, &a, NULL, 0);
+        if (keeps_transpose_outside(a)) return nb_make(ctx, NB_OP_TRANSPOSE, t, 1, &a, NULL, 0);
         nb_node **terms = malloc(a->nargs * sizeof *terms);
         if (!terms) return NULL;
         for (size_t i = 0; i < a->nargs; i++) terms[i] = nb_transpose(ctx, a->args[i]);
         nb_node *r = nb_add_n(ctx, a->nargs, terms);
         free(terms);
-        return r;
+        return nb_rule(ctx, "(a + b)ᵀ = aᵀ + bᵀ", r);
     }
     case NB_OP_MATLIT: {
         size_t r = (size_t)a->type.rows, c = (size_t)a->type.cols;
@@ -683,7 +751,7 @@ static nb_node *transpose_uncached(nb_ctx *ctx, nb_node *a) {
     if (a->type.kind == NB_SCALAR) return a;
     nb_node *s, *rest;
     split_scalars(ctx, a, &s, &rest);
-    if (s) return nb_mul(ctx, s, nb_transpose(ctx, rest));
+    if (s) return nb_rule(ctx, "(s·A)ᵀ = s·Aᵀ", nb_mul(ctx, s, nb_transpose(ctx, rest)));
     return nb_make(ctx, NB_OP_TRANSPOSE, t, 1, &a, NULL, 0);
 }
 
@@ -691,7 +759,7 @@ static nb_node *transpose_uncached(nb_ctx *ctx, nb_node *a) {
  * and build the plain node, so deep chains cannot exhaust the C stack. */
 #define REWRITE_DEPTH_LIMIT 96
 
-nb_expr *nb_transpose(nb_ctx *ctx, nb_expr *a) {
+static nb_node *transpose_rewrite(nb_ctx *ctx, nb_node *a) {
     if (!a) return NULL;
     nb_node *r = nb_memo_get(ctx, NB_MEMO_TRANSPOSE, a, 0, 0);
     if (r) return r;
@@ -711,7 +779,7 @@ static nb_type matmul_type(nb_type a, nb_type b) {
     return nb_matrix_type(a.rows, b.cols);
 }
 
-nb_expr *nb_matmul(nb_ctx *ctx, nb_expr *a, nb_expr *b) {
+static nb_node *matmul_rewrite(nb_ctx *ctx, nb_node *a, nb_node *b) {
     if (!a || !b) return NULL;
     if (a->type.kind == NB_SCALAR || b->type.kind == NB_SCALAR) return nb_mul(ctx, a, b);
     if (!dim_eq(a->type.cols, b->type.rows)) {
@@ -724,52 +792,68 @@ nb_expr *nb_matmul(nb_ctx *ctx, nb_expr *a, nb_expr *b) {
         return NULL;
     }
     nb_type t = matmul_type(a->type, b->type);
-    if (nb_is_zero(a) || nb_is_zero(b)) return nb_zero(ctx, t);
-    if (a->op == NB_OP_IDENTITY) return b;
-    if (b->op == NB_OP_IDENTITY) return a;
+    if (nb_is_zero(a) || nb_is_zero(b)) return nb_rule(ctx, "0·B = A·0 = 0", nb_zero(ctx, t));
+    if (a->op == NB_OP_IDENTITY) return nb_rule(ctx, "I·B = B", b);
+    if (b->op == NB_OP_IDENTITY) return nb_rule(ctx, "A·I = A", a);
     nb_node *sa, *ra, *sb, *rb;
     split_scalars(ctx, a, &sa, &ra);
     split_scalars(ctx, b, &sb, &rb);
     if (sa || sb) {
         nb_node *s = sa && sb ? nb_mul(ctx, sa, sb) : (sa ? sa : sb);
-        return nb_mul(ctx, s, nb_matmul(ctx, ra, rb));
+        return nb_rule(ctx, "(s·A)·(t·B) = (s·t)·(A·B)", nb_mul(ctx, s, nb_matmul(ctx, ra, rb)));
     }
-    if (a->op == NB_OP_DIAG && b->op == NB_OP_DIAG) return nb_diag(ctx, nb_mul(ctx, a->args[0], b->args[0]));
-    if (a->op == NB_OP_DIAG && b->type.kind == NB_VECTOR) return nb_mul(ctx, a->args[0], b); /* diag(v)·u = v ⊙ u */
-    if (a->type.kind == NB_ROW && b->op == NB_OP_DIAG)                                    /* r·diag(v) = (rᵀ ⊙ v)ᵀ */
-        return nb_transpose(ctx, nb_mul(ctx, nb_transpose(ctx, a), b->args[0]));
+    if (a->op == NB_OP_DIAG && b->op == NB_OP_DIAG)
+        return nb_rule(ctx, "diag(u)·diag(v) = diag(u ⊙ v)", nb_diag(ctx, nb_mul(ctx, a->args[0], b->args[0])));
+    if (a->op == NB_OP_DIAG && b->type.kind == NB_VECTOR) return nb_rule(ctx, "diag(v)·u = v ⊙ u", nb_mul(ctx, a->args[0], b));
+    if (a->type.kind == NB_ROW && b->op == NB_OP_DIAG) /* 1ᵀ·diag(v) = vᵀ is the case r = 1ᵀ */
+        return nb_rule(ctx, "rᵀ·diag(v) = (r ⊙ v)ᵀ", nb_transpose(ctx, nb_mul(ctx, nb_transpose(ctx, a), b->args[0])));
     /* Re-associate so structure meets structure: (P·r)·diag(v) = P·(r·diag(v)),
      * (P·diag(u))·diag(v) = P·diag(u ⊙ v), and the mirror images. */
     if (b->op == NB_OP_DIAG && a->op == NB_OP_MATMUL && (a->args[1]->type.kind == NB_ROW || a->args[1]->op == NB_OP_DIAG))
-        return nb_matmul(ctx, a->args[0], nb_matmul(ctx, a->args[1], b));
+        return nb_rule(ctx, "(P·Q)·diag(v) = P·(Q·diag(v))", nb_matmul(ctx, a->args[0], nb_matmul(ctx, a->args[1], b)));
     if (a->op == NB_OP_DIAG && b->op == NB_OP_MATMUL && b->args[0]->op == NB_OP_DIAG)
-        return nb_matmul(ctx, nb_matmul(ctx, a, b->args[0]), b->args[1]);
-    if (t.kind == NB_SCALAR && is_ones(a)) return nb_sum(ctx, b); /* 1ᵀ·x = sum(x) */
-    if (t.kind == NB_SCALAR && is_ones(b)) return nb_sum(ctx, a);
+        return nb_rule(ctx, "diag(u)·(diag(v)·Q) = (diag(u)·diag(v))·Q", nb_matmul(ctx, nb_matmul(ctx, a, b->args[0]), b->args[1]));
+    if (a->op == NB_OP_CONST && b->op == NB_OP_CONST) /* (c·1)·(d·1) = c·d·k·1 over the inner size k: 1ᵀ·1 = n */
+        return nb_rule(ctx, "1ᵀ·1 = n", nb_mul(ctx, nb_dimval(ctx, a->type.cols),
+                                                 nb_const(ctx, nb_number_mul(node_number(a), node_number(b)), t)));
+    /* r·(c·1) = c·sum(r)·1ᵀ and (c·1)·u = c·sum(u)·1: every column of a constant sums the same */
+    if (a->type.kind == NB_ROW && b->op == NB_OP_CONST)
+        return nb_rule(ctx, "r·(c·1) = c·sum(r)·1ᵀ", nb_mul(ctx, nb_scale(ctx, node_number(b), nb_sum(ctx, a)), nb_ones(ctx, t)));
+    if (b->type.kind == NB_VECTOR && a->op == NB_OP_CONST)
+        return nb_rule(ctx, "(c·1)·u = c·sum(u)·1", nb_mul(ctx, nb_scale(ctx, node_number(a), nb_sum(ctx, b)), nb_ones(ctx, t)));
+    /* An outer product meets a row or a column: r·(u·vᵀ) = (r·u)·vᵀ and
+     * (u·vᵀ)·w = u·(vᵀ·w), scalars in the middle. */
+    if (a->type.kind == NB_ROW && b->op == NB_OP_MATMUL && b->args[0]->type.kind == NB_VECTOR)
+        return nb_rule(ctx, "r·(u·vᵀ) = (r·u)·vᵀ", nb_matmul(ctx, nb_matmul(ctx, a, b->args[0]), b->args[1]));
+    if (b->type.kind == NB_VECTOR && a->op == NB_OP_MATMUL && a->args[1]->type.kind == NB_ROW)
+        return nb_rule(ctx, "(u·vᵀ)·w = u·(vᵀ·w)", nb_matmul(ctx, a->args[0], nb_matmul(ctx, a->args[1], b)));
+    if (t.kind == NB_SCALAR && is_ones(a)) return nb_rule(ctx, "1ᵀ·x = sum(x)", nb_sum(ctx, b));
+    if (t.kind == NB_SCALAR && is_ones(b)) return nb_rule(ctx, "xᵀ·1 = sum(x)", nb_sum(ctx, a));
     nb_node *args[2] = {a, b};
     return nb_make(ctx, NB_OP_MATMUL, t, 2, args, NULL, 0);
 }
 
-nb_expr *nb_sum(nb_ctx *ctx, nb_expr *a) {
+static nb_node *sum_rewrite(nb_ctx *ctx, nb_node *a) {
     if (!a) return NULL;
     if (a->type.kind == NB_SCALAR) return a;
     switch (a->op) {
-    case NB_OP_CONST: return nb_mul(ctx, nb_const(ctx, node_number(a), nb_scalar_type()),
-                                    nb_mul(ctx, nb_dimval(ctx, a->type.rows), nb_dimval(ctx, a->type.cols)));
+    case NB_OP_CONST:
+        return nb_rule(ctx, "sum(c·1) = c·m·n", nb_mul(ctx, nb_const(ctx, node_number(a), nb_scalar_type()),
+                                                      nb_mul(ctx, nb_dimval(ctx, a->type.rows), nb_dimval(ctx, a->type.cols))));
     case NB_OP_TRANSPOSE:
-    case NB_OP_DIAG: return nb_sum(ctx, a->args[0]);
-    case NB_OP_IDENTITY: return nb_dimval(ctx, a->a.dim);
+    case NB_OP_DIAG: return nb_rule(ctx, "sum(Aᵀ) = sum(diag(A)) = sum(A)", nb_sum(ctx, a->args[0]));
+    case NB_OP_IDENTITY: return nb_rule(ctx, "sum(I) = n", nb_dimval(ctx, a->a.dim));
     case NB_OP_VECLIT:
-    case NB_OP_MATLIT: return nb_add_n(ctx, a->nargs, a->args);
+    case NB_OP_MATLIT: return nb_rule(ctx, "sum([a, b]) = a + b", nb_add_n(ctx, a->nargs, a->args));
     default: break;
     }
     nb_node *s, *rest;
     split_scalars(ctx, a, &s, &rest);
-    if (s) return nb_mul(ctx, s, nb_sum(ctx, rest));
+    if (s) return nb_rule(ctx, "sum(s·A) = s·sum(A)", nb_mul(ctx, s, nb_sum(ctx, rest)));
     return nb_make(ctx, NB_OP_SUM, nb_scalar_type(), 1, &a, NULL, 0);
 }
 
-nb_expr *nb_diag(nb_ctx *ctx, nb_expr *v) {
+static nb_node *diag_rewrite(nb_ctx *ctx, nb_node *v) {
     char tv[80];
     if (!v) return NULL;
     if (v->type.kind == NB_ROW) v = nb_transpose(ctx, v);
@@ -777,25 +861,26 @@ nb_expr *nb_diag(nb_ctx *ctx, nb_expr *v) {
         nb_set_error(ctx, "diag expects a vector, got %s", nb_type_str(ctx, v->type, tv, sizeof tv));
         return NULL;
     }
-    if (v->op == NB_OP_CONST) return nb_mul(ctx, nb_const(ctx, node_number(v), nb_scalar_type()), nb_identity(ctx, v->type.rows));
+    if (v->op == NB_OP_CONST)
+        return nb_rule(ctx, "diag(c·1) = c·I", nb_mul(ctx, nb_const(ctx, node_number(v), nb_scalar_type()), nb_identity(ctx, v->type.rows)));
     nb_node *s, *rest;
     split_scalars(ctx, v, &s, &rest);
-    if (s && rest->op == NB_OP_CONST) return nb_mul(ctx, s, nb_identity(ctx, v->type.rows));
+    if (s && rest->op == NB_OP_CONST) return nb_rule(ctx, "diag(s·1) = s·I", nb_mul(ctx, s, nb_identity(ctx, v->type.rows)));
     return nb_make(ctx, NB_OP_DIAG, nb_matrix_type(v->type.rows, v->type.rows), 1, &v, NULL, 0);
 }
 
-nb_node *nb_diagpart(nb_ctx *ctx, nb_node *a) {
+static nb_node *diagpart_rewrite(nb_ctx *ctx, nb_node *a) {
     char ta[80];
     if (!a) return NULL;
     if (a->type.kind != NB_MATRIX || !dim_eq(a->type.rows, a->type.cols)) {
         nb_set_error(ctx, "the diagonal needs a square matrix, got %s", nb_type_str(ctx, a->type, ta, sizeof ta));
         return NULL;
     }
-    if (a->op == NB_OP_DIAG) return a->args[0];
-    if (a->op == NB_OP_IDENTITY) return nb_ones(ctx, nb_vector_type(a->type.rows));
+    if (a->op == NB_OP_DIAG) return nb_rule(ctx, "diagpart(diag(v)) = v", a->args[0]);
+    if (a->op == NB_OP_IDENTITY) return nb_rule(ctx, "diagpart(I) = 1", nb_ones(ctx, nb_vector_type(a->type.rows)));
     nb_node *s, *rest;
     split_scalars(ctx, a, &s, &rest);
-    if (s) return nb_mul(ctx, s, nb_diagpart(ctx, rest));
+    if (s) return nb_rule(ctx, "diagpart(s·A) = s·diagpart(A)", nb_mul(ctx, s, nb_diagpart(ctx, rest)));
     return nb_make(ctx, NB_OP_DIAGPART, nb_vector_type(a->type.rows), 1, &a, NULL, 0);
 }
 
@@ -875,7 +960,7 @@ static nb_node *column_uncached(nb_ctx *ctx, nb_node *a, int64_t k) {
 }
 
 /* Column k of a (0-based); for a single-row a, its k-th entry. */
-nb_node *nb_column(nb_ctx *ctx, nb_node *a, int64_t k) {
+static nb_node *column_rewrite(nb_ctx *ctx, nb_node *a, int64_t k) {
     if (!a) return NULL;
     nb_node *r = nb_memo_get(ctx, NB_MEMO_COLUMN, a, k, 0);
     if (r) return r;
@@ -917,7 +1002,7 @@ static nb_node *entry_uncached(nb_ctx *ctx, nb_node *a, int64_t i, int64_t j) {
     return nb_make(ctx, NB_OP_ENTRY, nb_scalar_type(), 1, &a, attr, sizeof attr);
 }
 
-nb_node *nb_entry(nb_ctx *ctx, nb_node *a, int64_t i, int64_t j) {
+static nb_node *entry_rewrite(nb_ctx *ctx, nb_node *a, int64_t i, int64_t j) {
     if (!a) return NULL;
     nb_node *r = nb_memo_get(ctx, NB_MEMO_ENTRY, a, i, j);
     if (r) return r;
@@ -931,6 +1016,127 @@ nb_node *nb_entry(nb_ctx *ctx, nb_node *a, int64_t i, int64_t j) {
     return nb_memo_put(ctx, NB_MEMO_ENTRY, a, i, j, r);
 }
 
+/* ---- the type invariant ------------------------------------------------------
+ * Every constructor is a rewrite of the node its operator and operands denote,
+ * and must return a node of exactly that node's type.  This is the one place
+ * that checks it: a violation is an error (never a silently reshaped result),
+ * and an abort in the sanitizer build, which the property test runs under. */
+static nb_node *keep_type(nb_ctx *ctx, const char *what, nb_type want, nb_node *r) {
+    if (!r || nb_type_eq(r->type, want)) return r;
+    char tw[80], tr[80], d[160];
+    nb_set_error(ctx, "internal error: rewriting %s gave %s of type %s where %s was expected", what,
+                 nb_describe(ctx, r, d, sizeof d), nb_type_str(ctx, r->type, tr, sizeof tr),
+                 nb_type_str(ctx, want, tw, sizeof tw));
+#ifdef NB_ASSERT_TYPES
+    fprintf(stderr, "nabla: %s\n", ctx->error);
+    abort();
+#endif
+    return NULL;
+}
+
+static bool all_present(size_t n, nb_node *const *args) {
+    for (size_t i = 0; i < n; i++)
+        if (!args[i]) return false;
+    return true;
+}
+
+/* In raw mode (ctx->raw, see nb_derivative_raw) a constructor only checks
+ * types and hash-conses: the node is exactly the operator on its operands,
+ * and nb_simplify later rebuilds it through the rewrites below. */
+static nb_node *raw_node(nb_ctx *ctx, nb_op op, nb_type t, size_t n, nb_node *const *args) {
+    if (n == 1 && (op == NB_OP_ADD || op == NB_OP_MUL)) return args[0];
+    if (op == NB_OP_ADD || op == NB_OP_MUL) return make_nary(ctx, op, n, args);
+    return nb_make(ctx, op, t, n, args, NULL, 0);
+}
+
+nb_node *nb_add_n(nb_ctx *ctx, size_t n, nb_node *const *args) {
+    nb_type t;
+    if (!all_present(n, args) || !broadcast_all(ctx, "+", n, args, &t)) return NULL;
+    if (ctx->raw) return n ? raw_node(ctx, NB_OP_ADD, t, n, args) : nb_zero(ctx, t);
+    return keep_type(ctx, "a sum", t, add_rewrite(ctx, n, args, t));
+}
+
+nb_node *nb_mul_n(nb_ctx *ctx, size_t n, nb_node *const *args) {
+    nb_type t;
+    if (!all_present(n, args) || !broadcast_all(ctx, "⊙", n, args, &t)) return NULL;
+    if (ctx->raw) return n ? raw_node(ctx, NB_OP_MUL, t, n, args) : nb_ones(ctx, t);
+    return keep_type(ctx, "a product", t, mul_rewrite(ctx, n, args, t));
+}
+
+nb_node *nb_unary(nb_ctx *ctx, nb_op op, nb_node *a) {
+    if (!a) return NULL;
+    if (ctx->raw) return raw_node(ctx, op, a->type, 1, &a);
+    return keep_type(ctx, nb_ops[op].name, a->type, unary_rewrite(ctx, op, a));
+}
+
+nb_node *nb_binary(nb_ctx *ctx, nb_op op, nb_node *a, nb_node *b) {
+    nb_type t;
+    if (!a || !b) return NULL;
+    if (!broadcast(a->type, b->type, &t)) return shape_error(ctx, nb_ops[op].name, a, b);
+    nb_node *args[2] = {a, b};
+    if (ctx->raw) return raw_node(ctx, op, t, 2, args);
+    return keep_type(ctx, nb_ops[op].name, t, binary_rewrite(ctx, op, a, b));
+}
+
+nb_expr *nb_transpose(nb_ctx *ctx, nb_expr *a) {
+    if (!a) return NULL;
+    if (ctx->raw) return a->type.kind == NB_SCALAR ? a : raw_node(ctx, NB_OP_TRANSPOSE, transposed(a->type), 1, &a);
+    return keep_type(ctx, "a transpose", transposed(a->type), transpose_rewrite(ctx, a));
+}
+
+nb_expr *nb_matmul(nb_ctx *ctx, nb_expr *a, nb_expr *b) {
+    if (!a || !b) return NULL;
+    bool scalar = a->type.kind == NB_SCALAR || b->type.kind == NB_SCALAR;
+    if (scalar) return nb_mul(ctx, a, b);
+    nb_type t = matmul_type(a->type, b->type);
+    nb_node *args[2] = {a, b};
+    if (ctx->raw && dim_eq(a->type.cols, b->type.rows)) return raw_node(ctx, NB_OP_MATMUL, t, 2, args);
+    return keep_type(ctx, "a matrix product", t, matmul_rewrite(ctx, a, b));
+}
+
+nb_expr *nb_sum(nb_ctx *ctx, nb_expr *a) {
+    if (!a) return NULL;
+    if (ctx->raw) return a->type.kind == NB_SCALAR ? a : raw_node(ctx, NB_OP_SUM, nb_scalar_type(), 1, &a);
+    return keep_type(ctx, "a sum of entries", nb_scalar_type(), sum_rewrite(ctx, a));
+}
+
+nb_expr *nb_diag(nb_ctx *ctx, nb_expr *v) {
+    if (v && ctx->raw && v->type.kind == NB_ROW) v = nb_transpose(ctx, v);
+    if (v && ctx->raw && v->type.kind == NB_VECTOR)
+        return raw_node(ctx, NB_OP_DIAG, nb_matrix_type(v->type.rows, v->type.rows), 1, &v);
+    nb_node *r = v ? diag_rewrite(ctx, v) : NULL;
+    nb_dim n = r ? nb_type_length(v->type) : 0;
+    return keep_type(ctx, "diag", nb_matrix_type(n, n), r);
+}
+
+nb_node *nb_diagpart(nb_ctx *ctx, nb_node *a) {
+    if (a && ctx->raw && a->type.kind == NB_MATRIX && dim_eq(a->type.rows, a->type.cols))
+        return raw_node(ctx, NB_OP_DIAGPART, nb_vector_type(a->type.rows), 1, &a);
+    nb_node *r = a ? diagpart_rewrite(ctx, a) : NULL;
+    return r ? keep_type(ctx, "diagpart", nb_vector_type(a->type.rows), r) : NULL;
+}
+
+nb_node *nb_column(nb_ctx *ctx, nb_node *a, int64_t k) {
+    if (!a) return NULL;
+    if (ctx->raw && a->type.kind == NB_MATRIX) {
+        int64_t attr[2] = {k, 0};
+        return nb_make(ctx, NB_OP_COLUMN, nb_vector_type(a->type.rows), 1, &a, attr, sizeof attr);
+    }
+    if (ctx->raw && a->type.kind == NB_ROW) return nb_entry(ctx, a, 0, k);
+    if (ctx->raw) return a;
+    nb_type t = a->type.kind == NB_MATRIX ? nb_vector_type(a->type.rows) : a->type.kind == NB_ROW ? nb_scalar_type() : a->type;
+    return keep_type(ctx, "a column", t, column_rewrite(ctx, a, k));
+}
+
+nb_node *nb_entry(nb_ctx *ctx, nb_node *a, int64_t i, int64_t j) {
+    if (!a) return NULL;
+    if (ctx->raw) {
+        int64_t attr[2] = {i, j};
+        return a->type.kind == NB_SCALAR ? a : nb_make(ctx, NB_OP_ENTRY, nb_scalar_type(), 1, &a, attr, sizeof attr);
+    }
+    return keep_type(ctx, "an entry", nb_scalar_type(), entry_rewrite(ctx, a, i, j));
+}
+
 /* ---- neural-network operators ---------------------------------------------- */
 static bool need_matrix(nb_ctx *ctx, const char *what, nb_node *z) {
     char t[80];
@@ -939,7 +1145,9 @@ static bool need_matrix(nb_ctx *ctx, const char *what, nb_node *z) {
     return false;
 }
 
+/* Row-wise over a matrix of samples; a vector is one sample (VSOFTMAX). */
 nb_expr *nb_softmax(nb_ctx *ctx, nb_expr *z) {
+    if (z && z->type.kind == NB_VECTOR) return nb_make(ctx, NB_OP_VSOFTMAX, z->type, 1, &z, NULL, 0);
     if (!z || !need_matrix(ctx, "softmax", z)) return NULL;
     return nb_make(ctx, NB_OP_SOFTMAX, z->type, 1, &z, NULL, 0);
 }
@@ -1023,6 +1231,38 @@ nb_expr *nb_dot(nb_ctx *ctx, nb_expr *a, nb_expr *b) {
 
 nb_expr *nb_norm2(nb_ctx *ctx, nb_expr *a) { return nb_sqrt(ctx, nb_sum(ctx, nb_pow(ctx, a, num(ctx, 2)))); }
 
+nb_expr *nb_sign(nb_ctx *ctx, nb_expr *a) { return nb_unary(ctx, NB_OP_SIGN, a); }
+
+nb_node *nb_rebuild(nb_ctx *ctx, const nb_node *y, nb_node *const *args) {
+    if (!all_present(y->nargs, args)) return NULL;
+    switch (nb_ops[y->op].cls) {
+    case NB_CLASS_LEAF: return (nb_node *)y;
+    case NB_CLASS_EW_UNARY: return nb_unary(ctx, (nb_op)y->op, args[0]);
+    case NB_CLASS_EW_BINARY: return nb_binary(ctx, (nb_op)y->op, args[0], args[1]);
+    default: break;
+    }
+    switch ((nb_op)y->op) {
+    case NB_OP_ADD: return nb_add_n(ctx, y->nargs, args);
+    case NB_OP_MUL: return nb_mul_n(ctx, y->nargs, args);
+    case NB_OP_MATMUL: return nb_matmul(ctx, args[0], args[1]);
+    case NB_OP_TRANSPOSE: return nb_transpose(ctx, args[0]);
+    case NB_OP_SUM: return nb_sum(ctx, args[0]);
+    case NB_OP_DIAG: return nb_diag(ctx, args[0]);
+    case NB_OP_DIAGPART: return nb_diagpart(ctx, args[0]);
+    case NB_OP_VECLIT: return nb_vector_lit(ctx, y->nargs, args);
+    case NB_OP_MATLIT: return nb_matrix_lit(ctx, (size_t)y->type.rows, (size_t)y->type.cols, args);
+    case NB_OP_COLUMN: return nb_column(ctx, args[0], y->a.index[0]);
+    case NB_OP_ENTRY: return nb_entry(ctx, args[0], y->a.index[0], y->a.index[1]);
+    case NB_OP_SOFTMAX:
+    case NB_OP_VSOFTMAX: return nb_softmax(ctx, args[0]);
+    case NB_OP_LOGSOFTMAX: return nb_logsoftmax(ctx, args[0]);
+    case NB_OP_SOFTMAX_XENT: return nb_softmax_xent(ctx, args[0], args[1]);
+    default: break;
+    }
+    nb_set_error(ctx, "internal error: no constructor for %s", nb_ops[y->op].name);
+    return NULL;
+}
+
 /* =====================================================================
  * Derivative rules.  G is ∂f/∂y in numerator layout: rows index f's
  * entries (m of them; m = 1 gives a scalar or a row), columns index y's
@@ -1052,118 +1292,167 @@ static nb_node *partial_pow(nb_ctx *ctx, nb_node *y, int i) {
     return nb_mul(ctx, nb_log(ctx, a), y);                                            /* log(a)·a^b */
 }
 
+/* ---- element-wise functions ----------------------------------------------
+ * Each one together: its partial ∂y/∂x, its scalar value (the reference
+ * kernel eval_unary / eval_binary applies it entry by entry; the choices live
+ * in scalar.h, shared with the compiled kernels), and its registration RULES_id
+ * (partial, VJP, tangent, kernel, scalar).  nb_unary / nb_binary construct them. */
+
+/* exp: ∂eˣ/∂x = eˣ, the node itself */
 static nb_node *partial_exp(nb_ctx *ctx, nb_node *y, int i) {
     (void)ctx, (void)i;
     return y;
 }
+static double apply_exp(double x) { return exp(x); }
+#define RULES_EXP partial_exp, NULL, NULL, eval_unary, apply_exp, NULL
+
+/* log: ∂ log x = x⁻¹ (positive arguments: NB_F_POSITIVE_ARG) */
 static nb_node *partial_log(nb_ctx *ctx, nb_node *y, int i) {
     (void)i;
     return nb_pow(ctx, y->args[0], num(ctx, -1));
 }
+static double apply_log(double x) { return log(x); }
+#define RULES_LOG partial_log, NULL, NULL, eval_unary, apply_log, NULL
+
+/* sin: ∂ sin x = cos x */
 static nb_node *partial_sin(nb_ctx *ctx, nb_node *y, int i) {
     (void)i;
     return nb_cos(ctx, y->args[0]);
 }
+static double apply_sin(double x) { return sin(x); }
+#define RULES_SIN partial_sin, NULL, NULL, eval_unary, apply_sin, NULL
+
+/* cos: ∂ cos x = −sin x */
 static nb_node *partial_cos(nb_ctx *ctx, nb_node *y, int i) {
     (void)i;
     return nb_neg(ctx, nb_sin(ctx, y->args[0]));
 }
-static nb_node *partial_tan(nb_ctx *ctx, nb_node *y, int i) { /* 1 + tan² */
+static double apply_cos(double x) { return cos(x); }
+#define RULES_COS partial_cos, NULL, NULL, eval_unary, apply_cos, NULL
+
+/* tan: ∂ tan x = 1 + tan² x */
+static nb_node *partial_tan(nb_ctx *ctx, nb_node *y, int i) {
     (void)i;
     return nb_add(ctx, num(ctx, 1), nb_pow(ctx, y, num(ctx, 2)));
 }
-static nb_node *partial_tanh(nb_ctx *ctx, nb_node *y, int i) { /* 1 − tanh² */
+static double apply_tan(double x) { return tan(x); }
+#define RULES_TAN partial_tan, NULL, NULL, eval_unary, apply_tan, NULL
+
+/* tanh: ∂ tanh x = 1 − tanh² x */
+static nb_node *partial_tanh(nb_ctx *ctx, nb_node *y, int i) {
     (void)i;
     return nb_sub(ctx, num(ctx, 1), nb_pow(ctx, y, num(ctx, 2)));
 }
-static nb_node *partial_sigmoid(nb_ctx *ctx, nb_node *y, int i) { /* σ(1 − σ) */
+static double apply_tanh(double x) { return tanh(x); }
+#define RULES_TANH partial_tanh, NULL, NULL, eval_unary, apply_tanh, NULL
+
+/* sigmoid: ∂σ = σ(1 − σ) */
+static nb_node *partial_sigmoid(nb_ctx *ctx, nb_node *y, int i) {
     (void)i;
     return nb_mul(ctx, y, nb_sub(ctx, num(ctx, 1), y));
 }
+#define RULES_SIGMOID partial_sigmoid, NULL, NULL, eval_unary, sc_sigmoid, NULL
+
+/* abs: ∂|x| = sign x (0 at the kink) */
 static nb_node *partial_abs(nb_ctx *ctx, nb_node *y, int i) {
     (void)i;
     return nb_unary(ctx, NB_OP_SIGN, y->args[0]);
 }
+static double apply_abs(double x) { return fabs(x); }
+#define RULES_ABS partial_abs, NULL, NULL, eval_unary, apply_abs, NULL
+
+/* sign and the indicators: piecewise constant, derivative 0 (taken 0 at the jump) */
 static nb_node *partial_zero(nb_ctx *ctx, nb_node *y, int i) {
     (void)y, (void)i;
     return num(ctx, 0);
 }
+#define RULES_SIGN partial_zero, NULL, NULL, eval_unary, sc_sign, NULL
+
 /* max(a, b): 1[a > b] and 1[b > a]; at a tie (the kink) the derivative is 0. */
 static nb_node *partial_max(nb_ctx *ctx, nb_node *y, int i) {
     return nb_binary(ctx, NB_OP_GT, y->args[i], y->args[1 - i]);
 }
+#define RULES_MAX partial_max, NULL, NULL, eval_binary, NULL, sc_max
+
 static nb_node *partial_min(nb_ctx *ctx, nb_node *y, int i) {
     return nb_binary(ctx, NB_OP_LT, y->args[i], y->args[1 - i]);
 }
+#define RULES_MIN partial_min, NULL, NULL, eval_binary, NULL, sc_min
+
+static double apply_gt(double u, double v) { return u > v; }
+static double apply_ge(double u, double v) { return u >= v; }
+static double apply_lt(double u, double v) { return u < v; }
+static double apply_le(double u, double v) { return u <= v; }
+#define RULES_GT partial_zero, NULL, NULL, eval_binary, NULL, apply_gt
+#define RULES_GE partial_zero, NULL, NULL, eval_binary, NULL, apply_ge
+#define RULES_LT partial_zero, NULL, NULL, eval_binary, NULL, apply_lt
+#define RULES_LE partial_zero, NULL, NULL, eval_binary, NULL, apply_le
 
 static nb_node *ones_row(nb_ctx *ctx, nb_dim n) { return nb_ones(ctx, nb_row_type(n)); }
 static nb_node *ones_col(nb_ctx *ctx, nb_dim n) { return nb_ones(ctx, nb_vector_type(n)); }
 
 /* y = A·B.  Vector-shaped operands take G·(∂y/∂operand); matrix operands
  * (scalar f only) take the gradient-shaped Gᵀ-products. */
-static int vjp_matmul(nb_diff *d, nb_node *y, nb_node *G) {
-    nb_ctx *ctx = nb_diff_ctx(d);
+static int vjp_matmul(nb_ctx *ctx, nb_node *y, nb_node *G, const bool *want, nb_node **out) {
     nb_node *A = y->args[0], *B = y->args[1];
-    if (nb_diff_depends(d, A)) {
-        nb_node *gA;
+    if (want[0]) {
         switch (y->type.kind) {
-        case NB_VECTOR: gA = nb_matmul(ctx, nb_transpose(ctx, G), nb_transpose(ctx, B)); break; /* M·b */
+        case NB_VECTOR: out[0] = nb_matmul(ctx, nb_transpose(ctx, G), nb_transpose(ctx, B)); break; /* M·b */
         case NB_MATRIX:
-            gA = nb_matmul(ctx, G, nb_transpose(ctx, B));
-            if (A->type.kind == NB_VECTOR) gA = nb_transpose(ctx, gA); /* a column's entries form a row */
+            out[0] = nb_matmul(ctx, G, nb_transpose(ctx, B));
+            if (A->type.kind == NB_VECTOR) out[0] = nb_transpose(ctx, out[0]); /* a column's entries form a row */
             break;
-        default: gA = nb_matmul(ctx, G, nb_transpose(ctx, B)); break; /* r·M, r·c */
+        default: out[0] = nb_matmul(ctx, G, nb_transpose(ctx, B)); break; /* r·M, r·c */
         }
-        if (nb_diff_accum(d, A, gA)) return -1;
+        if (!out[0]) return -1;
     }
-    if (nb_diff_depends(d, B)) {
-        nb_node *gB = y->type.kind == NB_VECTOR || y->type.kind == NB_SCALAR ? nb_matmul(ctx, G, A) /* G·A */
-                                                                          : nb_matmul(ctx, nb_transpose(ctx, A), G);
-        if (nb_diff_accum(d, B, gB)) return -1;
+    if (want[1]) {
+        out[1] = y->type.kind == NB_VECTOR || y->type.kind == NB_SCALAR ? nb_matmul(ctx, G, A) /* G·A */
+                                                                       : nb_matmul(ctx, nb_transpose(ctx, A), G);
+        if (!out[1]) return -1;
     }
     return 0;
 }
 
-static int vjp_transpose(nb_diff *d, nb_node *y, nb_node *G) {
+static int vjp_transpose(nb_ctx *ctx, nb_node *y, nb_node *G, const bool *want, nb_node **out) {
+    (void)want;
+    out[0] = y->args[0]->type.kind == NB_MATRIX ? nb_transpose(ctx, G) : G;
+    return out[0] ? 0 : -1;
+}
+
+static int vjp_sum(nb_ctx *ctx, nb_node *y, nb_node *G, const bool *want, nb_node **out) {
+    (void)want;
     nb_node *x = y->args[0];
-    return nb_diff_accum(d, x, x->type.kind == NB_MATRIX ? nb_transpose(nb_diff_ctx(d), G) : G);
+    if (x->type.kind == NB_MATRIX) out[0] = nb_mul(ctx, G, nb_ones(ctx, x->type));
+    else out[0] = nb_matmul(ctx, G, ones_row(ctx, nb_type_length(x->type))); /* G·1ᵀ */
+    return out[0] ? 0 : -1;
 }
 
-static int vjp_sum(nb_diff *d, nb_node *y, nb_node *G) {
-    nb_ctx *ctx = nb_diff_ctx(d);
-    nb_node *x = y->args[0];
-    if (x->type.kind == NB_MATRIX) return nb_diff_accum(d, x, nb_mul(ctx, G, nb_ones(ctx, x->type)));
-    return nb_diff_accum(d, x, nb_matmul(ctx, G, ones_row(ctx, nb_type_length(x->type)))); /* G·1ᵀ */
+static int vjp_diag(nb_ctx *ctx, nb_node *y, nb_node *G, const bool *want, nb_node **out) {
+    (void)y, (void)want;
+    out[0] = nb_transpose(ctx, nb_diagpart(ctx, G));
+    return out[0] ? 0 : -1;
 }
 
-static int vjp_diag(nb_diff *d, nb_node *y, nb_node *G) {
-    nb_ctx *ctx = nb_diff_ctx(d);
-    return nb_diff_accum(d, y->args[0], nb_transpose(ctx, nb_diagpart(ctx, G)));
+static int vjp_diagpart(nb_ctx *ctx, nb_node *y, nb_node *G, const bool *want, nb_node **out) {
+    (void)y, (void)want;
+    out[0] = nb_diag(ctx, G);
+    return out[0] ? 0 : -1;
 }
 
-static int vjp_diagpart(nb_diff *d, nb_node *y, nb_node *G) {
-    return nb_diff_accum(d, y->args[0], nb_diag(nb_diff_ctx(d), G));
-}
-
-static int vjp_veclit(nb_diff *d, nb_node *y, nb_node *G) {
-    for (size_t k = 0; k < y->nargs; k++)
-        if (nb_diff_depends(d, y->args[k]) && nb_diff_accum(d, y->args[k], nb_column(nb_diff_ctx(d), G, (int64_t)k)))
-            return -1;
-    return 0;
-}
-
-static int vjp_matlit(nb_diff *d, nb_node *y, nb_node *G) {
+/* Entry k of [a₁, …] (or of [[…]] row-major) receives entry k of G. */
+static int vjp_literal(nb_ctx *ctx, nb_node *y, nb_node *G, const bool *want, nb_node **out) {
     int64_t cols = y->type.cols;
-    for (size_t k = 0; k < y->nargs; k++)
-        if (nb_diff_depends(d, y->args[k]) &&
-            nb_diff_accum(d, y->args[k], nb_entry(nb_diff_ctx(d), G, (int64_t)k / cols, (int64_t)k % cols)))
-            return -1;
+    for (size_t k = 0; k < y->nargs; k++) {
+        if (!want[k]) continue;
+        out[k] = y->op == NB_OP_VECLIT ? nb_column(ctx, G, (int64_t)k) : nb_entry(ctx, G, (int64_t)k / cols, (int64_t)k % cols);
+        if (!out[k]) return -1;
+    }
     return 0;
 }
 
 /* eₖᵀ: a row of n zeros with 1 at k (n must be a number). */
-static nb_node *unit_row(nb_diff *d, nb_dim n, int64_t k) {
-    nb_ctx *ctx = nb_diff_ctx(d);
+static nb_node *unit_row(nb_ctx *ctx, nb_dim n, int64_t k) {
     if (n <= 0 || n > UINT16_MAX) {
         nb_set_error(ctx, "indexing into an array of symbolic size cannot be differentiated");
         return NULL;
@@ -1177,23 +1466,26 @@ static nb_node *unit_row(nb_diff *d, nb_dim n, int64_t k) {
 }
 
 /* y = A[i, j]: G·eᵢᵀ for a vector A (eⱼᵀ for a row); G·Eᵢⱼ for a matrix A. */
-static int vjp_entry(nb_diff *d, nb_node *y, nb_node *G) {
-    nb_ctx *ctx = nb_diff_ctx(d);
+static int vjp_entry(nb_ctx *ctx, nb_node *y, nb_node *G, const bool *want, nb_node **out) {
+    (void)want;
     nb_node *A = y->args[0];
     int64_t i = y->a.index[0], j = y->a.index[1];
-    if (A->type.kind == NB_VECTOR) return nb_diff_accum(d, A, nb_matmul(ctx, G, unit_row(d, A->type.rows, i)));
-    if (A->type.kind == NB_ROW) return nb_diff_accum(d, A, nb_matmul(ctx, G, unit_row(d, A->type.cols, j)));
-    nb_node *col = nb_transpose(ctx, unit_row(d, A->type.rows, i));
-    return nb_diff_accum(d, A, nb_mul(ctx, G, nb_matmul(ctx, col, unit_row(d, A->type.cols, j))));
+    if (A->type.kind == NB_VECTOR) out[0] = nb_matmul(ctx, G, unit_row(ctx, A->type.rows, i));
+    else if (A->type.kind == NB_ROW) out[0] = nb_matmul(ctx, G, unit_row(ctx, A->type.cols, j));
+    else {
+        nb_node *col = nb_transpose(ctx, unit_row(ctx, A->type.rows, i));
+        out[0] = nb_mul(ctx, G, nb_matmul(ctx, col, unit_row(ctx, A->type.cols, j)));
+    }
+    return out[0] ? 0 : -1;
 }
 
 /* y = A[:, k]: the adjoint lands in column k; a row A gives its k-th entry. */
-static int vjp_column(nb_diff *d, nb_node *y, nb_node *G) {
-    nb_ctx *ctx = nb_diff_ctx(d);
+static int vjp_column(nb_ctx *ctx, nb_node *y, nb_node *G, const bool *want, nb_node **out) {
+    (void)want;
     nb_node *A = y->args[0];
-    nb_node *ek = unit_row(d, A->type.cols, y->a.index[0]);
-    if (A->type.kind == NB_ROW) return nb_diff_accum(d, A, nb_matmul(ctx, G, ek));
-    return nb_diff_accum(d, A, nb_matmul(ctx, nb_transpose(ctx, G), ek));
+    nb_node *ek = unit_row(ctx, A->type.cols, y->a.index[0]);
+    out[0] = A->type.kind == NB_ROW ? nb_matmul(ctx, G, ek) : nb_matmul(ctx, nb_transpose(ctx, G), ek);
+    return out[0] ? 0 : -1;
 }
 
 /* Row sums broadcast back over the columns: (M·1)·1ᵀ. */
@@ -1201,31 +1493,68 @@ static nb_node *rowsum_spread(nb_ctx *ctx, nb_node *M) {
     return nb_matmul(ctx, nb_matmul(ctx, M, ones_col(ctx, M->type.cols)), ones_row(ctx, M->type.cols));
 }
 
-/* ∂/∂Z of softmax: S ⊙ (G − rowsum(G ⊙ S)) */
-static int vjp_softmax(nb_diff *d, nb_node *y, nb_node *G) {
-    nb_ctx *ctx = nb_diff_ctx(d);
-    return nb_diff_accum(d, y->args[0], nb_mul(ctx, y, nb_sub(ctx, G, rowsum_spread(ctx, nb_mul(ctx, G, y)))));
+/* Softmax S = softmax(Z) row by row; the linear map J·D = S ⊙ (D − rowsum(S ⊙ D))
+ * is its own transpose, so it serves the VJP and the tangent. */
+static nb_node *softmax_jacobian_apply(nb_ctx *ctx, nb_node *S, nb_node *D) {
+    return nb_mul(ctx, S, nb_sub(ctx, D, rowsum_spread(ctx, nb_mul(ctx, D, S))));
 }
 
-/* ∂/∂Z of log softmax: G − softmax(Z) ⊙ rowsum(G) */
-static int vjp_logsoftmax(nb_diff *d, nb_node *y, nb_node *G) {
-    nb_ctx *ctx = nb_diff_ctx(d);
-    nb_node *S = nb_softmax(ctx, y->args[0]);
-    return nb_diff_accum(d, y->args[0], nb_sub(ctx, G, nb_mul(ctx, S, rowsum_spread(ctx, G))));
+static int vjp_softmax(nb_ctx *ctx, nb_node *y, nb_node *G, const bool *want, nb_node **out) {
+    (void)want;
+    out[0] = softmax_jacobian_apply(ctx, y, G);
+    return out[0] ? 0 : -1;
 }
 
-/* ∂/∂Z = (softmax(Z) ⊙ rowsum(Y) − Y)/rows — (softmax(Z) − Y)/rows when each
- * row of Y sums to 1 — and ∂/∂Y = −logsoftmax(Z)/rows. */
-static int vjp_softmax_xent(nb_diff *d, nb_node *y, nb_node *G) {
-    nb_ctx *ctx = nb_diff_ctx(d);
+static nb_node *tangent_softmax(nb_ctx *ctx, nb_node *y, nb_node *const *dx) {
+    return softmax_jacobian_apply(ctx, y, dx[0]);
+}
+
+/* p = softmax(x) of a vector: ∂p/∂x = diag(p) − p·pᵀ, so the VJP is
+ * G·diag(p) − (G·p)·pᵀ and the tangent p ⊙ ẋ − p·(pᵀ·ẋ). */
+static int vjp_vector_softmax(nb_ctx *ctx, nb_node *y, nb_node *G, const bool *want, nb_node **out) {
+    (void)want;
+    out[0] = nb_sub(ctx, nb_matmul(ctx, G, nb_diag(ctx, y)), nb_matmul(ctx, nb_matmul(ctx, G, y), nb_transpose(ctx, y)));
+    return out[0] ? 0 : -1;
+}
+
+static nb_node *tangent_vector_softmax(nb_ctx *ctx, nb_node *y, nb_node *const *dx) {
+    return nb_sub(ctx, nb_mul(ctx, y, dx[0]), nb_matmul(ctx, y, nb_matmul(ctx, nb_transpose(ctx, y), dx[0])));
+}
+
+/* log softmax: VJP G − softmax(Z) ⊙ rowsum(G); tangent Ż − rowsum(softmax(Z) ⊙ Ż). */
+static int vjp_logsoftmax(nb_ctx *ctx, nb_node *y, nb_node *G, const bool *want, nb_node **out) {
+    (void)want;
+    out[0] = nb_sub(ctx, G, nb_mul(ctx, nb_softmax(ctx, y->args[0]), rowsum_spread(ctx, G)));
+    return out[0] ? 0 : -1;
+}
+
+static nb_node *tangent_logsoftmax(nb_ctx *ctx, nb_node *y, nb_node *const *dx) {
+    return nb_sub(ctx, dx[0], rowsum_spread(ctx, nb_mul(ctx, nb_softmax(ctx, y->args[0]), dx[0])));
+}
+
+/* f = mean over rows of −Σⱼ Y ⊙ logsoftmax(Z):
+ * ∂f/∂Z = (softmax(Z) ⊙ rowsum(Y) − Y)/rows — (softmax(Z) − Y)/rows when each
+ * row of Y sums to 1 — and ∂f/∂Y = −logsoftmax(Z)/rows. */
+static nb_node *xent_grad(nb_ctx *ctx, nb_node *y, int i) {
     nb_node *Z = y->args[0], *Y = y->args[1];
-    nb_node *scale = nb_div(ctx, G, nb_dimval(ctx, Z->type.rows));
-    if (nb_diff_depends(d, Z)) {
-        nb_node *S = nb_mul(ctx, nb_softmax(ctx, Z), rowsum_spread(ctx, Y));
-        if (nb_diff_accum(d, Z, nb_mul(ctx, scale, nb_sub(ctx, S, Y)))) return -1;
-    }
-    if (nb_diff_depends(d, Y) && nb_diff_accum(d, Y, nb_neg(ctx, nb_mul(ctx, scale, nb_logsoftmax(ctx, Z))))) return -1;
+    nb_node *rows = nb_dimval(ctx, Z->type.rows);
+    if (i == 1) return nb_neg(ctx, nb_div(ctx, nb_logsoftmax(ctx, Z), rows));
+    return nb_div(ctx, nb_sub(ctx, nb_mul(ctx, nb_softmax(ctx, Z), rowsum_spread(ctx, Y)), Y), rows);
+}
+
+static int vjp_softmax_xent(nb_ctx *ctx, nb_node *y, nb_node *G, const bool *want, nb_node **out) {
+    for (int i = 0; i < 2; i++)
+        if (want[i] && !(out[i] = nb_mul(ctx, G, xent_grad(ctx, y, i)))) return -1;
     return 0;
+}
+
+/* ḟ = Σ ∂f/∂Z ⊙ Ż + Σ ∂f/∂Y ⊙ Ẏ */
+static nb_node *tangent_softmax_xent(nb_ctx *ctx, nb_node *y, nb_node *const *dx) {
+    nb_node *terms[2] = {NULL, NULL};
+    size_t n = 0;
+    for (int i = 0; i < 2; i++)
+        if (dx[i]) terms[n++] = nb_sum(ctx, nb_mul(ctx, xent_grad(ctx, y, i), dx[i]));
+    return nb_add_n(ctx, n, terms);
 }
 
 /* =====================================================================
@@ -1350,45 +1679,26 @@ static int eval_entry(nb_ctx *ctx, const nb_node *y, const nb_matrix *a, nb_matr
     return 0;
 }
 
-static double sigmoid(double x) { return x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x)); }
-static double sign(double x) { return (x > 0) - (x < 0); }
-
+/* y = f(x) entry by entry, with f the operator's scalar function. */
 static int eval_unary(nb_ctx *ctx, const nb_node *y, const nb_matrix *a, nb_matrix *out) {
+    const nb_opinfo *info = &nb_ops[y->op];
     FOR_EACH(out) {
-        double x = a[0].data[i * out->cols + j], r;
-        switch (y->op) {
-        case NB_OP_EXP: r = exp(x); break;
-        case NB_OP_LOG:
-            if (x <= 0) return domain_error(ctx, y, x < 0 ? "log of a negative number" : "log of zero", x);
-            r = log(x);
-            break;
-        case NB_OP_SIN: r = sin(x); break;
-        case NB_OP_COS: r = cos(x); break;
-        case NB_OP_TAN: r = tan(x); break;
-        case NB_OP_TANH: r = tanh(x); break;
-        case NB_OP_SIGMOID: r = sigmoid(x); break;
-        case NB_OP_ABS: r = fabs(x); break;
-        default: r = sign(x); break;
+        double x = a[0].data[i * out->cols + j];
+        if ((info->flags & NB_F_POSITIVE_ARG) && x <= 0) {
+            char what[64];
+            snprintf(what, sizeof what, "%s of %s", info->ascii, x < 0 ? "a negative number" : "zero");
+            return domain_error(ctx, y, what, x);
         }
-        OUT(out) = r;
+        OUT(out) = info->scalar1(x);
     }
     return 0;
 }
 
+/* y = f(u, v) entry by entry, operands broadcast. */
 static int eval_binary(nb_ctx *ctx, const nb_node *y, const nb_matrix *a, nb_matrix *out) {
     (void)ctx;
-    FOR_EACH(out) {
-        double u = at(&a[0], i, j), v = at(&a[1], i, j), r;
-        switch (y->op) {
-        case NB_OP_MAX: r = u > v ? u : v; break;
-        case NB_OP_MIN: r = u < v ? u : v; break;
-        case NB_OP_GT: r = u > v; break;
-        case NB_OP_GE: r = u >= v; break;
-        case NB_OP_LT: r = u < v; break;
-        default: r = u <= v; break;
-        }
-        OUT(out) = r;
-    }
+    double (*f)(double, double) = nb_ops[y->op].scalar2;
+    FOR_EACH(out) OUT(out) = f(at(&a[0], i, j), at(&a[1], i, j));
     return 0;
 }
 
@@ -1413,6 +1723,15 @@ static int eval_softmax(nb_ctx *ctx, const nb_node *y, const nb_matrix *a, nb_ma
     return 0;
 }
 
+/* A vector's entries as one row. */
+static int eval_vector_softmax(nb_ctx *ctx, const nb_node *y, const nb_matrix *a, nb_matrix *out) {
+    (void)ctx, (void)y;
+    nb_matrix row = {1, a[0].rows, a[0].data};
+    double lse = row_logsumexp(&row, 0);
+    for (int64_t i = 0; i < out->rows; i++) out->data[i] = exp(a[0].data[i] - lse);
+    return 0;
+}
+
 static int eval_softmax_xent(nb_ctx *ctx, const nb_node *y, const nb_matrix *a, nb_matrix *out) {
     (void)ctx, (void)y;
     double total = 0;
@@ -1424,40 +1743,36 @@ static int eval_softmax_xent(nb_ctx *ctx, const nb_node *y, const nb_matrix *a, 
     return 0;
 }
 
-/* ---- the table: ORDER OP ------------------------------------------------------ */
+/* ---- the table: ORDER OP ------------------------------------------------------
+ * ops.def gives each row's names, arity, class and flags; RULES_id names the
+ * operator's functions (element-wise partial, VJP rule, tangent rule,
+ * reference kernel, scalar function).  The element-wise functions' lines sit
+ * with their functions above; the others follow.  A row without its RULES_
+ * line does not compile. */
+#define RULES_CONST NULL, NULL, NULL, eval_const, NULL, NULL
+#define RULES_VAR NULL, NULL, NULL, NULL, NULL, NULL
+#define RULES_DIMVAL NULL, NULL, NULL, eval_dimval, NULL, NULL
+#define RULES_IDENTITY NULL, NULL, NULL, eval_identity, NULL, NULL
+#define RULES_ADD partial_add, NULL, NULL, eval_add, NULL, NULL
+#define RULES_MUL partial_mul, NULL, NULL, eval_mul, NULL, NULL
+#define RULES_POW partial_pow, NULL, NULL, eval_pow, NULL, NULL
+#define RULES_MATMUL NULL, vjp_matmul, NULL, eval_matmul, NULL, NULL
+#define RULES_TRANSPOSE NULL, vjp_transpose, NULL, eval_transpose, NULL, NULL
+#define RULES_SUM NULL, vjp_sum, NULL, eval_sum, NULL, NULL
+#define RULES_DIAG NULL, vjp_diag, NULL, eval_diag, NULL, NULL
+#define RULES_DIAGPART NULL, vjp_diagpart, NULL, eval_diagpart, NULL, NULL
+#define RULES_VECLIT NULL, vjp_literal, NULL, eval_literal, NULL, NULL
+#define RULES_MATLIT NULL, vjp_literal, NULL, eval_literal, NULL, NULL
+#define RULES_COLUMN NULL, vjp_column, NULL, eval_column, NULL, NULL
+#define RULES_ENTRY NULL, vjp_entry, NULL, eval_entry, NULL, NULL
+#define RULES_SOFTMAX NULL, vjp_softmax, tangent_softmax, eval_softmax, NULL, NULL
+#define RULES_VSOFTMAX NULL, vjp_vector_softmax, tangent_vector_softmax, eval_vector_softmax, NULL, NULL
+#define RULES_LOGSOFTMAX NULL, vjp_logsoftmax, tangent_logsoftmax, eval_softmax, NULL, NULL
+#define RULES_SOFTMAX_XENT NULL, vjp_softmax_xent, tangent_softmax_xent, eval_softmax_xent, NULL, NULL
+
 const nb_opinfo nb_ops[NB_OP_COUNT] = {
-    [NB_OP_CONST] = {"const", 0, NULL, NULL, eval_const},
-    [NB_OP_VAR] = {"var", 0, NULL, NULL, NULL},
-    [NB_OP_DIMVAL] = {"dim", 0, NULL, NULL, eval_dimval},
-    [NB_OP_IDENTITY] = {"I", 0, NULL, NULL, eval_identity},
-    [NB_OP_ADD] = {"+", -1, partial_add, NULL, eval_add},
-    [NB_OP_MUL] = {"⊙", -1, partial_mul, NULL, eval_mul},
-    [NB_OP_POW] = {".^", 2, partial_pow, NULL, eval_pow},
-    [NB_OP_MATMUL] = {"matmul", 2, NULL, vjp_matmul, eval_matmul},
-    [NB_OP_TRANSPOSE] = {"'", 1, NULL, vjp_transpose, eval_transpose},
-    [NB_OP_SUM] = {"sum", 1, NULL, vjp_sum, eval_sum},
-    [NB_OP_DIAG] = {"diag", 1, NULL, vjp_diag, eval_diag},
-    [NB_OP_DIAGPART] = {"diagpart", 1, NULL, vjp_diagpart, eval_diagpart},
-    [NB_OP_VECLIT] = {"vector literal", -1, NULL, vjp_veclit, eval_literal},
-    [NB_OP_MATLIT] = {"matrix literal", -1, NULL, vjp_matlit, eval_literal},
-    [NB_OP_COLUMN] = {"col", 1, NULL, vjp_column, eval_column},
-    [NB_OP_ENTRY] = {"entry", 1, NULL, vjp_entry, eval_entry},
-    [NB_OP_EXP] = {"exp", 1, partial_exp, NULL, eval_unary},
-    [NB_OP_LOG] = {"log", 1, partial_log, NULL, eval_unary},
-    [NB_OP_SIN] = {"sin", 1, partial_sin, NULL, eval_unary},
-    [NB_OP_COS] = {"cos", 1, partial_cos, NULL, eval_unary},
-    [NB_OP_TAN] = {"tan", 1, partial_tan, NULL, eval_unary},
-    [NB_OP_TANH] = {"tanh", 1, partial_tanh, NULL, eval_unary},
-    [NB_OP_SIGMOID] = {"sigmoid", 1, partial_sigmoid, NULL, eval_unary},
-    [NB_OP_ABS] = {"abs", 1, partial_abs, NULL, eval_unary},
-    [NB_OP_SIGN] = {"sign", 1, partial_zero, NULL, eval_unary},
-    [NB_OP_MAX] = {"max", 2, partial_max, NULL, eval_binary},
-    [NB_OP_MIN] = {"min", 2, partial_min, NULL, eval_binary},
-    [NB_OP_GT] = {">", 2, partial_zero, NULL, eval_binary},
-    [NB_OP_GE] = {">=", 2, partial_zero, NULL, eval_binary},
-    [NB_OP_LT] = {"<", 2, partial_zero, NULL, eval_binary},
-    [NB_OP_LE] = {"<=", 2, partial_zero, NULL, eval_binary},
-    [NB_OP_SOFTMAX] = {"softmax", 1, NULL, vjp_softmax, eval_softmax},
-    [NB_OP_LOGSOFTMAX] = {"logsoftmax", 1, NULL, vjp_logsoftmax, eval_softmax},
-    [NB_OP_SOFTMAX_XENT] = {"softmax_xent", 2, NULL, vjp_softmax_xent, eval_softmax_xent},
+#define OP(id, arity, cls, flags, builder, parse, unicode, ascii, latex) \
+    [NB_OP_##id] = {unicode, ascii, latex, arity, cls, flags, RULES_##id},
+#include "ops.def"
+#undef OP
 };

@@ -403,28 +403,15 @@ typedef struct {
     nb_expr *(*binary)(nb_ctx *, nb_expr *, nb_expr *);
 } function_info;
 
+/* Generated from the registry: every operator with a call syntax, then the
+ * other spellings (ops.def).  Operators without one have the name "". */
 static const function_info functions[] = {
-    {"exp", 1, nb_exp, NULL},
-    {"log", 1, nb_log, NULL},
-    {"ln", 1, nb_log, NULL},
-    {"sin", 1, nb_sin, NULL},
-    {"cos", 1, nb_cos, NULL},
-    {"tan", 1, nb_tan, NULL},
-    {"tanh", 1, nb_tanh, NULL},
-    {"sqrt", 1, nb_sqrt, NULL},
-    {"abs", 1, nb_abs, NULL},
-    {"sigmoid", 1, nb_sigmoid, NULL},
-    {"relu", 1, nb_relu, NULL},
-    {"softmax", 1, nb_softmax, NULL},
-    {"logsoftmax", 1, nb_logsoftmax, NULL},
-    {"sum", 1, nb_sum, NULL},
-    {"mean", 1, nb_mean, NULL},
-    {"norm2", 1, nb_norm2, NULL},
-    {"diag", 1, nb_diag, NULL},
-    {"max", 2, NULL, nb_max},
-    {"min", 2, NULL, nb_min},
-    {"dot", 2, NULL, nb_dot},
-    {"softmax_xent", 2, NULL, nb_softmax_xent},
+#define OP(id, arity, cls, flags, builder, parse, unicode, ascii, latex) \
+    {parse, NB_BUILDER_ARITY(builder), NB_BUILDER1(builder), NB_BUILDER2(builder)},
+#define SPELLING(name, builder) {name, NB_BUILDER_ARITY(builder), NB_BUILDER1(builder), NB_BUILDER2(builder)},
+#include "ops.def"
+#undef OP
+#undef SPELLING
 };
 
 static const function_info *find_function(const char *name) {

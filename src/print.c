@@ -250,12 +250,8 @@ static void print_sum(printer *p, const nb_node *e, int prec) {
 }
 
 static void print_call(printer *p, const char *name, const nb_node *e) {
-    static const char *latex_names[NB_OP_COUNT] = {
-        [NB_OP_EXP] = "\\exp", [NB_OP_LOG] = "\\ln",   [NB_OP_SIN] = "\\sin", [NB_OP_COS] = "\\cos",
-        [NB_OP_TAN] = "\\tan", [NB_OP_TANH] = "\\tanh", [NB_OP_MAX] = "\\max", [NB_OP_MIN] = "\\min"};
     if (latex(p)) {
-        if (latex_names[e->op]) nb_sb_puts(&p->sb, latex_names[e->op]);
-        else nb_sb_printf(&p->sb, "\\operatorname{%s}", name);
+        nb_sb_puts(&p->sb, nb_ops[e->op].latex); /* the registry's LaTeX name (ops.def) */
         nb_sb_puts(&p->sb, "\\left(");
     } else {
         nb_sb_printf(&p->sb, "%s(", name);
@@ -452,7 +448,7 @@ static void print_node(printer *p, const nb_node *e, int prec) {
     case NB_OP_GE:
     case NB_OP_LT:
     case NB_OP_LE: print_compare(p, e, prec); return;
-    default: print_call(p, nb_ops[e->op].name, e); return;
+    default: print_call(p, ascii(p) ? nb_ops[e->op].ascii : nb_ops[e->op].name, e); return;
     }
 }
 

@@ -31,6 +31,7 @@
  * Expression i uses seed SEED + i, and failures print it: `test_property S 1`
  * redoes the expression with seed S alone. */
 #include "nabla.h"
+#include "ops_table.h"
 #include "test.h"
 
 #include <math.h>
@@ -62,21 +63,24 @@ static double uniform(uint64_t *s, double lo, double hi) {
     return lo + (hi - lo) * ((double)(next_u64(s) >> 11) * 0x1.0p-53);
 }
 
+/* Structural forms the generator builds by hand; the element-wise operators
+ * are drawn from the registry and counted in registry_used. */
+enum { U_ADD, U_SUB, U_MUL, U_DIV, U_POW_C, U_POW_V, U_MATMUL, U_TRANSPOSE, U_SUM, U_MEAN, U_DOT, U_NORM2, U_DIAG,
+       U_VECLIT, U_MATLIT, U_EXP, U_SIN, U_TANH, U_SQRT, U_SIGMOID, U_RELU, U_SOFTMAX, U_LOGSOFTMAX, U_XENT,
+       U_ROWBCAST, U_VSOFTMAX, U_COUNT };
+static const char *use_names[U_COUNT] = {"add", "sub", "mul", "div", "pow-const", "pow-var", "matmul", "transpose",
+                                         "sum", "mean", "dot", "norm2", "diag", "veclit", "matlit", "exp", "sin",
+                                         "tanh", "sqrt", "sigmoid", "relu", "softmax", "logsoftmax", "softmax_xent",
+                                         "row-broadcast", "vector-softmax"};
+
 /* ---- statistics ------------------------------------------------------------ */
 static struct {
     long exprs, exprs_skipped, points, points_tried, domain, kinky, large;
     long derivs, entries, unsupported, fd_retry, fd_crossing, lists, roundtrips, roundtrip_same_text;
     long jvps, denominators, build_failed, checks, roundtrip_identity, matrix_f, hessians;
-    long op_used[32];
+    long op_used[U_COUNT];
+    long registry_used[NB_OP_COUNT]; /* element-wise operators drawn from ops.def */
 } st;
-
-enum { U_ADD, U_SUB, U_MUL, U_DIV, U_POW_C, U_POW_V, U_MATMUL, U_TRANSPOSE, U_SUM, U_MEAN, U_DOT, U_NORM2, U_DIAG,
-       U_VECLIT, U_MATLIT, U_EXP, U_LOG, U_SIN, U_COS, U_TAN, U_TANH, U_SQRT, U_ABS, U_SIGMOID, U_RELU, U_MAX, U_MIN,
-       U_CMP, U_SOFTMAX, U_LOGSOFTMAX, U_XENT, U_ROWBCAST };
-static const char *use_names[32] = {"add", "sub", "mul", "div", "pow-const", "pow-var", "matmul", "transpose",
-                                    "sum", "mean", "dot", "norm2", "diag", "veclit", "matlit", "exp", "log", "sin",
-                                    "cos", "tan", "tanh", "sqrt", "abs", "sigmoid", "relu", "max", "min", "compare",
-                                    "softmax", "logsoftmax", "softmax_xent", "row-broadcast"};
 
 /* ---- the generator ------------------------------------------------------- */
 typedef struct {
@@ -213,25 +217,36 @@ static nb_expr *gen_pos(gen *g, nb_type t, int depth) {
     }
 }
 
-/* An element-wise function of x (any shape). */
+/* An argument that suits an operator's domain (its ops.def flags). */
+static nb_expr *gen_argument(gen *g, unsigned flags, nb_type t, int depth) {
+    nb_ctx *c = g->ctx;
+    if (flags & NB_F_POSITIVE_ARG) return gen_pos(g, t, depth);
+    if (flags & NB_F_SMALL_ARG) return nb_mul(c, nb_num(c, 0.7), nb_tanh(c, gen_any(g, t, depth)));
+    nb_expr *x = gen_any(g, t, depth);
+    if (flags & NB_F_NONSMOOTH) kink(g, x);
+    return x;
+}
+
+/* An element-wise function of x (any shape): an operator of ops.def's
+ * element-wise unary class, or one of the spellings built from operators. */
 static nb_expr *elementwise_unary(gen *g, nb_type t, int depth) {
     nb_ctx *c = g->ctx;
     int d = depth - 1;
     nb_expr *x;
     switch (rnd(&g->rng, 13)) {
-    case 0: st.op_used[U_EXP]++; return nb_exp(c, gen_bounded(g, t, d));
-    case 1: st.op_used[U_LOG]++; return nb_log(c, gen_pos(g, t, d));
-    case 2: st.op_used[U_SIN]++; return nb_sin(c, gen_any(g, t, d));
-    case 3: st.op_used[U_COS]++; return nb_cos(c, gen_any(g, t, d));
-    case 4: st.op_used[U_TAN]++; return nb_tan(c, nb_mul(c, nb_num(c, 0.7), nb_tanh(c, gen_any(g, t, d))));
-    case 5: st.op_used[U_TANH]++; return nb_tanh(c, gen_any(g, t, d));
-    case 6: st.op_used[U_SQRT]++; return nb_sqrt(c, gen_pos(g, t, d));
-    case 7:
-        st.op_used[U_ABS]++;
-        x = gen_any(g, t, d);
-        kink(g, x);
-        return nb_abs(c, x);
-    case 8: st.op_used[U_SIGMOID]++; return nb_sigmoid(c, gen_any(g, t, d));
+    case 0:
+    case 1:
+    case 2:
+    case 3:
+    case 4:
+    case 5:
+    case 6:
+    case 7: {
+        int op = test_op_pick(NB_CLASS_EW_UNARY, next_u64(&g->rng));
+        st.registry_used[op]++;
+        return test_op_apply(c, op, gen_argument(g, test_ops[op].flags, t, d), NULL);
+    }
+    case 8: st.op_used[U_SQRT]++; return nb_sqrt(c, gen_pos(g, t, d));
     case 9:
         st.op_used[U_RELU]++;
         x = gen_any(g, t, d);
@@ -297,22 +312,18 @@ static nb_expr *elementwise_binary(gen *g, nb_type t, int depth) {
         st.op_used[U_POW_V]++;
         if (swap) return nb_pow(c, gen_pos(g, other, d), nb_mul(c, nb_num(c, 0.5), gen_any(g, t, d)));
         return nb_pow(c, gen_pos(g, t, d), nb_tanh(c, gen_any(g, other, d)));
-    case 7:
-    case 8:
-        st.op_used[op == 7 ? U_MAX : U_MIN]++;
+    default: { /* an element-wise binary operator of ops.def: max, min, comparisons, … */
+        int k = test_op_pick(NB_CLASS_EW_BINARY, next_u64(&g->rng));
+        unsigned flags = test_ops[k].flags;
+        st.registry_used[k]++;
         a = gen_any(g, t, d), b = distinct(g, a, other, d);
         if (swap) x = a, a = b, b = x;
-        kink(g, nb_sub(c, a, b));
-        return op == 7 ? nb_max(c, a, b) : nb_min(c, a, b);
-    default: {
-        static const char *cmp[] = {">", ">=", "<", "<="};
-        st.op_used[U_CMP]++;
-        a = gen_any(g, t, d), b = distinct(g, a, other, d);
-        if (swap) x = a, a = b, b = x;
-        kink(g, nb_sub(c, a, b));
-        nb_expr *ind = nb_compare(c, cmp[rnd(&g->rng, 4)], a, b);
+        if (flags & NB_F_NONSMOOTH) kink(g, nb_sub(c, a, b));
+        nb_expr *y = test_op_apply(c, k, a, b);
+        if (!(flags & NB_F_INDICATOR)) return y;
+        /* an indicator times something smooth, as in 1[u > 0] ⊙ u */
         nb_expr *smooth = gen_any(g, rnd(&g->rng, 3) ? t : nb_scalar_type(), d);
-        return rnd(&g->rng, 2) ? nb_mul(c, ind, smooth) : nb_mul(c, smooth, ind);
+        return rnd(&g->rng, 2) ? nb_mul(c, y, smooth) : nb_mul(c, smooth, y);
     }
     }
 }
@@ -383,7 +394,7 @@ static nb_expr *gen_vector(gen *g, nb_dim n, int depth) {
     int d = depth - 1;
     nb_dim k = pick_dim(g);
     nb_type t = nb_vector_type(n);
-    switch (rnd(&g->rng, 14)) {
+    switch (rnd(&g->rng, 15)) {
     case 0:
     case 1:
     case 2: return elementwise_unary(g, t, depth);
@@ -407,6 +418,7 @@ static nb_expr *gen_vector(gen *g, nb_dim n, int depth) {
     case 10:
         if (numeric(n)) return gen_literal(g, t, depth);
         return nb_mul(c, gen_any(g, nb_scalar_type(), d), gen_any(g, t, d));
+    case 13: st.op_used[U_VSOFTMAX]++; return nb_softmax(c, gen_any(g, t, d)); /* one sample */
     case 11: /* (c·I + diag(u))·v and friends */
         st.op_used[U_DIAG]++;
         return nb_matmul(c, nb_add(c, nb_mul(c, constant(g), identity(g, n)), nb_diag(c, gen_any(g, t, d))),
@@ -1149,6 +1161,110 @@ static void fixed_cases(void) {
 }
 
 /* ---- one expression ---------------------------------------------------------- */
+/* nb_hessian and nb_hvp (forward over reverse) against H, the Jacobian of the
+ * gradient that check_one just compared with finite differences. */
+static void check_hessian(gen *g, nb_expr *f, var *v, const nb_matrix *H) {
+    nb_ctx *c = g->ctx;
+    size_t n = entries(v), where = 0;
+    nb_matrix Hs, hv;
+    nb_expr *He = nb_hessian(c, f, v->e);
+    if (!He || !eval(c, He, &Hs)) {
+        FAIL_AT(g, f, He, "nb_hessian w.r.t. %s failed: %s", v->name, nb_error(c));
+        nb_clear_error(c);
+    } else {
+        if (count(&Hs) != n * n || !same_values(Hs.data, H->data, n * n, 1e-9, &where))
+            FAIL_AT(g, f, He, "nb_hessian w.r.t. %s: %zu entries, differs at %zu", v->name, count(&Hs), where);
+        else test_passed++;
+        nb_matrix_free(&Hs);
+    }
+    var *t = find_var(g, v->t, true);
+    if (!t) return;
+    nb_expr *hvp = nb_hvp(c, f, v->e, t->e);
+    if (!hvp || !eval(c, hvp, &hv)) {
+        FAIL_AT(g, f, hvp, "nb_hvp w.r.t. %s failed: %s", v->name, nb_error(c));
+        nb_clear_error(c);
+        return;
+    }
+    bool ok = count(&hv) == n;
+    for (size_t i = 0; ok && i < n; i++) {
+        double want = 0;
+        for (size_t k = 0; k < n; k++) want += H->data[i * n + k] * t->value[k];
+        if (fabs(hv.data[i] - want) > 1e-8 * fmax(1, fabs(want)) * (double)n) ok = false, where = i;
+    }
+    if (!ok) FAIL_AT(g, f, hvp, "nb_hvp w.r.t. %s: %zu entries, differs at %zu", v->name, count(&hv), where);
+    else test_passed++;
+    nb_matrix_free(&hv);
+}
+
+/* Forward mode where no Jacobian exists (f matrix-valued): nb_jvp along t
+ * against the central difference (f(x + h·t) − f(x − h·t))/2h. */
+static void check_forward_matrix(gen *g, nb_expr *f, const nb_matrix *F, var *v, var *t, uint64_t sig0) {
+    nb_ctx *c = g->ctx;
+    size_t n = entries(v), m = count(F), where = 0;
+    nb_matrix J, p = {0, 0, NULL}, q = {0, 0, NULL};
+    nb_expr *jv = nb_jvp(c, f, v->e, t->e);
+    st.jvps++;
+    if (!jv || !eval(c, jv, &J)) {
+        FAIL_AT(g, f, jv, "nb_jvp of a matrix f w.r.t. %s failed: %s", v->name, nb_error(c));
+        nb_clear_error(c);
+        return;
+    }
+    double *x0 = malloc(n * sizeof *x0), scale = 1;
+    for (size_t k = 0; x0 && k < n; k++) scale = fmax(scale, fabs(x0[k] = v->value[k]));
+    double h = 1e-6 * scale;
+    bool ok = x0 != NULL, crossed = false;
+    uint64_t sig;
+    for (int side = 0; ok && side < 2; side++) {
+        for (size_t k = 0; k < n; k++) v->value[k] = x0[k] + (side ? -h : h) * t->value[k];
+        ok = set_var(g, v) && eval(c, f, side ? &q : &p);
+        if (ok && g->nkinks && (kink_state(g, 0, &sig), sig != sig0)) crossed = true;
+    }
+    for (size_t k = 0; x0 && k < n; k++) v->value[k] = x0[k];
+    if (x0) set_var(g, v);
+    if (ok && !crossed) {
+        bool same = count(&J) == m && count(&p) == m && count(&q) == m;
+        for (size_t i = 0; same && i < m; i++)
+            if (!(rel_err(J.data[i], (p.data[i] - q.data[i]) / (2 * h)) <= 1e-5)) same = false, where = i;
+        if (!same) FAIL_AT(g, f, jv, "nb_jvp of a matrix f w.r.t. %s differs from differences at %zu", v->name, where);
+        else test_passed++;
+    }
+    nb_clear_error(c);
+    free(x0);
+    nb_matrix_free(&J);
+    nb_matrix_free(&p);
+    nb_matrix_free(&q);
+}
+
+/* Matrix-valued f: its derivative (a tensor) is refused cleanly, and forward
+ * mode along each variable's tangent matches central differences. */
+static void check_matrix_function(gen *g, nb_expr *f) {
+    int nbase = g->nvars;
+    for (int i = 0; i < nbase; i++) {
+        nb_expr *J = nb_derivative(g->ctx, f, 1, &g->vars[i].e, NB_NUMERATOR);
+        CHECK(!J && *nb_error(g->ctx), "derivative of a matrix function should be refused");
+        nb_clear_error(g->ctx);
+    }
+    for (int i = 0; i < nbase; i++)
+        if (g->vars[i].used && !find_var(g, g->vars[i].t, true)) new_var(g, g->vars[i].t, true);
+    for (int attempt = 0; attempt < POINT_TRIES; attempt++) {
+        nb_matrix F;
+        uint64_t sig = 0;
+        if (!draw_point(g)) return;
+        if (!eval(g->ctx, f, &F)) {
+            nb_clear_error(g->ctx);
+            continue;
+        }
+        if (g->nkinks && !kink_state(g, KINK_MARGIN, &sig)) {
+            nb_matrix_free(&F);
+            continue;
+        }
+        for (int i = 0; i < nbase; i++)
+            if (g->vars[i].used) check_forward_matrix(g, f, &F, &g->vars[i], find_var(g, g->vars[i].t, true), sig);
+        nb_matrix_free(&F);
+        return;
+    }
+}
+
 static void check_expression(uint64_t seed) {
     static const char *names[3] = {"n", "m", "p"};
     gen G;
@@ -1180,12 +1296,7 @@ static void check_expression(uint64_t seed) {
         goto done;
     }
     if (nb_type_of(f).kind == NB_MATRIX) {
-        /* not differentiable (a tensor): a clean error, never a crash */
-        for (int i = 0; i < g->nvars; i++) {
-            nb_expr *J = nb_derivative(g->ctx, f, 1, &g->vars[i].e, NB_NUMERATOR);
-            CHECK(!J && *nb_error(g->ctx), "derivative of a matrix function should be refused");
-            nb_clear_error(g->ctx);
-        }
+        check_matrix_function(g, f);
         st.matrix_f++;
         goto done;
     }
@@ -1242,6 +1353,7 @@ static void check_expression(uint64_t seed) {
                 phase = "second derivative (f is the gradient): ";
                 check_one(g, grad, &GF, v, &h);
                 phase = "";
+                if (h.J.data) check_hessian(g, f, v, &h.J);
                 nb_matrix_free(&h.J);
                 nb_matrix_free(&GF);
                 break;
@@ -1269,16 +1381,22 @@ int main(int argc, char **argv) {
            "differences, %ld re-measured, %ld steps across a kink; %ld vector-through-matrix refused\n",
            st.derivs, st.denominators, st.lists, st.jvps, st.checks, st.entries, st.fd_retry, st.fd_crossing,
            st.unsupported);
-    printf("second derivatives (Jacobian of the gradient): %ld\n", st.hessians);
+    printf("second derivatives (Jacobian of the gradient, nb_hessian, nb_hvp): %ld\n", st.hessians);
     printf("round trips: %ld parsed back to equal values (%ld print identically; %ld skipped: f uses I)\n",
            st.roundtrips, st.roundtrip_same_text, st.roundtrip_identity);
-    printf("matrix-valued f (derivative refused): %ld\n", st.matrix_f);
-    printf("operators used:");
-    for (int i = 0; i < 32; i++) printf(" %s=%ld", use_names[i], st.op_used[i]);
+    printf("matrix-valued f (derivative refused, forward mode checked): %ld\n", st.matrix_f);
+    printf("forms used:");
+    for (int i = 0; i < U_COUNT; i++) printf(" %s=%ld", use_names[i], st.op_used[i]);
+    printf("\nregistry operators used:");
+    for (int op = 0; op < NB_OP_COUNT; op++)
+        if (st.registry_used[op]) printf(" %s=%ld", test_ops[op].id, st.registry_used[op]);
     printf("\n");
     CHECK(st.exprs >= n, "only %ld of %ld expressions were checked", st.exprs, n);
     if (n >= 1000) {
-        for (int i = 0; i < 32; i++) CHECK(st.op_used[i] > 0, "operator %s never generated", use_names[i]);
+        for (int i = 0; i < U_COUNT; i++) CHECK(st.op_used[i] > 0, "form %s never generated", use_names[i]);
+        for (int op = 0; op < NB_OP_COUNT; op++)
+            if (test_op_generated(op, NB_CLASS_EW_UNARY) || test_op_generated(op, NB_CLASS_EW_BINARY))
+                CHECK(st.registry_used[op] > 0, "operator %s of ops.def never generated", test_ops[op].id);
     }
     CHECK(st.points * 10 >= st.points_tried * 7, "only %ld of %ld points were valid", st.points, st.points_tried);
     failure_summary();

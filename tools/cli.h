@@ -54,6 +54,7 @@ int nb_cmd_diff(int argc, char **argv);
 int nb_cmd_eval(int argc, char **argv);
 int nb_cmd_check(int argc, char **argv);
 int nb_cmd_time(int argc, char **argv); /* tools/time_cmd.c */
+int nb_cmd_hessian(int argc, char **argv); /* tools/hessian_cmd.c */
 
 /* ---- errors ---- */
 /* Prints "nabla: error: MESSAGE" and, when input is not NULL and offset >= 0,

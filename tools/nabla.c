@@ -15,6 +15,7 @@ static const char main_help[] =
     "  diff   EXPR --wrt VARS   the derivative of EXPR, as a formula or (--at) a matrix\n"
     "  eval   EXPR --at VALUES  the value of EXPR\n"
     "  check  EXPR --wrt VARS   compare the derivative with finite differences\n"
+    "  hessian EXPR --wrt VARS  the second derivative (see 'nabla hessian --help')\n"
     "  time   EXPR --wrt VARS   time the compiled derivative (see 'nabla time --help')\n"
     "Run 'nabla COMMAND --help' for a command's options.  EXPR '-' reads standard input.\n"
     "\n"
@@ -218,13 +219,14 @@ int nb_cmd_check(int argc, char **argv) {
     return status;
 }
 
-static const char main_usage[] = "nabla diff|eval|check|time EXPR [options]  (nabla --help)";
+static const char main_usage[] = "nabla diff|eval|check|time|hessian EXPR [options]  (nabla --help)";
 
 int main(int argc, char **argv) {
     static const struct {
         const char *name;
         int (*run)(int argc, char **argv);
-    } commands[] = {{"diff", nb_cmd_diff}, {"eval", nb_cmd_eval}, {"check", nb_cmd_check}, {"time", nb_cmd_time}};
+    } commands[] = {{"diff", nb_cmd_diff}, {"eval", nb_cmd_eval}, {"check", nb_cmd_check}, {"time", nb_cmd_time},
+                    {"hessian", nb_cmd_hessian}};
     if (argc < 2) return nb_cli_usage_error(main_usage, "missing command");
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0) return fputs(main_help, stdout), 0;
     if (strcmp(argv[1], "--version") == 0) return puts("nabla " NABLA_VERSION), 0;
