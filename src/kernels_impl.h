@@ -602,7 +602,7 @@ static void T(exec)(const nb_instr *in, void *const *bases, void *scratch, doubl
 }
 
 /* Rows r0..r1 of the tiled dimension of an instruction in a row-tiled region
- * (see compile.c).  first: the first tile of this thread, where sums over the
+ * (see tile.c).  first: the first tile of this thread, where sums over the
  * rows start from zero; red: where a sum over the rows goes (NULL: the
  * instruction's own output). */
 static void T(exec_rows)(const nb_instr *in, void *const *bases, void *scratch, double *acc, int64_t r0,

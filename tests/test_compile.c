@@ -851,6 +851,115 @@ static void test_api(void) {
     nb_ctx_free(ctx);
 }
 
+/* Sizes: every product of sizes is checked; a plan too large is refused by
+ * nb_compile or by the binding call, which then keeps the old sizes. */
+static void test_sizes(void) {
+    nb_ctx *ctx = nb_ctx_new();
+    nb_declare(ctx, "X: matrix(N, n); W: matrix(n, k)");
+    nb_expr *X = nb_lookup(ctx, "X"), *W = nb_lookup(ctx, "W");
+    nb_expr *f = nb_parse(ctx, "sum(X)");
+    nb_expr *outs[2] = {f, nb_gradient(ctx, f, X)};
+    /* issue 7: N·n = 2.3e18 entries, sizes bound in the context */
+    nb_bind_dim(ctx, nb_dim_symbol(ctx, "N"), 2147437309);
+    nb_bind_dim(ctx, nb_dim_symbol(ctx, "n"), 1073764994);
+    nb_program *p = nb_compile(ctx, 2, outs, 1, &X, NB_F64, 0);
+    CHECK(p == NULL && strstr(nb_error(ctx), "2147437309 x 1073764994") && strstr(nb_error(ctx), "too large"),
+          "sum(X) with N=2147437309, n=1073764994 is refused: %s", nb_error(ctx));
+    nb_program_free(p);
+    nb_ctx_free(ctx);
+    ctx = nb_ctx_new();
+    nb_declare(ctx, "X: matrix(N, n); W: matrix(n, k)");
+    X = nb_lookup(ctx, "X");
+    W = nb_lookup(ctx, "W");
+    f = nb_parse(ctx, "sum(X)");
+    outs[0] = f;
+    outs[1] = nb_gradient(ctx, f, X);
+    /* the same sizes bound one by one: the second bind fails and is undone */
+    p = nb_compile(ctx, 2, outs, 1, &X, NB_F64, 0);
+    CHECK(p != NULL, "compile unbound: %s", nb_error(ctx));
+    if (p) {
+        CHECK(nb_program_bind_dim(p, "N", 2147437309) == NB_OK, "N alone: %s", nb_program_error(p));
+        int rc = nb_program_bind_dim(p, "n", 1073764994);
+        CHECK(rc == NB_ERR_ARG && strstr(nb_program_error(p), "too large"), "n makes it too large: %d %s", rc,
+              nb_program_error(p));
+        CHECK(nb_program_dim_value(p, 1) == 0 && nb_program_input_size(p, 0) == 0 &&
+                  nb_program_output_size(p, 1) == 0,
+              "n stays unbound, sizes 0: %lld", (long long)nb_program_dim_value(p, 1));
+        double x[6] = {1, 2, 3, 4, 5, 6}, s = 0, g[6];
+        const void *in[1] = {x};
+        void *out[2] = {&s, g};
+        CHECK(nb_program_run(p, in, out) == NB_ERR_UNBOUND, "a run is refused");
+        CHECK(nb_program_bind_dim(p, "N", (int64_t)1 << 41) == NB_ERR_ARG && strstr(nb_program_error(p), "2^40"),
+              "one dimension beyond 2^40: %s", nb_program_error(p));
+        CHECK(nb_program_bind_input(p, 0, INT64_MAX / 2, 4) == NB_ERR_ARG &&
+                  strstr(nb_program_error(p), "too large"),
+              "rows·cols overflows: %s", nb_program_error(p));
+        CHECK(nb_program_bind_input(p, 0, 3, 2) == NB_OK, "3 x 2: %s", nb_program_error(p));
+        CHECK(nb_program_bind_dim(p, "n", (int64_t)1 << 39) == NB_ERR_ARG, "3·2^39 entries refused");
+        CHECK(nb_program_input_size(p, 0) == 6 && nb_program_dim_value(p, 1) == 2, "3 x 2 kept: %lld",
+              (long long)nb_program_input_size(p, 0));
+        CHECK(nb_program_run(p, in, out) == NB_OK && s == 21 && g[0] == 1, "runs with the old sizes: %g %s", s,
+              nb_program_error(p));
+        nb_program_free(p);
+    }
+    /* BLAS takes int sizes: a product with a dimension beyond INT_MAX is refused */
+    nb_expr *h = nb_parse(ctx, "sum(X*W)");
+    nb_expr *ins[2] = {X, W};
+    nb_bind_dim(ctx, nb_dim_symbol(ctx, "N"), ((int64_t)1 << 31) + 8);
+    nb_bind_dim(ctx, nb_dim_symbol(ctx, "n"), 2);
+    nb_bind_dim(ctx, nb_dim_symbol(ctx, "k"), 2);
+    p = nb_compile(ctx, 1, &h, 2, ins, NB_F32, 0);
+    CHECK(p == NULL && strstr(nb_error(ctx), "product") && strstr(nb_error(ctx), "2147483656"),
+          "a product of 2^31 + 8 rows is refused: %s", nb_error(ctx));
+    nb_program_free(p);
+    nb_ctx_free(ctx);
+}
+
+/* Every public program function takes NULL, bad indices and bad enums. */
+static void test_arguments(void) {
+    nb_ctx *ctx = nb_ctx_new();
+    nb_declare(ctx, "x: vector(n)");
+    nb_expr *x = nb_lookup(ctx, "x"), *f = nb_parse(ctx, "sum(exp(x))");
+    CHECK(nb_compile(NULL, 1, &f, 1, &x, NB_F64, 0) == NULL, "NULL context");
+    CHECK(nb_compile(ctx, 1, &f, 1, &x, NB_F64, 4u) == NULL && strstr(nb_error(ctx), "flags"),
+          "unknown flags: %s", nb_error(ctx));
+    CHECK(nb_compile(ctx, 1, &f, 1, &x, (nb_dtype)-1, 0) == NULL && strstr(nb_error(ctx), "dtype"),
+          "negative dtype: %s", nb_error(ctx));
+    CHECK(nb_compile(ctx, 1, &f, 1, NULL, NB_F64, 0) == NULL, "NULL inputs");
+    CHECK(nb_compile(ctx, SIZE_MAX, &f, 1, &x, NB_F64, 0) == NULL && strstr(nb_error(ctx), "at most"),
+          "SIZE_MAX outputs: %s", nb_error(ctx));
+    nb_program *p = NULL;
+    int64_t r = 7, c = 7;
+    nb_program_stats st0;
+    CHECK(nb_program_bind_dim(p, "n", 2) == NB_ERR_ARG && nb_program_bind_input(p, 0, 1, 1) == NB_ERR_ARG &&
+              nb_program_set_threads(p, 2) == NB_ERR_ARG && nb_program_input_shape(p, 0, &r, &c) == NB_ERR_ARG &&
+              nb_program_output_shape(p, 0, &r, &c) == NB_ERR_ARG && nb_program_input_size(p, 0) == 0 &&
+              nb_program_output_size(p, 0) == 0 && nb_program_expand_output(p, 0, &r, &c) == NB_ERR_ARG &&
+              nb_program_run_sized(p, NULL, NULL, NULL, NULL) == NB_ERR_ARG && nb_program_describe(p) == NULL &&
+              nb_program_num_inputs(p) == 0 && nb_program_num_outputs(p) == 0 && nb_program_num_dims(p) == 0 &&
+              nb_program_dim_name(p, 0) == NULL && nb_program_dim_value(p, 0) == 0 &&
+              nb_program_input_name(p, 0) == NULL && nb_program_output_structure(p, 0) == NB_STRUCT_DENSE,
+          "NULL program");
+    nb_program_check_finite(p, 1);
+    nb_program_get_stats(p, &st0);
+    nb_program_get_stats(p, NULL);
+    CHECK(st0.instructions == 0 && st0.workspace_bytes == 0, "stats of NULL are zero");
+    p = nb_compile(ctx, 1, &f, 1, &x, NB_F32, 0);
+    CHECK(p != NULL, "compile: %s", nb_error(ctx));
+    if (p) {
+        CHECK(nb_program_input_shape(p, 1, &r, &c) == NB_ERR_ARG && nb_program_output_shape(p, 1, &r, &c) == NB_ERR_ARG &&
+                  nb_program_input_name(p, 1) == NULL && nb_program_dim_name(p, 1) == NULL &&
+                  nb_program_input_size(p, 1) == 0 && nb_program_output_size(p, 1) == 0,
+              "indices out of range");
+        CHECK(nb_program_bind_dim(p, NULL, 2) == NB_ERR_ARG, "NULL name");
+        CHECK(nb_program_bind_input(p, 0, 0, 1) == NB_ERR_ARG && nb_program_bind_input(p, 0, 2, -1) == NB_ERR_ARG,
+              "non-positive sizes");
+        CHECK(nb_program_set_threads(p, -3) == NB_ERR_ARG, "negative threads");
+        nb_program_free(p);
+    }
+    nb_ctx_free(ctx);
+}
+
 /* A run performs no allocation of its own (malloc/calloc/realloc outside the
  * BLAS's products are counted). */
 static void test_no_allocation(void) {
@@ -922,6 +1031,8 @@ int main(int argc, char **argv) {
     int count = argc > 2 ? atoi(argv[2]) : 600;
     test_api();
     test_independent();
+    test_sizes();
+    test_arguments();
     test_no_allocation();
     test_reference(seed);
     test_networks(seed);
