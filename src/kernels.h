@@ -58,6 +58,22 @@ typedef struct {
     nb_arg src[2];
 } nb_mop;
 
+/* A micro-operation of a one-element group with its operands' addresses
+ * resolved when the plan is made (straight-line code: no operand modes to
+ * decode per run); operands in the caller's buffers are patched at the start
+ * of each run from the fixups. */
+typedef struct {
+    uint16_t op;              /* nb_mop_code */
+    uint8_t a_prev, b_prev;   /* the operand is the previous sop's result (kept in a register) */
+    uint32_t acc;             /* NB_M_RSUM: accumulator slot */
+    void *y;
+    const void *a, *b;
+} nb_sop;
+typedef struct {
+    uint32_t k, which; /* sop k's operand: 0 a, 1 b, 2 y */
+    nb_arg arg;
+} nb_sop_fixup;
+
 typedef struct {
     int64_t rows, cols; /* iteration space */
     int64_t blen;       /* block length: min(NB_BLOCK, cols or rows*cols) */
@@ -65,6 +81,9 @@ typedef struct {
     uint32_t nmops, nregs, nred;
     nb_mop *mops;
     nb_arg *red_dst; /* nred destinations (NB_A_FULL, one element) */
+    nb_sop *sops;    /* one-element groups: nmops resolved operations and a sentinel (else NULL) */
+    nb_sop_fixup *fixups;
+    uint32_t nfixups;
 } nb_group;
 
 /* Kernel instructions, X(NAME, printed name):
@@ -130,6 +149,9 @@ typedef void (*nb_exec_fn)(const nb_instr *in, void *const *bases, void *scratch
 typedef void (*nb_finish_fn)(const nb_instr *in, void *const *bases, double *const *acc, int nt);
 /* Checks n values for NaN/Inf; returns the index of the first, or -1. */
 typedef int64_t (*nb_find_nonfinite_fn)(const void *p, int64_t n);
+/* Resolves the addresses of a one-element group's sops (regs: thread 0's
+ * scratch), once the workspace is allocated. */
+typedef void (*nb_prepare_fn)(nb_group *g, void *const *bases, void *regs);
 /* Stores a double into element off of base. */
 typedef void (*nb_store_fn)(void *base, int64_t off, double v);
 
@@ -147,6 +169,7 @@ typedef struct {
     nb_store_fn store;
     nb_exec_rows_fn exec_rows;
     nb_accumulate_fn accumulate;
+    nb_prepare_fn prepare_scalar;
 } nb_kernels;
 
 extern const nb_kernels nb_kernels_f64;

@@ -171,11 +171,17 @@ static nb_arg memory_arg(const vinfo *v) {
     return (nb_arg){NB_A_FULL, v->base, 0, v->off};
 }
 
-/* 6a. A fused group: its space, block length, operand addresses, threads. */
-static void plan_group(nb_program *p, nb_instr *in, const cgroup *G) {
+/* 6a. A fused group: its space, block length, operand addresses, threads;
+ * a one-element group gets room for its resolved straight-line form. */
+static int plan_group(nb_program *p, nb_instr *in, const cgroup *G) {
     nb_group *g = in->g;
     g->rows = resolve(p, G->R);
     g->cols = resolve(p, G->C);
+    if (g->rows * g->cols == 1 && !g->sops) {
+        g->sops = calloc(g->nmops + 1, sizeof *g->sops);
+        g->fixups = calloc(3 * (size_t)g->nmops + 1, sizeof *g->fixups);
+        if (!g->sops || !g->fixups) return nbc_perr(p, NB_ERR_NOMEM, "out of memory");
+    }
     int64_t span = g->rowwise ? g->cols : g->rows * g->cols;
     g->blen = span < NB_BLOCK ? span : NB_BLOCK;
     for (uint32_t k = 0; k < g->nmops; k++) {
@@ -199,6 +205,7 @@ static void plan_group(nb_program *p, nb_instr *in, const cgroup *G) {
     if (p->nthreads > 1 && (double)g->rows * (double)g->cols * g->nmops >= NB_PAR_MIN_WORK &&
         (!g->rowwise || g->rows >= p->nthreads))
         in->nt = p->nthreads;
+    return NB_OK;
 }
 
 /* 6b. A kernel instruction: operands, sizes, threads.  Products pass their
@@ -273,10 +280,8 @@ static int plan_instructions(nb_program *p, size_t *scratch, size_t *nacc) {
     *nacc = 1;
     for (size_t i = 0; i < p->nci; i++) {
         nb_instr *in = &p->ins[i];
-        if (p->ci[i].is_group)
-            plan_group(p, in, &p->g[p->ci[i].id]);
-        else if (plan_kernel(p, in, &p->l[p->ci[i].id]))
-            return NB_ERR_ARG;
+        int rc = p->ci[i].is_group ? plan_group(p, in, &p->g[p->ci[i].id]) : plan_kernel(p, in, &p->l[p->ci[i].id]);
+        if (rc) return rc;
         size_t s = nb_instr_scratch(in, p->k->real_size);
         if (s > *scratch) *scratch = s;
         if (nb_instr_accs(in) > *nacc) *nacc = nb_instr_accs(in);
@@ -305,8 +310,13 @@ static int allocate_workspace(nb_program *p, int64_t total, size_t scratch, size
     return NB_OK;
 }
 
-/* 8. Constants, dimension values, then the input-independent instructions. */
+/* 8. One-element groups' addresses; constants, dimension values, then the
+ * input-independent instructions. */
 static void run_init(nb_program *p) {
+    for (size_t i = 0; i < p->nci; i++) {
+        nb_group *g = p->ins[i].g;
+        if (g && g->sops && g->rows * g->cols == 1) p->k->prepare_scalar(g, (void *const *)p->bases, p->scratch[0]);
+    }
     for (size_t i = 0; i < p->nv; i++) {
         const vinfo *v = &p->v[i];
         if (v->parent >= 0) continue;

@@ -369,6 +369,8 @@ static void free_instructions(nb_program *p) {
             if (p->ins[i].g) {
                 free(p->ins[i].g->mops);
                 free(p->ins[i].g->red_dst);
+                free(p->ins[i].g->sops);
+                free(p->ins[i].g->fixups);
                 free(p->ins[i].g);
             }
             free(p->ins[i].list);
