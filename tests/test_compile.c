@@ -960,6 +960,40 @@ static void test_arguments(void) {
     nb_ctx_free(ctx);
 }
 
+/* A group whose space becomes one element when a dimension is bound to 1
+ * runs as straight-line code; rebinding to more elements runs the loop. */
+static void test_one_element_rebind(void) {
+    nb_ctx *ctx = nb_ctx_new();
+    nb_declare(ctx, "x: vector(n); s: scalar");
+    nb_expr *x = nb_lookup(ctx, "x"), *sv = nb_lookup(ctx, "s");
+    nb_expr *f = nb_parse(ctx, "sum(exp(s*x) + sin(x))");
+    nb_expr *outs[3] = {f, nb_gradient(ctx, f, x), nb_gradient(ctx, f, sv)}, *ins[2] = {x, sv};
+    nb_program *p = nb_compile(ctx, 3, outs, 2, ins, NB_F64, NB_COMPILE_DENSE);
+    CHECK(p != NULL, "compile: %s", nb_error(ctx));
+    if (!p) {
+        nb_ctx_free(ctx);
+        return;
+    }
+    for (int64_t n = 1; n <= 3; n += 2) {
+        double xv[3] = {0.5, -0.25, 1.5}, s = 0.75, f0, g[3], gs;
+        const void *in[2] = {xv, &s};
+        void *out[3] = {&f0, g, &gs};
+        CHECK(nb_program_bind_dim(p, "n", n) == NB_OK && nb_program_run(p, in, out) == NB_OK, "n=%lld: %s",
+              (long long)n, nb_program_error(p));
+        double want = 0, wgs = 0;
+        for (int64_t i = 0; i < n; i++) {
+            want += exp(s * xv[i]) + sin(xv[i]);
+            wgs += xv[i] * exp(s * xv[i]);
+            CHECK(fabs(g[i] - (s * exp(s * xv[i]) + cos(xv[i]))) < 1e-12, "n=%lld: gradient %lld", (long long)n,
+                  (long long)i);
+        }
+        CHECK(fabs(f0 - want) < 1e-12 && fabs(gs - wgs) < 1e-12, "n=%lld: f %.17g want %.17g, df/ds %.17g want %.17g",
+              (long long)n, f0, want, gs, wgs);
+    }
+    nb_program_free(p);
+    nb_ctx_free(ctx);
+}
+
 /* A run performs no allocation of its own (malloc/calloc/realloc outside the
  * BLAS's products are counted). */
 static void test_no_allocation(void) {
@@ -1033,6 +1067,7 @@ int main(int argc, char **argv) {
     test_independent();
     test_sizes();
     test_arguments();
+    test_one_element_rebind();
     test_no_allocation();
     test_reference(seed);
     test_networks(seed);
