@@ -63,9 +63,9 @@ typedef struct {
  * decode per run); operands in the caller's buffers are patched at the start
  * of each run from the fixups. */
 typedef struct {
-    uint16_t op;              /* nb_mop_code */
-    uint8_t a_prev, b_prev;   /* the operand is the previous sop's result (kept in a register) */
-    uint32_t acc;             /* NB_M_RSUM: accumulator slot */
+    uint16_t op;      /* nb_mop_code */
+    uint16_t handler; /* 4·op + (a is the previous sop's result) + 2·(b is) */
+    uint32_t acc;     /* NB_M_RSUM: accumulator slot */
     void *y;
     const void *a, *b;
 } nb_sop;

@@ -208,45 +208,62 @@ static void T(scalar_group)(const nb_group *g, void *const *bases, double *acc) 
         else
             code[x->k].y = addr;
     }
-    /* threaded dispatch (each handler jumps to the next one's: one indirect
-     * branch per operation, predicted per handler); the previous result
-     * stays in a register, so a chain does not wait on memory */
-    static const void *const handler[NB_M_COUNT + 1] = {
-#define NB_LABEL(name, ar) [NB_M_##name] = &&op_##name,
-        NB_MOP_LIST(NB_LABEL)
-#undef NB_LABEL
-            [NB_M_COUNT] = &&op_end, /* the sentinel after the last sop */
+    /* Threaded dispatch: each handler jumps to the next one's (one indirect
+     * branch per operation, predicted per handler).  Four handlers per
+     * operation, by which operands are the previous result (kept in a
+     * register, so a chain does not wait on memory): handler 4·op + a_prev +
+     * 2·b_prev (see T(prepare_scalar)). */
+    static const void *const handler[4 * NB_M_COUNT + 1] = {
+#define NB_LABELS_UNARY(name, expr)                                                                          \
+    [4 * NB_M_##name] = &&op_##name##_0_0, [4 * NB_M_##name + 1] = &&op_##name##_1_0,
+        NB_UNARY(NB_LABELS_UNARY)
+#undef NB_LABELS_UNARY
+#define NB_LABELS_BINARY(name, expr)                                                                         \
+    [4 * NB_M_##name] = &&op_##name##_0_0, [4 * NB_M_##name + 1] = &&op_##name##_1_0,                        \
+    [4 * NB_M_##name + 2] = &&op_##name##_0_1, [4 * NB_M_##name + 3] = &&op_##name##_1_1,
+        NB_BINARY(NB_LABELS_BINARY)
+#undef NB_LABELS_BINARY
+            [4 * NB_M_RSUM] = &&op_RSUM_0_0,
+        [4 * NB_M_RSUM + 1] = &&op_RSUM_1_0, [4 * NB_M_COUNT] = &&op_end, /* the sentinel after the last sop */
     };
     const nb_sop *s = code;
-    REAL x, r, prev = 0;
+    REAL r, prev = 0;
+#define NB_OPERAND(is_prev, ptr) ((is_prev) ? prev : *(const REAL *)(ptr))
 #define NB_NEXT                                                                                              \
     do {                                                                                                     \
         s++;                                                                                                 \
-        x = s->a_prev ? prev : *(const REAL *)s->a;                                                          \
-        goto *handler[s->op];                                                                                \
+        goto *handler[s->handler];                                                                           \
     } while (0)
-    x = s->a_prev ? prev : *(const REAL *)s->a; /* (no sops: the sentinel) */
-    goto *handler[s->op];
+    goto *handler[s->handler];
 op_end:
     return;
-op_RSUM:
-    acc[s->acc] += (double)x;
+op_RSUM_0_0:
+    acc[s->acc] += (double)NB_OPERAND(0, s->a);
     NB_NEXT;
-#define NB_OP_UNARY(name, expr)                                                                              \
-    op_##name : r = T(f_##name)(x);                                                                          \
+op_RSUM_1_0:
+    acc[s->acc] += (double)prev;
+    NB_NEXT;
+#define NB_OP_UNARY_AS(name, pa)                                                                             \
+    op_##name##_##pa##_0 : r = T(f_##name)(NB_OPERAND(pa, s->a));                                            \
     *(REAL *)s->y = r;                                                                                       \
     prev = r;                                                                                                \
     NB_NEXT;
+#define NB_OP_UNARY(name, expr) NB_OP_UNARY_AS(name, 0) NB_OP_UNARY_AS(name, 1)
     NB_UNARY(NB_OP_UNARY)
 #undef NB_OP_UNARY
-#define NB_OP_BINARY(name, expr)                                                                             \
-    op_##name : r = T(g_##name)(x, s->b_prev ? prev : *(const REAL *)s->b);                                  \
+#undef NB_OP_UNARY_AS
+#define NB_OP_BINARY_AS(name, pa, pb)                                                                        \
+    op_##name##_##pa##_##pb : r = T(g_##name)(NB_OPERAND(pa, s->a), NB_OPERAND(pb, s->b));                   \
     *(REAL *)s->y = r;                                                                                       \
     prev = r;                                                                                                \
     NB_NEXT;
+#define NB_OP_BINARY(name, expr)                                                                             \
+    NB_OP_BINARY_AS(name, 0, 0) NB_OP_BINARY_AS(name, 1, 0) NB_OP_BINARY_AS(name, 0, 1) NB_OP_BINARY_AS(name, 1, 1)
     NB_BINARY(NB_OP_BINARY)
 #undef NB_OP_BINARY
+#undef NB_OP_BINARY_AS
 #undef NB_NEXT
+#undef NB_OPERAND
 }
 
 /* The address of a one-element group's operand: a register (block length
@@ -274,10 +291,9 @@ static void T(prepare_scalar)(nb_group *g, void *const *bases, void *regs) {
          * register or the workspace: caller buffers are not compared) */
         const nb_sop *q = k > 0 ? &g->sops[k - 1] : NULL;
         const int q_result = q && q->op != NB_M_RSUM && q->y;
-        s->a_prev = (uint8_t)(q_result && s->a == q->y);
-        s->b_prev = (uint8_t)(q_result && s->b && s->b == q->y);
+        s->handler = (uint16_t)(4 * s->op + (q_result && s->a == q->y) + 2 * (q_result && s->b && s->b == q->y));
     }
-    g->sops[g->nmops] = (nb_sop){NB_M_COUNT, 1, 0, 0, NULL, NULL, NULL}; /* sentinel: ends the run */
+    g->sops[g->nmops] = (nb_sop){NB_M_COUNT, 4 * NB_M_COUNT, 0, NULL, NULL, NULL}; /* sentinel: ends the run */
 }
 
 /* Rows r0..r1 of a group (for a flat group, entries r0..r1). */
