@@ -59,11 +59,27 @@ def run_torch(case, sizes, dtype, threads, repeat):
     return d["f"], d["fd"]
 
 
-def sgemm_peak(B):
-    exe = os.path.join("/tmp", "nabla_sgemm_peak")
-    subprocess.run(["cc", "-O2", os.path.join(HERE, "sgemm_peak.c"), "-o", exe, "-lopenblas"], check=True)
-    out = subprocess.run([exe, str(B)], capture_output=True, text=True, env=env_for(1, False)).stdout
-    return float(re.search(r"square GFLOP/s (\S+)", out).group(1)), float(re.search(r"mlp GFLOP/s (\S+)", out).group(1))
+def built(src, exe, extra=()):
+    """Builds bench/SRC into /tmp/EXE (with -O3) and returns its path."""
+    path = os.path.join("/tmp", exe)
+    subprocess.run(["cc", "-O3", "-I", os.path.join(ROOT, "include"), os.path.join(HERE, src), "-o", path]
+                   + list(extra) + ["-lopenblas", "-lm", "-lpthread"], check=True)
+    return path
+
+
+def sgemm_peak(B, threads):
+    """OpenBLAS (pthreads build, as nabla links it) sgemm GFLOP/s: 1024^3 and the MLP step's products."""
+    out = subprocess.run([built("sgemm_peak.c", "nabla_sgemm_peak"), str(B), str(threads)], capture_output=True,
+                         text=True, env=env_for(1, False)).stdout
+    return (float(re.search(r"square GFLOP/s (\S+)", out).group(1)), float(re.search(r"mlp GFLOP/s (\S+)", out).group(1)),
+            re.search(r"corename (\S+)", out).group(1))
+
+
+def chain_vs_c(rounds):
+    """bench/chain.c: nabla's compiled chain against the hand-written C chain, in one process."""
+    exe = built("chain.c", "nabla_chain", [os.path.join(ROOT, "build", "libnabla.a")])
+    out = subprocess.run([exe, str(rounds)], capture_output=True, text=True, env=env_for(1, False), check=True).stdout
+    return {k: float(v) for k, v in re.findall(r"^(nabla f\+grad|C f\+grad|ratio): (\S+)", out, re.M)}
 
 
 def fmt_t(s):
@@ -115,7 +131,7 @@ def main():
             s += " " + note
         print(s, flush=True)
 
-    print("threads: %d, rounds: %d (medians)" % (T, args.rounds), flush=True)
+    print("threads: %d, rounds: %d (medians); OpenBLAS kernel: %s" % (T, args.rounds, sgemm_peak(1, 1)[2]), flush=True)
     if "a" in only:
         for sizes in ("N=10000,n=100", "N=1000,n=1000"):
             for dt in ("f64", "f32"):
@@ -125,12 +141,11 @@ def main():
             before = len(rows)
             bench("(b)", "MLP 784-256-256-10 B=%d" % B, "mlp", cases.MLP, "B=%d" % B, "f32")
             nfd = rows[before][4]
-            if T == 1:
-                sq, shapes = sgemm_peak(B)
-                gf = cases.mlp_flops(B) / nfd / 1e9
-                print("    MLP B=%d: nabla %.1f GFLOP/s = %.0f%% of OpenBLAS sgemm on a 1024^3 square (%.1f), "
-                      "%.0f%% of sgemm on the step's own shapes (%.1f)" % (B, gf, 100 * gf / sq, sq, 100 * gf / shapes,
-                                                                           shapes), flush=True)
+            sq, shapes, core = sgemm_peak(B, T)
+            gf = cases.mlp_flops(B) / nfd / 1e9
+            print("    MLP B=%d, %d thread(s): nabla %.1f GFLOP/s = %.0f%% of OpenBLAS (%s) sgemm on a 1024^3 square "
+                  "(%.1f), %.0f%% of sgemm on the step's own shapes (%.1f)" % (B, T, gf, 100 * gf / sq, core, sq,
+                                                                              100 * gf / shapes, shapes), flush=True)
     if "c" in only:
         for n in (64, 256, 1024, 4096):
             bench("(c)", "J of exp(x).*sin(x)+x.^2 n=%d" % n, "jac_elementwise", cases.JAC_ELEMENTWISE, "n=%d" % n,
@@ -143,13 +158,10 @@ def main():
             bench("(c)", "J of tanh(A*x) n=%d" % n, "jac_tanh", cases.JAC_TANH, "n=%d" % n, "f64",
                   torch_rounds=1 if n == 4096 else None)
     if "d" in only:
-        ops = 1000
-        expr = cases.chain_expr(ops)
-        before = len(rows)
-        bench("(d)", "chain of %d scalar ops" % ops, "chain", (expr, "x", ""), "ops=%d" % ops, "f64")
-        _, _, _, nf, nfd, tf, tfd, _ = rows[before]
-        print("    per operation, forward+backward: nabla %s, torch %s" % (fmt_t(nfd / ops), fmt_t(tfd / ops)),
-              flush=True)
+        d = chain_vs_c(max(31, 10 * args.rounds + 1))
+        print("(d) chain of 1000 scalar ops (250 x  x*1.0001 + 0.5*sin(x)), f+gradient, f64: nabla %s, "
+              "hand-written C (-O3, libm) %s | nabla/C %.3f" % (fmt_t(d["nabla f+grad"] * 1e-6),
+                                                                  fmt_t(d["C f+grad"] * 1e-6), d["ratio"]), flush=True)
 
 
 if __name__ == "__main__":

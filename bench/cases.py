@@ -11,22 +11,3 @@ JAC_TANH = ("tanh(A*x)", "x", "A: matrix(n, n); x: vector(n)")
 # floating-point operations of one MLP forward+backward step (784-256-256-10)
 def mlp_flops(B):
     return 2 * B * (784 * 256 * 2 + 256 * 256 * 3 + 256 * 10 * 3)
-
-
-def chain_ops(n):
-    """A chain of n scalar operations t[i+1] = op(t[i]) (t[0] = x), cycling
-    through multiply, add, sin, multiply-by-previous and subtract."""
-    kinds = ["mul", "add", "sin", "mulprev", "sub"]
-    return [(kinds[i % 5], i, 0.9 if kinds[i % 5] == "mul" else 0.25) for i in range(n)]
-
-
-def chain_expr(n):
-    """The same chain in nabla's language: 't1 = 0.9*x; t2 = t1 + x; ...; tn'."""
-    name = lambda i: "x" if i == 0 else "t%d" % i
-    defs = []
-    for i, (kind, a, c) in enumerate(chain_ops(n)):
-        u = name(a)
-        rhs = {"mul": "%g*%s" % (c, u), "add": "%s + x" % u, "sin": "sin(%s)" % u,
-               "mulprev": "%s*%s" % (u, name(a - 1)), "sub": "%s - %g" % (u, c)}[kind]
-        defs.append("%s = %s" % (name(i + 1), rhs))
-    return "; ".join(defs) + "; " + name(n)

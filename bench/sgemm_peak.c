@@ -1,6 +1,7 @@
-/* OpenBLAS sgemm throughput on one thread: a large square product and the
- * products of one 784-256-256-10 MLP training step at batch B.
- * Usage: sgemm_peak B  ->  prints "square GFLOP/s" and "mlp GFLOP/s". */
+/* OpenBLAS sgemm throughput: a large square product (1024³) and the products
+ * of one 784-256-256-10 MLP training step at batch B, on T threads.
+ * Usage: sgemm_peak B [T]  ->  prints "corename", "square GFLOP/s" and
+ * "mlp GFLOP/s". */
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,8 +63,13 @@ static void mlp_step(void *arg) {
 }
 
 int main(int argc, char **argv) {
-    int B = argc > 1 ? atoi(argv[1]) : 64;
-    openblas_set_num_threads(1);
+    int B = argc > 1 ? atoi(argv[1]) : 64, T = argc > 2 ? atoi(argv[2]) : 1;
+    if (B < 1 || B > 1 << 16 || T < 1 || T > 64) {
+        fprintf(stderr, "usage: sgemm_peak B [threads]\n");
+        return 2;
+    }
+    openblas_set_num_threads(T);
+    printf("corename %s\n", openblas_get_corename());
     float *sq[3] = {buf(1 << 20), buf(1 << 20), buf(1 << 20)};
     double t = best_of(5, square, sq);
     printf("square GFLOP/s %.1f\n", 2.0 * 1024 * 1024 * 1024 / t / 1e9);

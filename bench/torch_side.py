@@ -132,40 +132,7 @@ def jac_tanh(sz, dt):
     return jacobian_case(fun, x)
 
 
-def chain(sz, dt):
-    ops = cases.chain_ops(sz["ops"])
-    x = torch.tensor(0.3, dtype=dt, requires_grad=True)
-
-    def run(x):
-        t = [x]
-        for kind, a, c in ops:
-            u = t[a]
-            if kind == "mul":
-                t.append(u * c)
-            elif kind == "add":
-                t.append(u + x)
-            elif kind == "sin":
-                t.append(torch.sin(u))
-            elif kind == "mulprev":
-                t.append(u * t[a - 1])
-            else:  # sub
-                t.append(u - c)
-        return t[-1]
-
-    def f():
-        with torch.no_grad():
-            return run(x)
-
-    def fd():
-        x.grad = None
-        y = run(x)
-        y.backward()
-        return y
-
-    return f, fd
-
-
-CASES = {"neuron": neuron, "mlp": mlp, "jac_elementwise": jac_elementwise, "jac_tanh": jac_tanh, "chain": chain}
+CASES = {"neuron": neuron, "mlp": mlp, "jac_elementwise": jac_elementwise, "jac_tanh": jac_tanh}
 
 
 def main():

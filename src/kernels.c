@@ -19,6 +19,11 @@ const char *const nb_mop_names[NB_M_COUNT] = {
     NB_MOP_LIST(NB_X)
 #undef NB_X
 };
+const char *const nb_instr_names[NB_I_COUNT] = {
+#define NB_X(name, printed) #printed,
+    NB_INSTR_LIST(NB_X)
+#undef NB_X
+};
 const int nb_mop_arity[NB_M_COUNT] = {
 #define NB_X(name, ar) ar,
     NB_MOP_LIST(NB_X)

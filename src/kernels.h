@@ -1,6 +1,6 @@
 /* The executable form of a compiled program, and the kernels that run it.
  *
- * compile.c lowers an expression DAG to instructions whose operands are
+ * The compiler (engine.h) lowers an expression DAG to instructions whose operands are
  * (base, offset) pairs into caller buffers or the program's workspace;
  * kernels_impl.h is the ONE kernel source: kernels.c includes it twice, once
  * with REAL = double (suffix _f64) and once with REAL = float (suffix _f32).
@@ -53,10 +53,26 @@ typedef enum {
 
 typedef struct {
     uint16_t op;  /* nb_mop_code */
-    uint16_t acc; /* NB_M_RSUM: accumulator slot */
+    uint32_t acc; /* NB_M_RSUM: accumulator slot */
     nb_arg dst;   /* NB_A_REG or NB_A_FULL (unused for RSUM) */
     nb_arg src[2];
 } nb_mop;
+
+/* A micro-operation of a one-element group with its operands' addresses
+ * resolved when the plan is made (straight-line code: no operand modes to
+ * decode per run); operands in the caller's buffers are patched at the start
+ * of each run from the fixups. */
+typedef struct {
+    uint16_t op;      /* nb_mop_code */
+    uint16_t handler; /* 4·op + (a is the previous sop's result) + 2·(b is) */
+    uint32_t acc;     /* NB_M_RSUM: accumulator slot */
+    void *y;
+    const void *a, *b;
+} nb_sop;
+typedef struct {
+    uint32_t k, which; /* sop k's operand: 0 a, 1 b, 2 y */
+    nb_arg arg;
+} nb_sop_fixup;
 
 typedef struct {
     int64_t rows, cols; /* iteration space */
@@ -65,22 +81,43 @@ typedef struct {
     uint32_t nmops, nregs, nred;
     nb_mop *mops;
     nb_arg *red_dst; /* nred destinations (NB_A_FULL, one element) */
+    nb_sop *sops;    /* one-element groups: nmops resolved operations and a sentinel (else NULL) */
+    nb_sop_fixup *fixups;
+    uint32_t nfixups;
 } nb_group;
 
-/* Kernel instructions. */
+/* Kernel instructions, X(NAME, printed name):
+ *   GROUP       a fused element-wise group
+ *   GEMM        y(m x n) = alpha op(a) op(b), a/b row-major, lda/ldb
+ *   GEMV        y = alpha op(a) b, a is m x n row-major (op by ta)
+ *   COLSUM      y(n) = alpha Σ_i a(i, :), a m x n
+ *   ROWSUM      y(m) = alpha Σ_j a(:, j), a m x n
+ *   TRANSPOSE   y (n x m) = aᵀ, a m x n
+ *   STRIDED     y[i] = a[i * stride], i < m
+ *   GATHER      y[i] = *list[i], i < nlist
+ *   DENSE_DIAG  y (m x m) = diag(a[i * stride]) (stride 0: scalar)
+ *   SOFTMAX     y = row-wise softmax of a (m x n)
+ *   LOGSOFTMAX  y = row-wise log softmax of a
+ *   XENT        y (scalar) = mean_i −Σ_j b_ij log softmax(a_i)_j */
+#define NB_INSTR_LIST(X)                                                                                     \
+    X(GROUP, group)                                                                                          \
+    X(GEMM, gemm)                                                                                            \
+    X(GEMV, gemv)                                                                                            \
+    X(COLSUM, colsum)                                                                                        \
+    X(ROWSUM, rowsum)                                                                                        \
+    X(TRANSPOSE, transpose)                                                                                  \
+    X(STRIDED, strided)                                                                                      \
+    X(GATHER, gather)                                                                                        \
+    X(DENSE_DIAG, dense_diag)                                                                                \
+    X(SOFTMAX, softmax)                                                                                      \
+    X(LOGSOFTMAX, logsoftmax)                                                                                \
+    X(XENT, xent)
+
 typedef enum {
-    NB_I_GROUP,      /* fused element-wise group */
-    NB_I_GEMM,       /* y(m x n) = alpha op(a) op(b), a/b row-major, lda/ldb */
-    NB_I_GEMV,       /* y = alpha op(a) b, a is m x n row-major (op by ta) */
-    NB_I_COLSUM,     /* y(n) = alpha Σ_i a(i, :), a m x n */
-    NB_I_ROWSUM,     /* y(m) = alpha Σ_j a(:, j), a m x n */
-    NB_I_TRANSPOSE,  /* y (n x m) = aᵀ, a m x n */
-    NB_I_STRIDED,    /* y[i] = a[i * stride], i < m */
-    NB_I_GATHER,     /* y[i] = *list[i], i < nlist */
-    NB_I_DENSE_DIAG, /* y (m x m) = diag(a[i * stride]) (stride 0: scalar) */
-    NB_I_SOFTMAX,    /* y = row-wise softmax of a (m x n) */
-    NB_I_LOGSOFTMAX, /* y = row-wise log softmax of a */
-    NB_I_XENT        /* y (scalar) = mean_i −Σ_j b_ij log softmax(a_i)_j */
+#define NB_X(name, printed) NB_I_##name,
+    NB_INSTR_LIST(NB_X)
+#undef NB_X
+        NB_I_COUNT
 } nb_instr_kind;
 
 typedef struct {
@@ -112,10 +149,13 @@ typedef void (*nb_exec_fn)(const nb_instr *in, void *const *bases, void *scratch
 typedef void (*nb_finish_fn)(const nb_instr *in, void *const *bases, double *const *acc, int nt);
 /* Checks n values for NaN/Inf; returns the index of the first, or -1. */
 typedef int64_t (*nb_find_nonfinite_fn)(const void *p, int64_t n);
+/* Resolves the addresses of a one-element group's sops (regs: thread 0's
+ * scratch), once the workspace is allocated. */
+typedef void (*nb_prepare_fn)(nb_group *g, void *const *bases, void *regs);
 /* Stores a double into element off of base. */
 typedef void (*nb_store_fn)(void *base, int64_t off, double v);
 
-/* Rows r0..r1 of an instruction inside a row-tiled region (see compile.c). */
+/* Rows r0..r1 of an instruction inside a row-tiled region (see tile.c). */
 typedef void (*nb_exec_rows_fn)(const nb_instr *in, void *const *bases, void *scratch, double *acc,
                                 int64_t r0, int64_t r1, int first, void *red);
 /* y[i] += x[i], i < n */
@@ -129,13 +169,15 @@ typedef struct {
     nb_store_fn store;
     nb_exec_rows_fn exec_rows;
     nb_accumulate_fn accumulate;
+    nb_prepare_fn prepare_scalar;
 } nb_kernels;
 
 extern const nb_kernels nb_kernels_f64;
 extern const nb_kernels nb_kernels_f32;
 
-/* Micro-operation names (for diagnostics). */
+/* Micro-operation and instruction names (for diagnostics). */
 extern const char *const nb_mop_names[NB_M_COUNT];
+extern const char *const nb_instr_names[NB_I_COUNT];
 extern const int nb_mop_arity[NB_M_COUNT];
 
 #endif

@@ -183,37 +183,106 @@ static void T(block)(const nb_group *g, void *const *bases, REAL *regs, double *
     }
 }
 
-/* A group whose iteration space is one element: straight-line scalar code. */
-static void T(scalar_group)(const nb_group *g, void *const *bases, REAL *regs, double *acc) {
+/* A group whose iteration space is one element: straight-line scalar code
+ * over resolved addresses (nb_sop). */
+static void T(scalar_group)(const nb_group *g, void *const *bases, double *acc) {
+    nb_sop *const code = g->sops;
+    for (uint32_t f = 0; f < g->nfixups; f++) {
+        const nb_sop_fixup *x = &g->fixups[f];
+        REAL *addr = (REAL *)bases[x->arg.base] + x->arg.off;
+        if (x->which == 0)
+            code[x->k].a = addr;
+        else if (x->which == 1)
+            code[x->k].b = addr;
+        else
+            code[x->k].y = addr;
+    }
+    /* Threaded dispatch: each handler jumps to the next one's (one indirect
+     * branch per operation, predicted per handler).  Four handlers per
+     * operation, by which operands are the previous result (kept in a
+     * register, so a chain does not wait on memory): handler 4·op + a_prev +
+     * 2·b_prev (see T(prepare_scalar)). */
+    static const void *const handler[4 * NB_M_COUNT + 1] = {
+#define NB_LABELS_UNARY(name, expr)                                                                          \
+    [4 * NB_M_##name] = &&op_##name##_0_0, [4 * NB_M_##name + 1] = &&op_##name##_1_0,
+        NB_UNARY(NB_LABELS_UNARY)
+#undef NB_LABELS_UNARY
+#define NB_LABELS_BINARY(name, expr)                                                                         \
+    [4 * NB_M_##name] = &&op_##name##_0_0, [4 * NB_M_##name + 1] = &&op_##name##_1_0,                        \
+    [4 * NB_M_##name + 2] = &&op_##name##_0_1, [4 * NB_M_##name + 3] = &&op_##name##_1_1,
+        NB_BINARY(NB_LABELS_BINARY)
+#undef NB_LABELS_BINARY
+            [4 * NB_M_RSUM] = &&op_RSUM_0_0,
+        [4 * NB_M_RSUM + 1] = &&op_RSUM_1_0, [4 * NB_M_COUNT] = &&op_end, /* the sentinel after the last sop */
+    };
+    const nb_sop *s = code;
+    REAL r, prev = 0;
+#define NB_OPERAND(is_prev, ptr) ((is_prev) ? prev : *(const REAL *)(ptr))
+#define NB_NEXT                                                                                              \
+    do {                                                                                                     \
+        s++;                                                                                                 \
+        goto *handler[s->handler];                                                                           \
+    } while (0)
+    goto *handler[s->handler];
+op_end:
+    return;
+op_RSUM_0_0:
+    acc[s->acc] += (double)NB_OPERAND(0, s->a);
+    NB_NEXT;
+op_RSUM_1_0:
+    acc[s->acc] += (double)prev;
+    NB_NEXT;
+#define NB_OP_UNARY_AS(name, pa)                                                                             \
+    op_##name##_##pa##_0 : r = T(f_##name)(NB_OPERAND(pa, s->a));                                            \
+    *(REAL *)s->y = r;                                                                                       \
+    prev = r;                                                                                                \
+    NB_NEXT;
+#define NB_OP_UNARY(name, expr) NB_OP_UNARY_AS(name, 0) NB_OP_UNARY_AS(name, 1)
+    NB_UNARY(NB_OP_UNARY)
+#undef NB_OP_UNARY
+#undef NB_OP_UNARY_AS
+#define NB_OP_BINARY_AS(name, pa, pb)                                                                        \
+    op_##name##_##pa##_##pb : r = T(g_##name)(NB_OPERAND(pa, s->a), NB_OPERAND(pb, s->b));                   \
+    *(REAL *)s->y = r;                                                                                       \
+    prev = r;                                                                                                \
+    NB_NEXT;
+#define NB_OP_BINARY(name, expr)                                                                             \
+    NB_OP_BINARY_AS(name, 0, 0) NB_OP_BINARY_AS(name, 1, 0) NB_OP_BINARY_AS(name, 0, 1) NB_OP_BINARY_AS(name, 1, 1)
+    NB_BINARY(NB_OP_BINARY)
+#undef NB_OP_BINARY
+#undef NB_OP_BINARY_AS
+#undef NB_NEXT
+#undef NB_OPERAND
+}
+
+/* The address of a one-element group's operand: a register (block length
+ * 1), the workspace, or -- for the caller's buffers, known per run -- NULL
+ * and a fixup. */
+static void *T(sop_addr)(nb_group *g, uint32_t k, uint32_t which, const nb_arg *a, void *const *bases,
+                         REAL *regs) {
+    if (a->mode == NB_A_REG) return regs + a->reg;
+    if (a->base == 0) return (REAL *)bases[0] + a->off;
+    g->fixups[g->nfixups++] = (nb_sop_fixup){k, which, *a};
+    return NULL;
+}
+
+static void T(prepare_scalar)(nb_group *g, void *const *bases, void *regs) {
+    g->nfixups = 0;
     for (uint32_t k = 0; k < g->nmops; k++) {
         const nb_mop *m = &g->mops[k];
-        const nb_arg *s0 = &m->src[0];
-        const REAL x = s0->mode == NB_A_REG ? regs[s0->reg] : ((const REAL *)bases[s0->base])[s0->off];
-        if (m->op == NB_M_RSUM) {
-            acc[m->acc] += (double)x;
-            continue;
-        }
-        REAL *y = m->dst.mode == NB_A_REG ? regs + m->dst.reg : (REAL *)bases[m->dst.base] + m->dst.off;
-        switch (m->op) {
-#define NB_CASE_UNARY(name, expr)                                                                            \
-    case NB_M_##name:                                                                                        \
-        *y = T(f_##name)(x);                                                                                 \
-        break;
-            NB_UNARY(NB_CASE_UNARY)
-#undef NB_CASE_UNARY
-#define NB_CASE_BINARY(name, expr)                                                                           \
-    case NB_M_##name: {                                                                                      \
-        const nb_arg *s1 = &m->src[1];                                                                       \
-        const REAL b = s1->mode == NB_A_REG ? regs[s1->reg] : ((const REAL *)bases[s1->base])[s1->off];      \
-        *y = T(g_##name)(x, b);                                                                              \
-        break;                                                                                               \
+        nb_sop *s = &g->sops[k];
+        s->op = m->op;
+        s->acc = m->acc;
+        s->a = T(sop_addr)(g, k, 0, &m->src[0], bases, (REAL *)regs);
+        s->b = nb_mop_arity[m->op] == 2 ? T(sop_addr)(g, k, 1, &m->src[1], bases, (REAL *)regs) : NULL;
+        s->y = m->op == NB_M_RSUM ? NULL : T(sop_addr)(g, k, 2, &m->dst, bases, (REAL *)regs);
+        /* the previous sop's result, when it is this operand's address (a
+         * register or the workspace: caller buffers are not compared) */
+        const nb_sop *q = k > 0 ? &g->sops[k - 1] : NULL;
+        const int q_result = q && q->op != NB_M_RSUM && q->y;
+        s->handler = (uint16_t)(4 * s->op + (q_result && s->a == q->y) + 2 * (q_result && s->b && s->b == q->y));
     }
-            NB_BINARY(NB_CASE_BINARY)
-#undef NB_CASE_BINARY
-        default:
-            break;
-        }
-    }
+    g->sops[g->nmops] = (nb_sop){NB_M_COUNT, 4 * NB_M_COUNT, 0, NULL, NULL, NULL}; /* sentinel: ends the run */
 }
 
 /* Rows r0..r1 of a group (for a flat group, entries r0..r1). */
@@ -238,8 +307,8 @@ static void T(group_rows)(const nb_group *g, void *const *bases, REAL *regs, dou
 static void T(exec_group)(const nb_group *g, void *const *bases, REAL *regs, double *acc, int tid, int nt) {
     for (uint32_t k = 0; k < g->nred; k++)
         acc[k] = 0;
-    if (g->rows * g->cols == 1) {
-        if (tid == 0) T(scalar_group)(g, bases, regs, acc);
+    if (g->rows * g->cols == 1 && g->sops) {
+        if (tid == 0) T(scalar_group)(g, bases, acc);
         return;
     }
     if (!g->rowwise) { /* split at block boundaries */
@@ -591,7 +660,7 @@ static void T(exec)(const nb_instr *in, void *const *bases, void *scratch, doubl
 }
 
 /* Rows r0..r1 of the tiled dimension of an instruction in a row-tiled region
- * (see compile.c).  first: the first tile of this thread, where sums over the
+ * (see tile.c).  first: the first tile of this thread, where sums over the
  * rows start from zero; red: where a sum over the rows goes (NULL: the
  * instruction's own output). */
 static void T(exec_rows)(const nb_instr *in, void *const *bases, void *scratch, double *acc, int64_t r0,
@@ -688,8 +757,8 @@ static void T(store)(void *base, int64_t off, double v) {
     ((REAL *)base)[off] = (REAL)v;
 }
 
-const nb_kernels T(nb_kernels) = {sizeof(REAL), T(exec),      T(finish),    T(find_nonfinite),
-                                  T(store),     T(exec_rows), T(accumulate)};
+const nb_kernels T(nb_kernels) = {sizeof(REAL), T(exec),       T(finish),    T(find_nonfinite),
+                                  T(store),     T(exec_rows),  T(accumulate), T(prepare_scalar)};
 
 #undef NB_UNARY
 #undef NB_BINARY

@@ -1,0 +1,866 @@
+/* Lowering: the expression DAG becomes *values* with a structure -- dense,
+ * dense stored transposed, uniform (one number), diagonal (its vector),
+ * scaled identity (one number) -- and the low-level operations ("lops") that
+ * compute their data.  Structure is kept through the operations that
+ * preserve it (diag·diag, diag·A = row scaling, I·A = A, Aᵀ of a vector = the
+ * same memory, Aᵀ·B = gemm with a transpose flag, 1ᵀ·A = column sums,
+ * element-wise work on transposed operands stays transposed, ...); dense data
+ * is materialised only on demand.  Equal lops are made once (a hash table:
+ * common subexpressions the DAG's hash-consing cannot see).  Outputs stay
+ * structured unless NB_COMPILE_DENSE, and are written straight into the
+ * caller's buffers where possible. */
+#include "engine.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+
+int nbc_cfail(cstate *c, const char *fmt, ...) {
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (!c->failed) nb_set_error(c->ctx, "compile: %s", msg);
+    c->failed = 1;
+    return -1;
+}
+
+int32_t nbc_new_value(cstate *c, nb_dim r, nb_dim cl, int kind) {
+    nb_program *p = c->p;
+    if (c->failed) return -1;
+    if (grow((void **)&p->v, &c->capv, p->nv + 1, sizeof *p->v)) return nbc_cfail(c, "out of memory");
+    vinfo *v = &p->v[p->nv];
+    memset(v, 0, sizeof *v);
+    v->rows = r;
+    v->cols = cl;
+    v->parent = -1;
+    v->kind = (uint8_t)kind;
+    v->def = -1;
+    v->out = -1;
+    v->index = -1;
+    v->invariant = kind != VK_INPUT;
+    return (int32_t)p->nv++;
+}
+
+static int32_t const_value(cstate *c, double x) {
+    nb_program *p = c->p;
+    for (size_t i = 0; i < p->nv; i++)
+        if (p->v[i].kind == VK_CONST && p->v[i].cval == x &&
+            (x != 0 || !signbit(x) == !signbit(p->v[i].cval)))
+            return (int32_t)i;
+    int32_t v = nbc_new_value(c, 1, 1, VK_CONST);
+    if (v >= 0) p->v[v].cval = x;
+    return v;
+}
+
+static int32_t dim_value(cstate *c, nb_dim d1, nb_dim d2) {
+    nb_program *p = c->p;
+    if (d1 > 0 && d2 > 0) return const_value(c, (double)d1 * (double)d2);
+    for (size_t i = 0; i < p->nv; i++)
+        if (p->v[i].kind == VK_DIM && p->v[i].d1 == d1 && p->v[i].d2 == d2) return (int32_t)i;
+    int32_t v = nbc_new_value(c, 1, 1, VK_DIM);
+    if (v >= 0) {
+        p->v[v].d1 = d1;
+        p->v[v].d2 = d2;
+    }
+    return v;
+}
+
+static int32_t alias_value(cstate *c, int32_t parent, nb_dim r, nb_dim cl, int64_t ai, int64_t aj) {
+    if (parent < 0) return -1;
+    nb_program *p = c->p;
+    if (ai == 0 && aj == 0 && p->v[parent].rows == r && p->v[parent].cols == cl) return parent;
+    int32_t v = nbc_new_value(c, r, cl, p->v[parent].kind == VK_INPUT ? VK_INPUT : VK_WORK);
+    if (v < 0) return -1;
+    vinfo *x = &p->v[v], *pv = &p->v[parent];
+    x->parent = parent;
+    x->ai = ai;
+    x->aj = aj;
+    x->invariant = pv->invariant;
+    x->index = pv->index;
+    x->kind = pv->kind == VK_INPUT ? VK_INPUT : VK_WORK;
+    return v;
+}
+
+static lop *new_lop(cstate *c, int kind) {
+    nb_program *p = c->p;
+    if (c->failed) return NULL;
+    if (grow((void **)&p->l, &c->capl, p->nl + 1, sizeof *p->l)) {
+        nbc_cfail(c, "out of memory");
+        return NULL;
+    }
+    lop *L = &p->l[p->nl++];
+    memset(L, 0, sizeof *L);
+    L->kind = kind;
+    L->dst = L->src[0] = L->src[1] = -1;
+    L->list = -1;
+    L->group = -1;
+    L->inst = -1;
+    L->alpha = 1;
+    L->alpha_vid = -1;
+    return L;
+}
+
+/* Common lops (the same operation on the same values, e.g. a difference
+ * computed once directly and once through its transpose, or one product
+ * reached from two layouts) are made once: a hash table over their fields. */
+static bool same_lop(const lop *A, const lop *B) {
+    return A->kind == B->kind && A->op == B->op && A->src[0] == B->src[0] && A->src[1] == B->src[1] &&
+           A->mode[0] == B->mode[0] && A->mode[1] == B->mode[1] && A->sr == B->sr && A->sc == B->sc &&
+           A->ta == B->ta && A->tb == B->tb && A->skind == B->skind && A->soff == B->soff &&
+           A->alpha == B->alpha && A->alpha_vid == B->alpha_vid && A->nlist == 0 && B->nlist == 0;
+}
+
+static uint64_t lop_hash(const lop *L) {
+    int64_t parts[10] = {L->kind,
+                         L->op,
+                         L->src[0],
+                         L->src[1],
+                         L->sr,
+                         L->sc,
+                         L->ta * 2 + L->tb,
+                         L->skind,
+                         L->soff,
+                         (int64_t)(L->alpha * 1024)};
+    uint64_t h = 1469598103934665603ULL;
+    for (int i = 0; i < 10; i++)
+        h = (h ^ (uint64_t)parts[i]) * 1099511628211ULL;
+    return h ^ (h >> 29);
+}
+
+static void cse_add(cstate *c, int32_t li) {
+    if (2 * (c->ncse + 1) > c->capcse) {
+        size_t cap = c->capcse ? 2 * c->capcse : 1024;
+        int32_t *t = calloc(cap, sizeof *t);
+        if (!t) return; /* an optimisation */
+        for (size_t i = 0; i < c->capcse; i++)
+            if (c->cse[i]) {
+                size_t j = lop_hash(&c->p->l[c->cse[i] - 1]) & (cap - 1);
+                while (t[j])
+                    j = (j + 1) & (cap - 1);
+                t[j] = c->cse[i];
+            }
+        free(c->cse);
+        c->cse = t;
+        c->capcse = cap;
+    }
+    size_t j = lop_hash(&c->p->l[li]) & (c->capcse - 1);
+    while (c->cse[j])
+        j = (j + 1) & (c->capcse - 1);
+    c->cse[j] = li + 1;
+    c->ncse++;
+}
+
+/* An earlier lop equal to L with a result of shape r x cl, or -1. */
+static int32_t cse_find(const cstate *c, const lop *L, nb_dim r, nb_dim cl) {
+    if (!c->capcse || c->no_cse || L->nlist) return -1;
+    size_t mask = c->capcse - 1;
+    for (size_t i = lop_hash(L) & mask; c->cse[i]; i = (i + 1) & mask) {
+        const lop *E = &c->p->l[c->cse[i] - 1];
+        if (same_lop(E, L) && c->p->v[E->dst].rows == r && c->p->v[E->dst].cols == cl) return E->dst;
+    }
+    return -1;
+}
+
+/* Finishes a lop: its destination, invariance (or an equal earlier lop's). */
+static int32_t finish_lop(cstate *c, lop *L, nb_dim r, nb_dim cl) {
+    if (!L) return -1;
+    nb_program *p = c->p;
+    int32_t li = (int32_t)(L - p->l);
+    int32_t same = cse_find(c, L, r, cl);
+    if (same >= 0 && li == (int32_t)p->nl - 1) {
+        p->nl--;
+        return same;
+    }
+    int32_t d = nbc_new_value(c, r, cl, VK_WORK);
+    if (d < 0) return -1;
+    L = &p->l[li]; /* p->l did not move, but be explicit */
+    L->dst = d;
+    p->v[d].def = li;
+    int inv = 1;
+    for (int k = 0; k < lop_nsrc(L); k++)
+        if (lop_src(p, L, k) >= 0) inv &= p->v[lop_src(p, L, k)].invariant;
+    L->invariant = (uint8_t)inv;
+    p->v[d].invariant = (uint8_t)inv;
+    if (!c->no_cse && !L->nlist) cse_add(c, li);
+    return d;
+}
+
+/* How an operand of data shape (r, c) is read in the space (R, C). */
+static int arg_mode(nb_dim R, nb_dim C, nb_dim r, nb_dim c) {
+    if (r == R && c == C) return NB_A_FULL;
+    if (r == 1 && c == 1) return NB_A_SCAL;
+    if ((R == 1 || C == 1) && r == C && c == R) return NB_A_FULL; /* a vector read as a row or back */
+    if (r == 1 && c == C) return NB_A_ROWB;
+    if (r == R && c == 1) return NB_A_COLB;
+    return -1;
+}
+
+/* Element-wise micro-operation over the space R x C; returns its result. */
+int32_t nbc_emit_mop(cstate *c, int op, nb_dim R, nb_dim C, int32_t a, int32_t b) {
+    if (c->failed || a < 0 || (nb_mop_arity[op] == 2 && b < 0)) return -1;
+    nb_program *p = c->p;
+    int32_t srcs[2] = {a, b};
+    int modes[2] = {0, 0};
+    for (int i = 0; i < (nb_mop_arity[op] == 2 ? 2 : 1); i++) {
+        modes[i] = arg_mode(R, C, p->v[srcs[i]].rows, p->v[srcs[i]].cols);
+        if (modes[i] < 0)
+            return nbc_cfail(c, "internal: operand of data shape %lld x %lld in a %lld x %lld loop",
+                         (long long)p->v[srcs[i]].rows, (long long)p->v[srcs[i]].cols, (long long)R,
+                         (long long)C);
+    }
+    if (op == NB_M_RSUM && R == 1 && C == 1) op = NB_M_COPY;
+    lop *L = new_lop(c, LK_MOP);
+    if (!L) return -1;
+    L->op = op;
+    L->src[0] = a;
+    L->src[1] = nb_mop_arity[op] == 2 ? b : -1;
+    L->mode[0] = (uint8_t)modes[0];
+    L->mode[1] = (uint8_t)modes[1];
+    /* canonical space: a vector or row is a flat loop */
+    if (R == 1 || C == 1) {
+        L->sr = R == 1 ? C : R;
+        L->sc = 1;
+    } else {
+        L->sr = R;
+        L->sc = C;
+    }
+    int32_t d = op == NB_M_RSUM ? finish_lop(c, L, 1, 1) : finish_lop(c, L, R, C);
+    if (d >= 0 && op == NB_M_RSUM) p->v[d].is_red = 1;
+    return d;
+}
+
+static int32_t emit_kernel(cstate *c, int kind, nb_dim r, nb_dim cl, int32_t a, int32_t b) {
+    if (c->failed || a < 0) return -1;
+    lop *L = new_lop(c, kind);
+    if (!L) return -1;
+    L->src[0] = a;
+    L->src[1] = b;
+    return finish_lop(c, L, r, cl);
+}
+
+static lop *lop_of(cstate *c, int32_t vid) {
+    return &c->p->l[c->p->v[vid].def];
+}
+
+/* ---- lowering helpers ----------------------------------------------------- */
+static nval nv_make(int st, int32_t vid) {
+    return (nval){(uint8_t)st, 0, vid, 0};
+}
+
+/* Dense row-major data of node e (its type's shape). */
+static int32_t need_dense(cstate *c, const nb_node *e) {
+    nval x = c->nv[e->id];
+    if (x.vid < 0) return -1;
+    if (x.st == ST_DENSE) return x.vid;
+    if (x.st == ST_FILL && e->type.kind == NB_SCALAR) return x.vid;
+    if (c->dense[e->id] >= 0) return c->dense[e->id];
+    nb_dim R = e->type.rows, C = e->type.cols;
+    int32_t d = -1;
+    switch (x.st) {
+    case ST_DENSE_T:
+        d = emit_kernel(c, NB_I_TRANSPOSE, R, C, x.vid, -1);
+        break;
+    case ST_FILL:
+        d = nbc_emit_mop(c, NB_M_COPY, R, C, x.vid, -1);
+        break;
+    default:
+        d = emit_kernel(c, NB_I_DENSE_DIAG, R, C, x.vid, -1);
+        break;
+    }
+    c->dense[e->id] = d;
+    return d;
+}
+
+/* Operand of an element-wise loop over e's broadcast result: uniform values
+ * stay one number, dense data is read in place, structure is materialised. */
+static int32_t ew_operand(cstate *c, const nb_node *e) {
+    nval x = c->nv[e->id];
+    if (x.st == ST_FILL || x.st == ST_DENSE) return x.vid;
+    return need_dense(c, e);
+}
+
+/* The diagonal of e (a square matrix, or a row/scalar broadcast to one) as
+ * data read over the diagonal's flat loop. */
+static int32_t diag_operand(cstate *c, const nb_node *e) {
+    nval x = c->nv[e->id];
+    switch (x.st) {
+    case ST_DIAG:
+    case ST_SID:
+    case ST_FILL:
+        return x.vid;
+    default:
+        break;
+    }
+    if (e->type.kind != NB_MATRIX) return x.st == ST_DENSE ? x.vid : need_dense(c, e); /* a row: r_i */
+    if (c->diagvec[e->id] >= 0) return c->diagvec[e->id];
+    lop *L = new_lop(c, NB_I_STRIDED);
+    if (!L) return -1;
+    L->src[0] = x.vid;
+    L->skind = SK_DIAG;
+    int32_t d = finish_lop(c, L, e->type.rows, 1);
+    c->diagvec[e->id] = d;
+    return d;
+}
+
+static bool nv_known(nval x, double v) {
+    return (x.st == ST_FILL || x.st == ST_SID) && x.known && x.cval == v;
+}
+static bool nv_zero(nval x) {
+    return x.st == ST_FILL && x.known && x.cval == 0;
+}
+
+/* A term of a sum: node and sign (a − b is lowered as a subtraction). */
+static const nb_node *negated_term(const nb_node *e) {
+    if (e->op == NB_OP_MUL && e->nargs == 2 && e->args[0]->op == NB_OP_CONST &&
+        e->args[0]->type.kind == NB_SCALAR && e->args[0]->a.c.val == -1)
+        return e->args[1];
+    return NULL;
+}
+/* A factor that divides: b^-1. */
+static const nb_node *reciprocal_factor(const nb_node *e) {
+    if (e->op == NB_OP_POW && e->args[1]->op == NB_OP_CONST && e->args[1]->type.kind == NB_SCALAR &&
+        e->args[1]->a.c.val == -1)
+        return e->args[0];
+    return NULL;
+}
+
+typedef int32_t (*operand_fn)(cstate *c, const nb_node *e);
+
+/* Σ or Π of a node's operands over the space R x C, with subtraction for
+ * negated terms and division for reciprocal factors. */
+static int32_t emit_nary(cstate *c, const nb_node *y, int is_add, nb_dim R, nb_dim C, operand_fn get) {
+    size_t n = y->nargs;
+    int32_t acc = -1;
+    int pass;
+    /* first the plain terms, then the inverted ones, keeping order otherwise */
+    for (pass = 0; pass < 2; pass++)
+        for (size_t i = 0; i < n; i++) {
+            const nb_node *e = y->args[i];
+            const nb_node *inv = is_add ? negated_term(e) : reciprocal_factor(e);
+            if ((inv != NULL) != (pass == 1)) continue;
+            if (inv && c->nv[inv->id].vid < 0) inv = NULL; /* not lowered: use as is */
+            int32_t x = get(c, inv ? inv : e);
+            if (x < 0) return -1;
+            if (acc < 0) {
+                acc = inv ? nbc_emit_mop(c, is_add ? NB_M_NEG : NB_M_RECIP, R, C, x, -1) : x;
+            } else {
+                int op = is_add ? (inv ? NB_M_SUB : NB_M_ADD) : (inv ? NB_M_DIV : NB_M_MUL);
+                acc = nbc_emit_mop(c, op, R, C, acc, x);
+            }
+        }
+    if (acc >= 0 && n == 1) acc = nbc_emit_mop(c, NB_M_COPY, R, C, acc, -1);
+    return acc;
+}
+
+/* x^e for a constant exponent. */
+static int32_t emit_pow_const(cstate *c, nb_dim R, nb_dim C, int32_t a, double e, int32_t evid) {
+    if (e == 1) return a;
+    if (e == 2) return nbc_emit_mop(c, NB_M_SQUARE, R, C, a, -1);
+    if (e == 0.5) return nbc_emit_mop(c, NB_M_SQRT, R, C, a, -1);
+    if (e == -1) return nbc_emit_mop(c, NB_M_RECIP, R, C, a, -1);
+    if (e == 3) return nbc_emit_mop(c, NB_M_MUL, R, C, nbc_emit_mop(c, NB_M_SQUARE, R, C, a, -1), a);
+    if (e == -2) return nbc_emit_mop(c, NB_M_RECIP, R, C, nbc_emit_mop(c, NB_M_SQUARE, R, C, a, -1), -1);
+    return nbc_emit_mop(c, NB_M_POW, R, C, a, evid);
+}
+
+static int unary_mop(int op) {
+    switch (op) {
+    case NB_OP_EXP:
+        return NB_M_EXP;
+    case NB_OP_LOG:
+        return NB_M_LOG;
+    case NB_OP_SIN:
+        return NB_M_SIN;
+    case NB_OP_COS:
+        return NB_M_COS;
+    case NB_OP_TAN:
+        return NB_M_TAN;
+    case NB_OP_TANH:
+        return NB_M_TANH;
+    case NB_OP_SIGMOID:
+        return NB_M_SIGMOID;
+    case NB_OP_ABS:
+        return NB_M_ABS;
+    default:
+        return NB_M_SIGN;
+    }
+}
+
+static int binary_mop(int op) {
+    switch (op) {
+    case NB_OP_MAX:
+        return NB_M_MAX;
+    case NB_OP_MIN:
+        return NB_M_MIN;
+    case NB_OP_GT:
+        return NB_M_GT;
+    case NB_OP_GE:
+        return NB_M_GE;
+    case NB_OP_LT:
+        return NB_M_LT;
+    default:
+        return NB_M_LE;
+    }
+}
+
+/* s·x for a uniform s, keeping x's structure. */
+static nval scale_value(cstate *c, nval x, const nb_node *xe, nval s) {
+    if (nv_known(s, 1)) return x;
+    nb_program *p = c->p;
+    switch (x.st) {
+    case ST_FILL:
+    case ST_SID:
+        return nv_make(x.st, nbc_emit_mop(c, NB_M_MUL, 1, 1, s.vid, x.vid));
+    case ST_DIAG:
+        return nv_make(ST_DIAG, nbc_emit_mop(c, NB_M_MUL, xe->type.rows, 1, s.vid, x.vid));
+    default:
+        if (x.vid < 0) return nv_make(x.st, -1);
+        return nv_make(x.st, nbc_emit_mop(c, NB_M_MUL, p->v[x.vid].rows, p->v[x.vid].cols, s.vid, x.vid));
+    }
+}
+
+/* Data shape of a dense or transposed value's stored matrix. */
+static void stored_shape(const cstate *c, nval x, nb_dim *r, nb_dim *cl) {
+    *r = c->p->v[x.vid].rows;
+    *cl = c->p->v[x.vid].cols;
+}
+
+static nval lower_matmul(cstate *c, const nb_node *y) {
+    const nb_node *A = y->args[0], *B = y->args[1];
+    nval a = c->nv[A->id], b = c->nv[B->id];
+    nb_dim R = y->type.rows, C = y->type.cols, K = A->type.cols;
+    if (nv_zero(a) || nv_zero(b)) {
+        nval z = nv_make(ST_FILL, const_value(c, 0));
+        z.known = 1;
+        return z;
+    }
+    if (a.st == ST_SID) return scale_value(c, b, B, a);
+    if (b.st == ST_SID) return scale_value(c, a, A, b);
+    if (a.st == ST_DIAG && b.st == ST_DIAG)
+        return nv_make(ST_DIAG, nbc_emit_mop(c, NB_M_MUL, R, 1, a.vid, b.vid));
+    if (K == 1) { /* outer product */
+        if (a.st == ST_FILL && b.st == ST_FILL)
+            return nv_make(ST_FILL, nbc_emit_mop(c, NB_M_MUL, 1, 1, a.vid, b.vid));
+        int32_t av = ew_operand(c, A), bv = ew_operand(c, B);
+        if (av < 0 || bv < 0) return nv_make(ST_DENSE, -1);
+        int32_t d = nbc_emit_mop(c, NB_M_MUL, R, C, av, bv);
+        return nv_make(y->type.kind == NB_SCALAR ? ST_FILL : ST_DENSE, d);
+    }
+    if (a.st == ST_DIAG) { /* diag(d)·B: row scaling */
+        int32_t bv = b.st == ST_FILL ? b.vid : (b.st == ST_DENSE ? b.vid : need_dense(c, B));
+        return nv_make(ST_DENSE, nbc_emit_mop(c, NB_M_MUL, R, C, a.vid, bv));
+    }
+    if (b.st == ST_DIAG) { /* A·diag(e): column scaling */
+        int32_t e = alias_value(c, b.vid, 1, B->type.rows, 0, 0);
+        int32_t av = a.st == ST_FILL ? a.vid : (a.st == ST_DENSE ? a.vid : need_dense(c, A));
+        return nv_make(ST_DENSE, nbc_emit_mop(c, NB_M_MUL, R, C, av, e));
+    }
+    if (a.st == ST_FILL && b.st == ST_FILL) {
+        int32_t k = dim_value(c, K, 1);
+        return nv_make(ST_FILL, nbc_emit_mop(c, NB_M_MUL, 1, 1, nbc_emit_mop(c, NB_M_MUL, 1, 1, a.vid, b.vid), k));
+    }
+    if (a.st == ST_FILL || b.st == ST_FILL) {
+        /* 1ᵀ·B (column sums) or A·1 (row sums), times the uniform value */
+        int left = a.st == ST_FILL;
+        nval s = left ? a : b, m = left ? b : a;
+        nb_dim mr, mc;
+        stored_shape(c, m, &mr, &mc);
+        int single = left ? C == 1 : R == 1; /* the result is uniform */
+        if (single) {
+            int32_t sum = nbc_emit_mop(c, NB_M_RSUM, mr, mc, m.vid, -1);
+            return nv_make(ST_FILL, nv_known(s, 1) ? sum : nbc_emit_mop(c, NB_M_MUL, 1, 1, s.vid, sum));
+        }
+        /* column sums of B = row sums of its stored transpose, and vice versa */
+        int colsum = left ? (m.st == ST_DENSE) : (m.st == ST_DENSE_T);
+        nb_dim len = left ? C : R;
+        lop *L = new_lop(c, colsum ? NB_I_COLSUM : NB_I_ROWSUM);
+        if (!L) return nv_make(ST_DENSE, -1);
+        L->src[0] = m.vid;
+        if (s.known) L->alpha = s.cval;
+        int32_t vec = finish_lop(c, L, len, 1);
+        if (!s.known) vec = nbc_emit_mop(c, NB_M_MUL, len, 1, s.vid, vec);
+        if (left) { /* rows all equal the column sums */
+            int32_t row = alias_value(c, vec, 1, C, 0, 0);
+            if (R == 1) return nv_make(ST_DENSE, row);
+            return nv_make(ST_DENSE, nbc_emit_mop(c, NB_M_COPY, R, C, row, -1));
+        }
+        if (C == 1) return nv_make(ST_DENSE, vec);
+        return nv_make(ST_DENSE, nbc_emit_mop(c, NB_M_COPY, R, C, vec, -1));
+    }
+    /* dense x dense */
+    if (a.st != ST_DENSE && a.st != ST_DENSE_T) a = nv_make(ST_DENSE, need_dense(c, A));
+    if (b.st != ST_DENSE && b.st != ST_DENSE_T) b = nv_make(ST_DENSE, need_dense(c, B));
+    if (a.vid < 0 || b.vid < 0) return nv_make(ST_DENSE, -1);
+    if (y->type.kind == NB_SCALAR) { /* row · column: a dot product */
+        int32_t prod = nbc_emit_mop(c, NB_M_MUL, K, 1, a.vid, b.vid);
+        return nv_make(ST_FILL, nbc_emit_mop(c, NB_M_RSUM, K, 1, prod, -1));
+    }
+    if (y->type.kind == NB_VECTOR) {
+        lop *L = new_lop(c, NB_I_GEMV);
+        if (!L) return nv_make(ST_DENSE, -1);
+        L->src[0] = a.vid;
+        L->src[1] = b.vid;
+        L->ta = a.st == ST_DENSE_T;
+        return nv_make(ST_DENSE, finish_lop(c, L, R, 1));
+    }
+    if (y->type.kind == NB_ROW) {
+        lop *L = new_lop(c, NB_I_GEMV);
+        if (!L) return nv_make(ST_DENSE, -1);
+        L->src[0] = b.vid;
+        L->src[1] = a.vid;
+        L->ta = b.st == ST_DENSE;
+        return nv_make(ST_DENSE, finish_lop(c, L, 1, C));
+    }
+    lop *L = new_lop(c, NB_I_GEMM);
+    if (!L) return nv_make(ST_DENSE, -1);
+    L->src[0] = a.vid;
+    L->src[1] = b.vid;
+    L->ta = a.st == ST_DENSE_T;
+    L->tb = b.st == ST_DENSE_T;
+    return nv_make(ST_DENSE, finish_lop(c, L, R, C));
+}
+
+/* Operands of y are uniform or stored transposed (at least one): y is then
+ * computed on the stored data, and stays transposed. */
+static bool all_transposed(const cstate *c, const nb_node *y) {
+    if (y->type.kind != NB_MATRIX) return false;
+    bool any = false;
+    for (size_t i = 0; i < y->nargs; i++) {
+        int st = c->nv[y->args[i]->id].st;
+        if (st == ST_DENSE_T)
+            any = true;
+        else if (st != ST_FILL)
+            return false;
+    }
+    return any;
+}
+
+static int32_t stored_operand(cstate *c, const nb_node *e) {
+    return c->nv[e->id].vid;
+}
+
+static nval lower_add_mul(cstate *c, const nb_node *y) {
+    int is_add = y->op == NB_OP_ADD;
+    nb_dim R = y->type.rows, C = y->type.cols;
+    int nfill = 0, nstruct = 0, ndense = 0, ndiag = 0, nzero = 0;
+    for (size_t i = 0; i < y->nargs; i++) {
+        nval x = c->nv[y->args[i]->id];
+        if (nv_zero(x)) nzero++;
+        if (x.st == ST_FILL)
+            nfill++;
+        else if (x.st == ST_DIAG || x.st == ST_SID) {
+            nstruct++;
+            ndiag += x.st == ST_DIAG;
+        } else
+            ndense++;
+    }
+    if (!is_add && nzero) {
+        nval z = nv_make(ST_FILL, const_value(c, 0));
+        z.known = 1;
+        return z;
+    }
+    if (nfill == (int)y->nargs) return nv_make(ST_FILL, emit_nary(c, y, is_add, 1, 1, ew_operand));
+    if (y->type.kind == NB_MATRIX && nstruct > 0 && (is_add ? (ndense == 0 && nfill == nzero) : 1)) {
+        /* diagonal result: work on the diagonals */
+        int uniform = ndiag == 0 && (is_add || ndense == 0);
+        if (!is_add)
+            for (size_t i = 0; i < y->nargs; i++)
+                if (y->args[i]->type.kind == NB_ROW) uniform = 0;
+        if (uniform) return nv_make(ST_SID, emit_nary(c, y, is_add, 1, 1, diag_operand));
+        return nv_make(ST_DIAG, emit_nary(c, y, is_add, R, 1, diag_operand));
+    }
+    if (all_transposed(c, y)) return nv_make(ST_DENSE_T, emit_nary(c, y, is_add, C, R, stored_operand));
+    return nv_make(ST_DENSE, emit_nary(c, y, is_add, R, C, ew_operand));
+}
+
+static int f_zero_at_zero(int op) {
+    return op == NB_OP_SIN || op == NB_OP_TAN || op == NB_OP_TANH || op == NB_OP_ABS || op == NB_OP_SIGN;
+}
+
+static nval known_fill(cstate *c, double v) {
+    nval r = nv_make(ST_FILL, const_value(c, v));
+    r.known = 1;
+    r.cval = v;
+    return r;
+}
+
+static nval lower_leaf(cstate *c, const nb_node *y) {
+    nb_program *p = c->p;
+    switch (y->op) {
+    case NB_OP_CONST:
+        return known_fill(c, y->a.c.val);
+    case NB_OP_DIMVAL:
+        return nv_make(ST_FILL, dim_value(c, y->a.dim, 1));
+    case NB_OP_IDENTITY: {
+        nval r = known_fill(c, 1);
+        r.st = ST_SID;
+        return r;
+    }
+    default: /* NB_OP_VAR */
+        for (size_t i = 0; i < p->nin; i++)
+            if (c->inputs[i] == y) return nv_make(y->type.kind == NB_SCALAR ? ST_FILL : ST_DENSE, p->in_vid[i]);
+        nbc_cfail(c, "variable '%s' is used but is not an input of the program", y->a.name);
+        return nv_make(ST_DENSE, -1);
+    }
+}
+
+static nval lower_pow(cstate *c, const nb_node *y) {
+    nb_dim R = y->type.rows, C = y->type.cols;
+    const nb_node *A = y->args[0], *E = y->args[1];
+    nval a = c->nv[A->id], e = c->nv[E->id];
+    if (e.st == ST_FILL && e.known && E->type.kind == NB_SCALAR) {
+        if (a.st == ST_FILL) return nv_make(ST_FILL, emit_pow_const(c, 1, 1, a.vid, e.cval, e.vid));
+        if ((a.st == ST_DIAG || a.st == ST_SID) && e.cval > 0)
+            return nv_make(a.st, emit_pow_const(c, a.st == ST_DIAG ? R : 1, 1, a.vid, e.cval, e.vid));
+        if (a.st == ST_DENSE_T) return nv_make(ST_DENSE_T, emit_pow_const(c, C, R, a.vid, e.cval, e.vid));
+        return nv_make(ST_DENSE, emit_pow_const(c, R, C, ew_operand(c, A), e.cval, e.vid));
+    }
+    if (a.st == ST_FILL && e.st == ST_FILL) return nv_make(ST_FILL, nbc_emit_mop(c, NB_M_POW, 1, 1, a.vid, e.vid));
+    return nv_make(ST_DENSE, nbc_emit_mop(c, NB_M_POW, R, C, ew_operand(c, A), ew_operand(c, E)));
+}
+
+/* Transposes, sums and diagonals mostly change the structure, not the data. */
+static nval lower_structural(cstate *c, const nb_node *y) {
+    nb_dim R = y->type.rows, C = y->type.cols;
+    const nb_node *A = y->args[0];
+    nval a = c->nv[A->id];
+    if (a.vid < 0) return a;
+    switch (y->op) {
+    case NB_OP_TRANSPOSE:
+        if (a.st == ST_DENSE)
+            return y->type.kind == NB_MATRIX ? nv_make(ST_DENSE_T, a.vid)
+                                             : nv_make(ST_DENSE, alias_value(c, a.vid, R, C, 0, 0));
+        return a.st == ST_DENSE_T ? nv_make(ST_DENSE, a.vid) : a;
+    case NB_OP_SUM:
+        if (a.st == ST_FILL && A->type.kind == NB_SCALAR) return a;
+        if (a.st == ST_FILL)
+            return nv_make(ST_FILL, nbc_emit_mop(c, NB_M_MUL, 1, 1, a.vid, dim_value(c, A->type.rows, A->type.cols)));
+        if (a.st == ST_SID)
+            return nv_make(ST_FILL, nbc_emit_mop(c, NB_M_MUL, 1, 1, a.vid, dim_value(c, A->type.rows, 1)));
+        return nv_make(ST_FILL, nbc_emit_mop(c, NB_M_RSUM, c->p->v[a.vid].rows, c->p->v[a.vid].cols, a.vid, -1));
+    case NB_OP_DIAG:
+        if (a.st == ST_FILL) {
+            a.st = ST_SID;
+            return a;
+        }
+        return nv_make(ST_DIAG, alias_value(c, a.st == ST_DENSE ? a.vid : need_dense(c, A), R, 1, 0, 0));
+    default: /* NB_OP_DIAGPART */
+        if (a.st == ST_DIAG) return nv_make(ST_DENSE, a.vid);
+        if (a.st == ST_SID || a.st == ST_FILL) {
+            a.st = ST_FILL;
+            return a;
+        }
+        return nv_make(ST_DENSE, diag_operand(c, A));
+    }
+}
+
+/* [a, b, ...] and [[a, b], ...]: a gather of scalars. */
+static nval lower_literal(cstate *c, const nb_node *y) {
+    nb_program *p = c->p;
+    lop *L = new_lop(c, NB_I_GATHER);
+    if (!L) return nv_make(ST_DENSE, -1);
+    int32_t li = (int32_t)(L - p->l);
+    if (grow((void **)&p->lists, &c->caplists, c->nlists + y->nargs, sizeof *p->lists)) {
+        nbc_cfail(c, "out of memory");
+        return nv_make(ST_DENSE, -1);
+    }
+    p->l[li].list = (int32_t)c->nlists;
+    p->l[li].nlist = (int32_t)y->nargs;
+    for (size_t i = 0; i < y->nargs; i++)
+        p->lists[c->nlists++] = c->nv[y->args[i]->id].vid;
+    for (size_t i = 0; i < y->nargs; i++)
+        if (c->nv[y->args[i]->id].vid < 0) return nv_make(ST_DENSE, -1);
+    return nv_make(ST_DENSE, finish_lop(c, &p->l[li], y->type.rows, y->type.cols));
+}
+
+/* Column k of a matrix, or entry (i, j): aliases where the memory allows. */
+static nval lower_part(cstate *c, const nb_node *y) {
+    nb_dim R = y->type.rows;
+    const nb_node *A = y->args[0];
+    nval a = c->nv[A->id];
+    if (a.vid < 0 || a.st == ST_FILL) return a;
+    if (y->op == NB_OP_ENTRY) {
+        int64_t i = y->a.index[0], j = y->a.index[1];
+        switch (a.st) {
+        case ST_DENSE:
+            return nv_make(ST_FILL, alias_value(c, a.vid, 1, 1, i, j));
+        case ST_DENSE_T:
+            return nv_make(ST_FILL, alias_value(c, a.vid, 1, 1, j, i));
+        case ST_DIAG:
+            return i == j ? nv_make(ST_FILL, alias_value(c, a.vid, 1, 1, i, 0)) : known_fill(c, 0);
+        default:
+            return i == j ? nv_make(ST_FILL, a.vid) : known_fill(c, 0);
+        }
+    }
+    int64_t k = y->a.index[0]; /* NB_OP_COLUMN */
+    if (a.st == ST_DENSE_T)
+        return nv_make(y->type.kind == NB_SCALAR ? ST_FILL : ST_DENSE, alias_value(c, a.vid, R, 1, k, 0));
+    int32_t d = a.st == ST_DENSE ? a.vid : need_dense(c, A);
+    if (A->type.kind == NB_ROW || A->type.rows == 1) return nv_make(ST_FILL, alias_value(c, d, 1, 1, 0, k));
+    if (A->type.cols == 1) return nv_make(ST_DENSE, alias_value(c, d, R, 1, 0, 0));
+    lop *L = new_lop(c, NB_I_STRIDED);
+    if (!L) return nv_make(ST_DENSE, -1);
+    L->src[0] = d;
+    L->skind = SK_COLUMN;
+    L->soff = k;
+    return nv_make(ST_DENSE, finish_lop(c, L, R, 1));
+}
+
+static nval lower_unary(cstate *c, const nb_node *y) {
+    nb_dim R = y->type.rows, C = y->type.cols;
+    const nb_node *A = y->args[0];
+    nval a = c->nv[A->id];
+    int op = unary_mop(y->op);
+    if (a.vid < 0) return a;
+    if (a.st == ST_FILL) return nv_make(ST_FILL, nbc_emit_mop(c, op, 1, 1, a.vid, -1));
+    if ((a.st == ST_DIAG || a.st == ST_SID) && f_zero_at_zero(y->op))
+        return nv_make(a.st, nbc_emit_mop(c, op, a.st == ST_DIAG ? R : 1, 1, a.vid, -1));
+    if (a.st == ST_DENSE_T) return nv_make(ST_DENSE_T, nbc_emit_mop(c, op, C, R, a.vid, -1));
+    return nv_make(ST_DENSE, nbc_emit_mop(c, op, R, C, ew_operand(c, A), -1));
+}
+
+static nval lower_binary(cstate *c, const nb_node *y) {
+    nb_dim R = y->type.rows, C = y->type.cols;
+    const nb_node *A = y->args[0], *B = y->args[1];
+    int op = binary_mop(y->op);
+    if (c->nv[A->id].st == ST_FILL && c->nv[B->id].st == ST_FILL)
+        return nv_make(ST_FILL, nbc_emit_mop(c, op, 1, 1, c->nv[A->id].vid, c->nv[B->id].vid));
+    if (all_transposed(c, y))
+        return nv_make(ST_DENSE_T, nbc_emit_mop(c, op, C, R, c->nv[A->id].vid, c->nv[B->id].vid));
+    return nv_make(ST_DENSE, nbc_emit_mop(c, op, R, C, ew_operand(c, A), ew_operand(c, B)));
+}
+
+static nval lower_rowwise(cstate *c, const nb_node *y) {
+    int32_t z = need_dense(c, y->args[0]);
+    if (y->op == NB_OP_SOFTMAX_XENT) {
+        int32_t t = need_dense(c, y->args[1]);
+        if (t < 0) return nv_make(ST_FILL, -1);
+        return nv_make(ST_FILL, emit_kernel(c, NB_I_XENT, 1, 1, z, t));
+    }
+    int kind = y->op == NB_OP_SOFTMAX ? NB_I_SOFTMAX : NB_I_LOGSOFTMAX;
+    return nv_make(ST_DENSE, emit_kernel(c, kind, y->type.rows, y->type.cols, z, -1));
+}
+
+static nval lower_node(cstate *c, const nb_node *y) {
+    switch ((nb_op)y->op) {
+    case NB_OP_CONST:
+    case NB_OP_VAR:
+    case NB_OP_DIMVAL:
+    case NB_OP_IDENTITY:
+        return lower_leaf(c, y);
+    case NB_OP_ADD:
+    case NB_OP_MUL:
+        return lower_add_mul(c, y);
+    case NB_OP_POW:
+        return lower_pow(c, y);
+    case NB_OP_MATMUL:
+        return lower_matmul(c, y);
+    case NB_OP_TRANSPOSE:
+    case NB_OP_SUM:
+    case NB_OP_DIAG:
+    case NB_OP_DIAGPART:
+        return lower_structural(c, y);
+    case NB_OP_VECLIT:
+    case NB_OP_MATLIT:
+        return lower_literal(c, y);
+    case NB_OP_COLUMN:
+    case NB_OP_ENTRY:
+        return lower_part(c, y);
+    case NB_OP_EXP:
+    case NB_OP_LOG:
+    case NB_OP_SIN:
+    case NB_OP_COS:
+    case NB_OP_TAN:
+    case NB_OP_TANH:
+    case NB_OP_SIGMOID:
+    case NB_OP_ABS:
+    case NB_OP_SIGN:
+        return lower_unary(c, y);
+    case NB_OP_MAX:
+    case NB_OP_MIN:
+    case NB_OP_GT:
+    case NB_OP_GE:
+    case NB_OP_LT:
+    case NB_OP_LE:
+        return lower_binary(c, y);
+    case NB_OP_SOFTMAX:
+    case NB_OP_LOGSOFTMAX:
+    case NB_OP_SOFTMAX_XENT:
+        return lower_rowwise(c, y);
+    default:
+        break;
+    }
+    nbc_cfail(c, "cannot compile operator %s", y->op < NB_OP_COUNT ? nb_ops[y->op].name : "?");
+    return nv_make(ST_DENSE, -1);
+}
+
+/* ---- outputs ---------------------------------------------------------------- */
+/* Is alias v the whole of its storage (offset 0, same number of entries)? */
+bool nbc_whole_alias(const nb_program *p, int32_t v) {
+    while (p->v[v].parent >= 0) {
+        const vinfo *x = &p->v[v], *q = &p->v[x->parent];
+        if (x->ai || x->aj) return false;
+        bool same = (x->rows == q->rows && x->cols == q->cols) ||
+                    (x->rows == q->cols && x->cols == q->rows && (x->rows == 1 || x->cols == 1));
+        if (!same) return false;
+        v = x->parent;
+    }
+    return true;
+}
+
+int nbc_lower_outputs(cstate *c, nb_expr *const *outputs) {
+    nb_program *p = c->p;
+    for (size_t i = 0; i < p->nout; i++) {
+        const nb_node *e = outputs[i];
+        nval x = c->nv[e->id];
+        int32_t vid;
+        int st;
+        bool dense = (p->flags & NB_COMPILE_DENSE) || e->type.kind == NB_SCALAR;
+        if (x.st == ST_DENSE) {
+            vid = x.vid;
+            st = NB_STRUCT_DENSE;
+        } else if (dense || x.st == ST_DENSE_T) {
+            vid = need_dense(c, e);
+            st = NB_STRUCT_DENSE;
+        } else {
+            vid = x.vid;
+            st = x.st == ST_DIAG  ? NB_STRUCT_DIAGONAL
+                 : x.st == ST_SID ? NB_STRUCT_SCALED_IDENTITY
+                                  : NB_STRUCT_UNIFORM;
+        }
+        if (vid < 0 || c->failed) return -1;
+        /* write into the caller's buffer directly when the value is computed
+         * by this program each run and owns its storage; otherwise copy */
+        int32_t r = root_of(p, vid);
+        bool place = p->v[r].kind == VK_WORK && !p->v[r].invariant && p->v[r].def >= 0 && p->v[r].out < 0 &&
+                     nbc_whole_alias(p, vid);
+        if (!place) {
+            nb_dim vr = p->v[vid].rows, vc = p->v[vid].cols;
+            c->no_cse = 1;
+            int32_t cp = nbc_emit_mop(c, NB_M_COPY, vr, vc, vid, -1);
+            c->no_cse = 0;
+            if (cp < 0) return -1;
+            lop *L = lop_of(c, cp);
+            L->forced = 1;
+            L->invariant = 0;
+            p->v[cp].invariant = 0;
+            vid = r = cp;
+        }
+        p->v[r].out = (int32_t)i;
+        p->out_vid[i] = vid;
+        p->out_st[i] = (uint8_t)st;
+    }
+    return 0;
+}
+
+/* Lowers the reachable nodes, in topological (id) order. */
+int nbc_lower(cstate *c, nb_node *const *order, size_t n) {
+    for (size_t i = 0; i < n && !c->failed; i++) {
+        nval r = lower_node(c, order[i]);
+        if (r.vid < 0 && !c->failed) nbc_cfail(c, "internal: could not lower %s", nb_ops[order[i]->op].name);
+        c->nv[order[i]->id] = r;
+    }
+    return c->failed ? -1 : 0;
+}
