@@ -67,12 +67,14 @@ def built(src, exe, extra=()):
     return path
 
 
-def sgemm_peak(B, threads):
-    """OpenBLAS (pthreads build, as nabla links it) sgemm GFLOP/s: 1024^3 and the MLP step's products."""
-    out = subprocess.run([built("sgemm_peak.c", "nabla_sgemm_peak"), str(B), str(threads)], capture_output=True,
-                         text=True, env=env_for(1, False)).stdout
-    return (float(re.search(r"square GFLOP/s (\S+)", out).group(1)), float(re.search(r"mlp GFLOP/s (\S+)", out).group(1)),
-            re.search(r"corename (\S+)", out).group(1))
+def mlp_vs_sgemm(B, threads, rounds):
+    """bench/mlp.c: nabla's MLP step against OpenBLAS sgemm (1024^3 and the step's products), in one process."""
+    exe = built("mlp.c", "nabla_mlp", [os.path.join(ROOT, "build", "libnabla.a")])
+    out = subprocess.run([exe, str(B), str(threads), str(rounds)], capture_output=True, text=True,
+                         env=env_for(1, False), check=True).stdout
+    d = {k: float(v) for k, v in re.findall(r"^([a-z0-9^ /]+ (?:GFLOP/s|seconds)|nabla / [a-z ]+) (\S+)$", out, re.M)}
+    d["corename"] = re.search(r"corename (\S+)", out).group(1)
+    return d
 
 
 def chain_vs_c(rounds):
@@ -131,21 +133,19 @@ def main():
             s += " " + note
         print(s, flush=True)
 
-    print("threads: %d, rounds: %d (medians); OpenBLAS kernel: %s" % (T, args.rounds, sgemm_peak(1, 1)[2]), flush=True)
+    print("threads: %d, rounds: %d (medians)" % (T, args.rounds), flush=True)
     if "a" in only:
         for sizes in ("N=10000,n=100", "N=1000,n=1000"):
             for dt in ("f64", "f32"):
                 bench("(a)", "neuron cost+gradient " + sizes, "neuron", cases.NEURON, sizes, dt)
     if "b" in only:
         for B in (64, 256):
-            before = len(rows)
             bench("(b)", "MLP 784-256-256-10 B=%d" % B, "mlp", cases.MLP, "B=%d" % B, "f32")
-            nfd = rows[before][4]
-            sq, shapes, core = sgemm_peak(B, T)
-            gf = cases.mlp_flops(B) / nfd / 1e9
-            print("    MLP B=%d, %d thread(s): nabla %.1f GFLOP/s = %.0f%% of OpenBLAS (%s) sgemm on a 1024^3 square "
-                  "(%.1f), %.0f%% of sgemm on the step's own shapes (%.1f)" % (B, T, gf, 100 * gf / sq, core, sq,
-                                                                              100 * gf / shapes, shapes), flush=True)
+            m = mlp_vs_sgemm(B, T, max(11, 4 * args.rounds + 1))
+            print("    MLP B=%d, %d thread(s), measured in one process: nabla %.1f GFLOP/s = %.0f%% of OpenBLAS (%s) "
+                  "sgemm on a 1024^3 square (%.1f), %.0f%% of sgemm on the step's own products (%.1f)"
+                  % (B, T, m["nabla GFLOP/s"], 100 * m["nabla / peak"], m["corename"], m["sgemm 1024^3 GFLOP/s"],
+                     100 * m["nabla / step shapes"], m["sgemm step shapes GFLOP/s"]), flush=True)
     if "c" in only:
         for n in (64, 256, 1024, 4096):
             bench("(c)", "J of exp(x).*sin(x)+x.^2 n=%d" % n, "jac_elementwise", cases.JAC_ELEMENTWISE, "n=%d" % n,

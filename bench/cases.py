@@ -7,7 +7,3 @@ MLP = ("H = relu(X*W1 + b1'); G = relu(H*W2 + b2'); Z = G*W3 + b3'; softmax_xent
        "b2: vector(256); W3: matrix(256, 10); b3: vector(10)")
 JAC_ELEMENTWISE = ("exp(x).*sin(x) + x.^2", "x", "x: vector(n)")
 JAC_TANH = ("tanh(A*x)", "x", "A: matrix(n, n); x: vector(n)")
-
-# floating-point operations of one MLP forward+backward step (784-256-256-10)
-def mlp_flops(B):
-    return 2 * B * (784 * 256 * 2 + 256 * 256 * 3 + 256 * 10 * 3)

@@ -7,6 +7,8 @@
  *   fuse.c     grouping of element-wise lops into fused loops, and the order
  *              of instructions (input-independent ones first)
  *   tile.c     row-tiled regions (X·w and Xᵀ·g over one pass of X's rows)
+ *   instr.c    the executable instructions: kernel calls and fused groups
+ *              with their registers allocated
  *   plan.c     sizes, liveness, the workspace, and the planned instruction
  *              list (nb_instr, kernels.h) -- the one interface a backend
  *              reads: the interpreter in run.c today, generated C later
@@ -128,14 +130,13 @@ struct nb_program {
     int planned;
     void *work;
     size_t work_bytes;
-    size_t scratch_elems, nacc;
     void **bases;
     void **scratch; /* per thread */
     double **acc;   /* per thread */
     int nthreads;
     nb_pool *pool;
     int check_finite;
-    /* row-tiled regions (see find_regions) */
+    /* row-tiled regions (tile.c) */
     struct region *regions;
     size_t nregions;
     int32_t *inst_region; /* by instruction: region index or -1 */
@@ -154,6 +155,8 @@ typedef struct region {
 } region;
 
 /* ---- compiler state ------------------------------------------------------- */
+/* What lowering keeps while it runs (nb_compile frees it): side arrays by
+ * node id (no scratch in the context's shared nodes) and the CSE table. */
 typedef struct {
     nb_ctx *ctx;
     nb_program *p;
@@ -167,7 +170,6 @@ typedef struct {
     int no_cse; /* output copies are distinct */
     int failed;
 } cstate;
-
 
 /* ---- small shared helpers ---------------------------------------------- */
 /* Grows *arr (of *cap elements of elem bytes, new ones zeroed) to hold need. */

@@ -1,7 +1,8 @@
 /* The executable form of a compiled program, and the kernels that run it.
  *
- * The compiler (engine.h) lowers an expression DAG to instructions whose operands are
- * (base, offset) pairs into caller buffers or the program's workspace;
+ * The compiler (engine.h) lowers an expression DAG to instructions whose
+ * operands are (base, offset) pairs into caller buffers or the program's
+ * workspace;
  * kernels_impl.h is the ONE kernel source: kernels.c includes it twice, once
  * with REAL = double (suffix _f64) and once with REAL = float (suffix _f32).
  *
@@ -10,7 +11,8 @@
  * live only inside the group stay in small per-thread registers (one block
  * long, in L1), so a chain of element-wise operations costs one pass over
  * memory.  Everything else (products, gathers, row-wise softmax) is a kernel
- * instruction. */
+ * instruction.  The planned list of nb_instr (plan.c) is the interface every
+ * backend reads: the interpreter (run.c + these kernels) today. */
 #ifndef NB_KERNELS_H
 #define NB_KERNELS_H
 

@@ -218,8 +218,11 @@ static void T(scalar_group)(const nb_group *g, void *const *bases, double *acc) 
     const nb_sop *s = code;
     REAL r, prev = 0;
 #define NB_OPERAND(is_prev, ptr) ((is_prev) ? prev : *(const REAL *)(ptr))
-#define NB_NEXT                                                                                              \
+/* the empty asm, different in each handler, keeps the compiler from merging
+ * the handlers' identical tails into one shared indirect jump */
+#define NB_NEXT(id)                                                                                          \
     do {                                                                                                     \
+        __asm__ volatile("" ::"i"(id));                                                                      \
         s++;                                                                                                 \
         goto *handler[s->handler];                                                                           \
     } while (0)
@@ -228,15 +231,15 @@ op_end:
     return;
 op_RSUM_0_0:
     acc[s->acc] += (double)NB_OPERAND(0, s->a);
-    NB_NEXT;
+    NB_NEXT(4 * NB_M_RSUM);
 op_RSUM_1_0:
     acc[s->acc] += (double)prev;
-    NB_NEXT;
+    NB_NEXT(4 * NB_M_RSUM + 1);
 #define NB_OP_UNARY_AS(name, pa)                                                                             \
     op_##name##_##pa##_0 : r = T(f_##name)(NB_OPERAND(pa, s->a));                                            \
     *(REAL *)s->y = r;                                                                                       \
     prev = r;                                                                                                \
-    NB_NEXT;
+    NB_NEXT(4 * NB_M_##name + pa);
 #define NB_OP_UNARY(name, expr) NB_OP_UNARY_AS(name, 0) NB_OP_UNARY_AS(name, 1)
     NB_UNARY(NB_OP_UNARY)
 #undef NB_OP_UNARY
@@ -245,7 +248,7 @@ op_RSUM_1_0:
     op_##name##_##pa##_##pb : r = T(g_##name)(NB_OPERAND(pa, s->a), NB_OPERAND(pb, s->b));                   \
     *(REAL *)s->y = r;                                                                                       \
     prev = r;                                                                                                \
-    NB_NEXT;
+    NB_NEXT(4 * NB_M_##name + pa + 2 * pb);
 #define NB_OP_BINARY(name, expr)                                                                             \
     NB_OP_BINARY_AS(name, 0, 0) NB_OP_BINARY_AS(name, 1, 0) NB_OP_BINARY_AS(name, 0, 1) NB_OP_BINARY_AS(name, 1, 1)
     NB_BINARY(NB_OP_BINARY)

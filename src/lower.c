@@ -427,6 +427,74 @@ static void stored_shape(const cstate *c, nval x, nb_dim *r, nb_dim *cl) {
     *cl = c->p->v[x.vid].cols;
 }
 
+/* 1ᵀ·B (column sums) or A·1 (row sums) times the uniform value s: one
+ * operand of the product is uniform (fill), the other stored (m). */
+static nval lower_matmul_by_uniform(cstate *c, const nb_node *y, nval a, nval b) {
+    nb_dim R = y->type.rows, C = y->type.cols;
+    int left = a.st == ST_FILL;
+    nval s = left ? a : b, m = left ? b : a;
+    nb_dim mr, mc;
+    stored_shape(c, m, &mr, &mc);
+    int single = left ? C == 1 : R == 1; /* the result is uniform */
+    if (single) {
+        int32_t sum = nbc_emit_mop(c, NB_M_RSUM, mr, mc, m.vid, -1);
+        return nv_make(ST_FILL, nv_known(s, 1) ? sum : nbc_emit_mop(c, NB_M_MUL, 1, 1, s.vid, sum));
+    }
+    /* column sums of B = row sums of its stored transpose, and vice versa */
+    int colsum = left ? (m.st == ST_DENSE) : (m.st == ST_DENSE_T);
+    nb_dim len = left ? C : R;
+    lop *L = new_lop(c, colsum ? NB_I_COLSUM : NB_I_ROWSUM);
+    if (!L) return nv_make(ST_DENSE, -1);
+    L->src[0] = m.vid;
+    if (s.known) L->alpha = s.cval;
+    int32_t vec = finish_lop(c, L, len, 1);
+    if (!s.known) vec = nbc_emit_mop(c, NB_M_MUL, len, 1, s.vid, vec);
+    if (left) { /* rows all equal the column sums */
+        int32_t row = alias_value(c, vec, 1, C, 0, 0);
+        if (R == 1) return nv_make(ST_DENSE, row);
+        return nv_make(ST_DENSE, nbc_emit_mop(c, NB_M_COPY, R, C, row, -1));
+    }
+    if (C == 1) return nv_make(ST_DENSE, vec);
+    return nv_make(ST_DENSE, nbc_emit_mop(c, NB_M_COPY, R, C, vec, -1));
+}
+
+/* Dense (or stored transposed) operands: a dot product, gemv or gemm with
+ * transpose flags instead of transposed copies. */
+static nval lower_matmul_dense(cstate *c, const nb_node *y, nval a, nval b) {
+    const nb_node *A = y->args[0], *B = y->args[1];
+    nb_dim R = y->type.rows, C = y->type.cols, K = A->type.cols;
+    if (a.st != ST_DENSE && a.st != ST_DENSE_T) a = nv_make(ST_DENSE, need_dense(c, A));
+    if (b.st != ST_DENSE && b.st != ST_DENSE_T) b = nv_make(ST_DENSE, need_dense(c, B));
+    if (a.vid < 0 || b.vid < 0) return nv_make(ST_DENSE, -1);
+    if (y->type.kind == NB_SCALAR) { /* row · column: a dot product */
+        int32_t prod = nbc_emit_mop(c, NB_M_MUL, K, 1, a.vid, b.vid);
+        return nv_make(ST_FILL, nbc_emit_mop(c, NB_M_RSUM, K, 1, prod, -1));
+    }
+    if (y->type.kind == NB_VECTOR) {
+        lop *L = new_lop(c, NB_I_GEMV);
+        if (!L) return nv_make(ST_DENSE, -1);
+        L->src[0] = a.vid;
+        L->src[1] = b.vid;
+        L->ta = a.st == ST_DENSE_T;
+        return nv_make(ST_DENSE, finish_lop(c, L, R, 1));
+    }
+    if (y->type.kind == NB_ROW) {
+        lop *L = new_lop(c, NB_I_GEMV);
+        if (!L) return nv_make(ST_DENSE, -1);
+        L->src[0] = b.vid;
+        L->src[1] = a.vid;
+        L->ta = b.st == ST_DENSE;
+        return nv_make(ST_DENSE, finish_lop(c, L, 1, C));
+    }
+    lop *L = new_lop(c, NB_I_GEMM);
+    if (!L) return nv_make(ST_DENSE, -1);
+    L->src[0] = a.vid;
+    L->src[1] = b.vid;
+    L->ta = a.st == ST_DENSE_T;
+    L->tb = b.st == ST_DENSE_T;
+    return nv_make(ST_DENSE, finish_lop(c, L, R, C));
+}
+
 static nval lower_matmul(cstate *c, const nb_node *y) {
     const nb_node *A = y->args[0], *B = y->args[1];
     nval a = c->nv[A->id], b = c->nv[B->id];
@@ -461,65 +529,8 @@ static nval lower_matmul(cstate *c, const nb_node *y) {
         int32_t k = dim_value(c, K, 1);
         return nv_make(ST_FILL, nbc_emit_mop(c, NB_M_MUL, 1, 1, nbc_emit_mop(c, NB_M_MUL, 1, 1, a.vid, b.vid), k));
     }
-    if (a.st == ST_FILL || b.st == ST_FILL) {
-        /* 1ᵀ·B (column sums) or A·1 (row sums), times the uniform value */
-        int left = a.st == ST_FILL;
-        nval s = left ? a : b, m = left ? b : a;
-        nb_dim mr, mc;
-        stored_shape(c, m, &mr, &mc);
-        int single = left ? C == 1 : R == 1; /* the result is uniform */
-        if (single) {
-            int32_t sum = nbc_emit_mop(c, NB_M_RSUM, mr, mc, m.vid, -1);
-            return nv_make(ST_FILL, nv_known(s, 1) ? sum : nbc_emit_mop(c, NB_M_MUL, 1, 1, s.vid, sum));
-        }
-        /* column sums of B = row sums of its stored transpose, and vice versa */
-        int colsum = left ? (m.st == ST_DENSE) : (m.st == ST_DENSE_T);
-        nb_dim len = left ? C : R;
-        lop *L = new_lop(c, colsum ? NB_I_COLSUM : NB_I_ROWSUM);
-        if (!L) return nv_make(ST_DENSE, -1);
-        L->src[0] = m.vid;
-        if (s.known) L->alpha = s.cval;
-        int32_t vec = finish_lop(c, L, len, 1);
-        if (!s.known) vec = nbc_emit_mop(c, NB_M_MUL, len, 1, s.vid, vec);
-        if (left) { /* rows all equal the column sums */
-            int32_t row = alias_value(c, vec, 1, C, 0, 0);
-            if (R == 1) return nv_make(ST_DENSE, row);
-            return nv_make(ST_DENSE, nbc_emit_mop(c, NB_M_COPY, R, C, row, -1));
-        }
-        if (C == 1) return nv_make(ST_DENSE, vec);
-        return nv_make(ST_DENSE, nbc_emit_mop(c, NB_M_COPY, R, C, vec, -1));
-    }
-    /* dense x dense */
-    if (a.st != ST_DENSE && a.st != ST_DENSE_T) a = nv_make(ST_DENSE, need_dense(c, A));
-    if (b.st != ST_DENSE && b.st != ST_DENSE_T) b = nv_make(ST_DENSE, need_dense(c, B));
-    if (a.vid < 0 || b.vid < 0) return nv_make(ST_DENSE, -1);
-    if (y->type.kind == NB_SCALAR) { /* row · column: a dot product */
-        int32_t prod = nbc_emit_mop(c, NB_M_MUL, K, 1, a.vid, b.vid);
-        return nv_make(ST_FILL, nbc_emit_mop(c, NB_M_RSUM, K, 1, prod, -1));
-    }
-    if (y->type.kind == NB_VECTOR) {
-        lop *L = new_lop(c, NB_I_GEMV);
-        if (!L) return nv_make(ST_DENSE, -1);
-        L->src[0] = a.vid;
-        L->src[1] = b.vid;
-        L->ta = a.st == ST_DENSE_T;
-        return nv_make(ST_DENSE, finish_lop(c, L, R, 1));
-    }
-    if (y->type.kind == NB_ROW) {
-        lop *L = new_lop(c, NB_I_GEMV);
-        if (!L) return nv_make(ST_DENSE, -1);
-        L->src[0] = b.vid;
-        L->src[1] = a.vid;
-        L->ta = b.st == ST_DENSE;
-        return nv_make(ST_DENSE, finish_lop(c, L, 1, C));
-    }
-    lop *L = new_lop(c, NB_I_GEMM);
-    if (!L) return nv_make(ST_DENSE, -1);
-    L->src[0] = a.vid;
-    L->src[1] = b.vid;
-    L->ta = a.st == ST_DENSE_T;
-    L->tb = b.st == ST_DENSE_T;
-    return nv_make(ST_DENSE, finish_lop(c, L, R, C));
+    if (a.st == ST_FILL || b.st == ST_FILL) return lower_matmul_by_uniform(c, y, a, b);
+    return lower_matmul_dense(c, y, a, b);
 }
 
 /* Operands of y are uniform or stored transposed (at least one): y is then

@@ -1,7 +1,10 @@
-/* Worker threads of a program (nb_program_set_threads): a pool that runs one
- * task at a time on nt threads, the caller being thread 0.  Workers spin
- * briefly for the next task (runs come in quick succession), then sleep on a
- * condition variable. */
+/* Worker threads of a program (nb_program_set_threads).  A task is split
+ * into nt shares (share k uses the per-thread resources of slot k); the
+ * caller and the workers claim shares with an atomic counter, so whichever
+ * threads are running do the work: on a busy machine where a worker is not
+ * scheduled, the caller runs its shares too instead of waiting a time slice
+ * for it.  Workers spin briefly for the next task (runs come in quick
+ * succession), then sleep on a condition variable. */
 #include "engine.h"
 
 #include <pthread.h>
@@ -13,13 +16,15 @@ struct nb_pool {
     pthread_t th[NB_MAX_THREADS];
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    atomic_uint gen; /* task generation: a new task bumps it */
-    atomic_int pending;
+    /* the task: generation << 32 | next unclaimed share; the generation
+     * changes with every task, so a late claim for an old one fails */
+    _Atomic uint64_t state;
+    atomic_int done; /* shares finished */
     atomic_int sleepers;
     atomic_int quit;
-    nb_pool_fn fn;
-    void *arg;
-    int nt;
+    _Atomic(nb_pool_fn) fn;
+    _Atomic(void *) arg;
+    atomic_int nt;
 };
 
 static inline void cpu_relax(void) {
@@ -28,27 +33,43 @@ static inline void cpu_relax(void) {
 #endif
 }
 
-typedef struct {
-    nb_pool *pool;
-    int tid;
-} worker_ctx;
+/* Claims and runs shares of task generation gen until none is left.  The
+ * task's fields are read after a successful claim: the caller does not
+ * change them before every share of gen is done. */
+static void run_shares(nb_pool *pool, uint32_t gen) {
+    for (;;) {
+        uint64_t s = atomic_load_explicit(&pool->state, memory_order_acquire);
+        uint32_t k = (uint32_t)s;
+        if ((uint32_t)(s >> 32) != gen || k >= (uint32_t)atomic_load_explicit(&pool->nt, memory_order_relaxed))
+            return;
+        if (!atomic_compare_exchange_weak_explicit(&pool->state, &s, s + 1, memory_order_acq_rel,
+                                                   memory_order_relaxed))
+            continue;
+        int nt = atomic_load_explicit(&pool->nt, memory_order_relaxed);
+        atomic_load_explicit(&pool->fn, memory_order_relaxed)(atomic_load_explicit(&pool->arg, memory_order_relaxed),
+                                                              (int)k, nt);
+        atomic_fetch_add_explicit(&pool->done, 1, memory_order_release);
+    }
+}
+
+static uint32_t generation(nb_pool *pool) {
+    return (uint32_t)(atomic_load_explicit(&pool->state, memory_order_acquire) >> 32);
+}
 
 static void *worker_main(void *arg) {
-    worker_ctx *w = arg;
-    nb_pool *pool = w->pool;
-    unsigned seen = 0; /* the generation the pool was created with */
+    nb_pool *pool = arg;
+    uint32_t seen = 0; /* the generation the pool was created with */
     for (;;) {
-        unsigned g;
+        uint32_t g;
         int spins = 0;
-        while ((g = atomic_load_explicit(&pool->gen, memory_order_acquire)) == seen &&
-               !atomic_load(&pool->quit)) {
+        while ((g = generation(pool)) == seen && !atomic_load(&pool->quit)) {
             if (++spins < (1 << 14)) {
                 cpu_relax();
                 continue;
             }
             pthread_mutex_lock(&pool->mu);
             atomic_fetch_add(&pool->sleepers, 1);
-            while (atomic_load(&pool->gen) == seen && !atomic_load(&pool->quit))
+            while (generation(pool) == seen && !atomic_load(&pool->quit))
                 pthread_cond_wait(&pool->cv, &pool->mu);
             atomic_fetch_sub(&pool->sleepers, 1);
             pthread_mutex_unlock(&pool->mu);
@@ -56,10 +77,8 @@ static void *worker_main(void *arg) {
         }
         if (atomic_load(&pool->quit)) break;
         seen = g;
-        if (w->tid < pool->nt) pool->fn(pool->arg, w->tid, pool->nt);
-        atomic_fetch_sub_explicit(&pool->pending, 1, memory_order_acq_rel);
+        run_shares(pool, g);
     }
-    free(w);
     return NULL;
 }
 
@@ -82,15 +101,15 @@ nb_pool *nbc_pool_new(int nworkers) {
     if (!pool) return NULL;
     pthread_mutex_init(&pool->mu, NULL);
     pthread_cond_init(&pool->cv, NULL);
-    atomic_init(&pool->gen, 0);
-    atomic_init(&pool->pending, 0);
+    atomic_init(&pool->state, 0);
+    atomic_init(&pool->done, 0);
     atomic_init(&pool->sleepers, 0);
     atomic_init(&pool->quit, 0);
+    atomic_init(&pool->fn, NULL);
+    atomic_init(&pool->arg, NULL);
+    atomic_init(&pool->nt, 0);
     for (int i = 0; i < nworkers; i++) {
-        worker_ctx *w = malloc(sizeof *w);
-        if (w) *w = (worker_ctx){pool, i + 1};
-        if (!w || pthread_create(&pool->th[i], NULL, worker_main, w) != 0) {
-            free(w);
+        if (pthread_create(&pool->th[i], NULL, worker_main, pool) != 0) {
             nbc_pool_free(pool);
             return NULL;
         }
@@ -100,19 +119,21 @@ nb_pool *nbc_pool_new(int nworkers) {
 }
 
 void nbc_pool_run(nb_pool *pool, nb_pool_fn fn, void *arg, int nt) {
-    pool->fn = fn;
-    pool->arg = arg;
-    pool->nt = nt;
-    atomic_store(&pool->pending, pool->nworkers);
-    atomic_fetch_add_explicit(&pool->gen, 1, memory_order_seq_cst);
+    atomic_store_explicit(&pool->fn, fn, memory_order_relaxed);
+    atomic_store_explicit(&pool->arg, arg, memory_order_relaxed);
+    atomic_store_explicit(&pool->nt, nt, memory_order_relaxed);
+    atomic_store_explicit(&pool->done, 0, memory_order_relaxed);
+    uint32_t gen = generation(pool) + 1;
+    atomic_store_explicit(&pool->state, (uint64_t)gen << 32, memory_order_release);
     if (atomic_load(&pool->sleepers)) {
         pthread_mutex_lock(&pool->mu);
         pthread_cond_broadcast(&pool->cv);
         pthread_mutex_unlock(&pool->mu);
     }
-    fn(arg, 0, nt);
-    /* wait for the workers; yield the core if one of them is not running */
-    for (unsigned spins = 0; atomic_load_explicit(&pool->pending, memory_order_acquire) > 0; spins++) {
+    run_shares(pool, gen);
+    /* wait for the shares the workers claimed; yield the core if one of
+     * them is not running */
+    for (unsigned spins = 0; atomic_load_explicit(&pool->done, memory_order_acquire) < nt; spins++) {
         if (spins < (1u << 12))
             cpu_relax();
         else
