@@ -17,8 +17,14 @@ ifeq ($(BLAS),1)
   BLAS_CFLAGS = -DNB_HAVE_CBLAS
   BLAS_LIBS = -lopenblas
 endif
-CFLAGS += $(CFLAGS_BASE) $(OPT) $(BLAS_CFLAGS)
-LDLIBS = $(BLAS_LIBS) -lm -lpthread
+# zlib auto-detection (gzipped IDX data for `nabla train`): zlib.h and libz present -> use it.
+ZLIB ?= $(shell printf '\043include <zlib.h>\nint main(void){return 0;}\n' | $(CC) -x c - -lz -o /dev/null 2>/dev/null && echo 1 || echo 0)
+ifeq ($(ZLIB),1)
+  ZLIB_CFLAGS = -DNB_HAVE_ZLIB
+  ZLIB_LIBS = -lz
+endif
+CFLAGS += $(CFLAGS_BASE) $(OPT) $(BLAS_CFLAGS) $(ZLIB_CFLAGS)
+LDLIBS = $(BLAS_LIBS) $(ZLIB_LIBS) -lm -lpthread
 
 SRCS = $(wildcard src/*.c)
 OBJS = $(SRCS:src/%.c=$(O)/src/%.o)
@@ -28,7 +34,7 @@ BIN = $(if $(filter build,$(O)),nabla,$(O)/nabla)
 
 all: $(O)/libnabla.a $(O)/libnabla.so $(BIN)
 
-$(O)/src/%.o: src/%.c src/*.h src/ops.def include/nabla.h
+$(O)/src/%.o: src/%.c src/*.h src/ops.def include/*.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 # Numeric kernels (src/kernels_impl.h): -O3 so that gcc vectorises the element-wise loops,
@@ -42,7 +48,7 @@ $(O)/libnabla.a: $(OBJS)
 $(O)/libnabla.so: $(OBJS)
 	$(CC) -shared $(LDSAN) -o $@ $^ $(LDLIBS)
 
-$(BIN): $(wildcard tools/*.c) tools/*.h $(O)/libnabla.a
+$(BIN): $(wildcard tools/*.c) tools/*.h include/*.h $(O)/libnabla.a
 	$(CC) $(CFLAGS) -Itools $(LDSAN) -o $@ $(wildcard tools/*.c) $(O)/libnabla.a $(LDLIBS)
 
 $(O)/tests/%: tests/%.c tests/*.h $(O)/libnabla.a
