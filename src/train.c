@@ -683,8 +683,12 @@ nb_trainer *nb_trainer_load(const char *path, char *err, size_t errsize) {
     nb_train_config c;
     nb_train_config_default(&c);
     const char *problem = NULL;
-    if (size < header_size(0) + 4 || memcmp(bytes, NBM_MAGIC, 8) != 0) {
-        problem = "not a nabla checkpoint (no NABLANBM magic, or too short)";
+    if (size < 8 || memcmp(bytes, NBM_MAGIC, 8) != 0) {
+        problem = "not a nabla checkpoint (no NABLANBM magic)";
+        goto done;
+    }
+    if (size < header_size(0) + 4) {
+        problem = "truncated (shorter than a header)";
         goto done;
     }
     r.pos = 8;
