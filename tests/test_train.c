@@ -276,7 +276,8 @@ static void test_checkpoints(const nb_dataset *d) {
     nb_trainer *a = nb_trainer_new(&c, err, sizeof err);
     nb_epoch_stats s;
     nb_trainer_epoch(a, d, NULL, NULL, &s, err, sizeof err);
-    const char *path = path_of("model.nbm");
+    char path[256];
+    snprintf(path, sizeof path, "%s", path_of("model.nbm"));
     CHECK(nb_trainer_save(a, path, err, sizeof err) == 0, "save: %s", err);
     CHECK(access(path_of("model.nbm.tmp"), F_OK) != 0, "no temporary file left");
     nb_trainer *b = nb_trainer_load(path, err, sizeof err);

@@ -197,7 +197,7 @@ static int write_log(const char *path, const history *h, int64_t first_epoch) {
 /* One panel of the plot: axes, ticks, and a polyline per series (id = name). */
 static void plot_panel(text *t, double x0, const char *title, const history *h, int64_t first_epoch,
                        const double *const *series, const char *const *names, const char *const *colors, int nseries) {
-    const double w = 420, ht = 300, left = x0 + 60, top = 40, pw = w - 80, ph = ht - 90;
+    const double w = 420, left = x0 + 60, top = 40, pw = w - 80, ph = 210;
     double lo = INFINITY, hi = -INFINITY;
     for (int s = 0; s < nseries; s++)
         for (int64_t e = 0; e < h->n; e++)
@@ -239,8 +239,8 @@ static void plot_panel(text *t, double x0, const char *title, const history *h, 
 static int write_plot(const char *path, const history *h, int64_t first_epoch, bool have_test) {
     text t = {NULL, 0, false};
     emit(&t, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"840\" height=\"300\" viewBox=\"0 0 840 300\" "
-             "font-family=\"sans-serif\">\n<rect width=\"840\" height=\"300\" fill=\"white\"/>\n");
+             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"840\" height=\"320\" viewBox=\"0 0 840 320\" "
+             "font-family=\"sans-serif\">\n<rect width=\"840\" height=\"320\" fill=\"white\"/>\n");
     const double *loss[1] = {h->loss}, *acc[2] = {h->train_acc, h->test_acc};
     const char *loss_names[1] = {"loss"}, *acc_names[2] = {"train-accuracy", "test-accuracy"};
     const char *loss_colors[1] = {"#c0392b"}, *acc_colors[2] = {"#2471a3", "#229954"};

@@ -1,0 +1,113 @@
+#!/usr/bin/python3
+"""Training benchmark: `nabla train` and PyTorch 1.13 side by side, in one run.
+
+Both train the same MLP (default 784-256-10 ReLU, softmax cross-entropy) on
+Fashion-MNIST (Debian's dataset-fashion-mnist) with the same optimiser,
+learning rate, batch, epochs, dtype (f32) and thread count; data order and
+initial weights come from each side's own seeded generator.  Prints, per
+thread count, the median epoch time of each side (training steps only), their
+ratio, both test accuracies after the last epoch, and the fraction of OpenBLAS
+sgemm's peak (one thread, a 1024^3 product, measured in the same run by
+bench/sgemm_peak.c) that one nabla epoch reaches.  Repeat with --runs for
+medians over runs; the machine is shared, so single runs are noisy.
+
+Usage: bench/train_bench.py [--threads 1,2] [--optimizer sgd] [--lr 0.1]
+                            [--epochs 5] [--runs 1] [--layers 784-256-10]
+Run from the repository root after `make`.
+"""
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+NABLA = os.path.join(ROOT, "nabla")
+DATA = "/usr/share/datasets/fashion-mnist"
+
+
+def env_for(threads, torch_side):
+    env = dict(os.environ)
+    env["OMP_NUM_THREADS"] = str(threads)
+    env["OPENBLAS_NUM_THREADS"] = str(threads) if torch_side else "1"
+    if torch_side and threads > 1:
+        env["LD_LIBRARY_PATH"] = "/usr/lib/x86_64-linux-gnu/openblas-openmp"
+    return env
+
+
+def flops_per_epoch(sizes, n=60000):
+    """Multiply-adds x2 of forward (X*W) and backward (dW = Hᵀ·dZ and dH = dZ·Wᵀ, none for the input)."""
+    f = 0
+    for i in range(len(sizes) - 1):
+        mm = sizes[i] * sizes[i + 1]
+        f += 2 * mm * (3 if i > 0 else 2)
+    return f * n
+
+
+def sgemm_peak():
+    with tempfile.TemporaryDirectory() as d:
+        exe = os.path.join(d, "sgemm_peak")
+        subprocess.run(["cc", "-O2", "-o", exe, os.path.join(HERE, "sgemm_peak.c"), "-lopenblas"], check=True)
+        out = subprocess.run([exe, "128"], capture_output=True, text=True, env=env_for(1, False), check=True).stdout
+    return float(re.search(r"square GFLOP/s (\S+)", out).group(1))
+
+
+def run_nabla(a, threads, seed):
+    with tempfile.TemporaryDirectory() as d:
+        log = os.path.join(d, "m.csv")
+        cmd = [NABLA, "train", "--data", "fashion-mnist", "--layers", a.layers, "--optimizer", a.optimizer,
+               "--lr", str(a.lr), "--batch", str(a.batch), "--epochs", str(a.epochs), "--seed", str(seed),
+               "--threads", str(threads), "--dtype", "f32", "--log", log, "--quiet"]
+        subprocess.run(cmd, check=True, capture_output=True, env=env_for(threads, False))
+        rows = [line.split(",") for line in open(log).read().splitlines()[1:]]
+    return [float(r[4]) for r in rows], float(rows[-1][3])
+
+
+def run_torch(a, threads, seed):
+    cmd = ["/usr/bin/python3", os.path.join(HERE, "torch_train.py"), a.layers, a.optimizer, str(a.lr), str(a.batch),
+           str(a.epochs), str(seed), str(threads), DATA]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env_for(threads, True)).stdout
+    r = json.loads(out)
+    return r["epoch_seconds"], r["test_accuracy"]
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--threads", default="1,2")
+    p.add_argument("--optimizer", default="sgd")
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--runs", type=int, default=1)
+    p.add_argument("--layers", default="784-256-10")
+    a = p.parse_args()
+    if a.lr is None:
+        a.lr = 0.001 if a.optimizer == "adam" else 0.1
+    sizes = [int(s) for s in a.layers.split("-")]
+    peak = sgemm_peak()
+    gflop = flops_per_epoch(sizes) / 1e9
+    print("%s %s lr %g batch %d, %d epochs, f32; %.1f GFLOP per epoch; OpenBLAS sgemm peak (1 thread) %.1f GFLOP/s"
+          % (a.layers, a.optimizer, a.lr, a.batch, a.epochs, gflop, peak))
+    for threads in [int(t) for t in a.threads.split(",")]:
+        nt, tt, na, ta = [], [], [], []
+        for run in range(a.runs):
+            times, acc = run_nabla(a, threads, run + 1)
+            nt.append(statistics.median(times))
+            na.append(acc)
+            times, acc = run_torch(a, threads, run + 1)
+            tt.append(statistics.median(times))
+            ta.append(acc)
+        n_s, t_s = statistics.median(nt), statistics.median(tt)
+        print("threads %d: epoch nabla %.3f s, PyTorch %.3f s, ratio %.2f; test accuracy nabla %s, PyTorch %s; "
+              "nabla epoch at %.0f%% of sgemm peak x %d thread(s)"
+              % (threads, n_s, t_s, n_s / t_s, " ".join("%.4f" % x for x in na), " ".join("%.4f" % x for x in ta),
+                 100 * gflop / n_s / (peak * threads), threads))
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
