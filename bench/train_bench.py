@@ -13,6 +13,7 @@ medians over runs; the machine is shared, so single runs are noisy.
 
 Usage: bench/train_bench.py [--threads 1,2] [--optimizer sgd] [--lr 0.1]
                             [--epochs 5] [--runs 1] [--layers 784-256-10]
+                            [--coretype SkylakeX]
 Run from the repository root after `make`.
 """
 import argparse
@@ -28,6 +29,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 NABLA = os.path.join(ROOT, "nabla")
 DATA = "/usr/share/datasets/fashion-mnist"
+CORETYPE = None  # --coretype: OPENBLAS_CORETYPE for both sides (and the sgemm peak)
 
 
 def env_for(threads, torch_side):
@@ -36,6 +38,8 @@ def env_for(threads, torch_side):
     env["OPENBLAS_NUM_THREADS"] = str(threads) if torch_side else "1"
     if torch_side and threads > 1:
         env["LD_LIBRARY_PATH"] = "/usr/lib/x86_64-linux-gnu/openblas-openmp"
+    if CORETYPE:
+        env["OPENBLAS_CORETYPE"] = CORETYPE
     return env
 
 
@@ -84,14 +88,18 @@ def main():
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--runs", type=int, default=1)
     p.add_argument("--layers", default="784-256-10")
+    p.add_argument("--coretype", default=None, help="OPENBLAS_CORETYPE for both sides, e.g. SkylakeX")
     a = p.parse_args()
+    global CORETYPE
+    CORETYPE = a.coretype
     if a.lr is None:
         a.lr = 0.001 if a.optimizer == "adam" else 0.1
     sizes = [int(s) for s in a.layers.split("-")]
     peak = sgemm_peak()
     gflop = flops_per_epoch(sizes) / 1e9
-    print("%s %s lr %g batch %d, %d epochs, f32; %.1f GFLOP per epoch; OpenBLAS sgemm peak (1 thread) %.1f GFLOP/s"
-          % (a.layers, a.optimizer, a.lr, a.batch, a.epochs, gflop, peak))
+    print("%s %s lr %g batch %d, %d epochs, f32; %.1f GFLOP per epoch; OpenBLAS sgemm peak (1 thread%s) %.1f GFLOP/s"
+          % (a.layers, a.optimizer, a.lr, a.batch, a.epochs, gflop,
+             ", OPENBLAS_CORETYPE=" + CORETYPE if CORETYPE else "", peak))
     for threads in [int(t) for t in a.threads.split(",")]:
         nt, tt, na, ta = [], [], [], []
         for run in range(a.runs):

@@ -252,6 +252,68 @@ static void test_training_falls(const nb_dataset *d) {
         }
 }
 
+/* The update each optimiser's compiled step makes equals its textbook formula
+ * (PyTorch's SGD, SGD with momentum, Adam) applied to nabla's gradient:
+ * two steps on the whole data set (one batch), in f64. */
+static void test_optimizer_updates(const nb_dataset *d) {
+    nb_net_shape shape;
+    nb_net_parse_layers("4-3-2", &shape, err, sizeof err);
+    shape.activation = NB_ACT_TANH;
+    nb_ctx *ctx = nb_ctx_new();
+    nb_expr *X, *Y, *Z, *params[4];
+    nb_expr *loss = nb_net_build(ctx, &shape, &X, &Y, &Z, params);
+    nb_expr *outs[4], *ins[6] = {X, Y, params[0], params[1], params[2], params[3]};
+    for (int i = 0; i < 4; i++)
+        outs[i] = nb_gradient(ctx, loss, params[i]);
+    nb_program *grad = nb_compile(ctx, 4, outs, 6, ins, NB_F64, NB_COMPILE_DENSE);
+    CHECK(grad && nb_program_bind_dim(grad, "B", d->count) == NB_OK, "gradient program: %s", nb_error(ctx));
+    double *x = malloc((size_t)(d->count * 4) * sizeof *x), *y = calloc((size_t)(d->count * 2), sizeof *y);
+    for (int64_t k = 0; k < d->count * 4; k++)
+        x[k] = d->x[k];
+    for (int64_t i = 0; i < d->count; i++)
+        y[i * 2 + d->label[i]] = 1;
+    const int64_t n[4] = {12, 3, 6, 2};
+    for (int opt = NB_OPT_SGD; opt <= NB_OPT_ADAM; opt++) {
+        nb_train_config c = tiny_config((nb_optimizer)opt, NB_F64);
+        c.shape = shape;
+        c.batch = d->count;
+        c.lr = 0.05;
+        nb_trainer *t = nb_trainer_new(&c, err, sizeof err);
+        double p[4][12], g[4][12], m[4][12] = {{0}}, s[4][12] = {{0}}, worst = 0;
+        for (int i = 0; i < 4; i++)
+            memcpy(p[i], nb_trainer_param(t, i, NULL, NULL), (size_t)n[i] * sizeof(double));
+        for (int step = 1; step <= 2; step++) {
+            const void *in[6] = {x, y, p[0], p[1], p[2], p[3]};
+            void *out[4] = {g[0], g[1], g[2], g[3]};
+            nb_program_run(grad, in, out);
+            nb_epoch_stats st;
+            nb_trainer_epoch(t, d, NULL, NULL, &st, err, sizeof err);
+            for (int i = 0; i < 4; i++)
+                for (int64_t k = 0; k < n[i]; k++) {
+                    if (opt == NB_OPT_SGD) {
+                        p[i][k] -= c.lr * g[i][k];
+                    } else if (opt == NB_OPT_MOMENTUM) {
+                        m[i][k] = c.momentum * m[i][k] + g[i][k];
+                        p[i][k] -= c.lr * m[i][k];
+                    } else {
+                        m[i][k] = c.beta1 * m[i][k] + (1 - c.beta1) * g[i][k];
+                        s[i][k] = c.beta2 * s[i][k] + (1 - c.beta2) * g[i][k] * g[i][k];
+                        double mhat = m[i][k] / (1 - pow(c.beta1, step)), shat = s[i][k] / (1 - pow(c.beta2, step));
+                        p[i][k] -= c.lr * mhat / (sqrt(shat) + c.eps);
+                    }
+                    double got = ((const double *)nb_trainer_param(t, i, NULL, NULL))[k];
+                    worst = fmax(worst, fabs(got - p[i][k]));
+                }
+        }
+        CHECK(worst < 1e-12, "%s update differs from its formula by %g", nb_optimizer_name((nb_optimizer)opt), worst);
+        nb_trainer_free(t);
+    }
+    free(x);
+    free(y);
+    nb_program_free(grad);
+    nb_ctx_free(ctx);
+}
+
 static int params_equal(const nb_trainer *a, const nb_trainer *b) {
     for (int i = 0; i < 2 * nb_trainer_config(a)->shape.nlayers; i++) {
         int64_t r, c;
@@ -387,6 +449,7 @@ int main(void) {
     nb_dataset blobs;
     make_blobs(&blobs, 200);
     test_training_falls(&blobs);
+    test_optimizer_updates(&blobs);
     test_checkpoints(&blobs);
     test_nan_stops(&blobs);
     test_bad_arguments(&blobs);

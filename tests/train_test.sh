@@ -91,10 +91,20 @@ EOF
 strip() { sed 's|^epoch \([0-9]*\)/[0-9]*|\1|; s/  [0-9.]* s$//' "$1"; }
 cmp -s "$tmp/full.nbm" "$tmp/part.nbm" && diff -q <(strip "$tmp/full.out") <(strip "$tmp/part.out") >/dev/null && ok \
     || fail "resume is not bit-exact: [$(cat "$tmp/part.out")]"
-# same seed, same losses (and threads 2 runs too)
+# same seed, same losses; also with 2 threads
 "$NABLA" "${train[@]}" --epochs 6 >"$tmp/again.out" 2>&1
 diff -q <(strip "$tmp/full.out") <(strip "$tmp/again.out") >/dev/null && ok || fail "not reproducible"
+"$NABLA" "${train[@]}" --epochs 2 --threads 2 --dtype f64 >"$tmp/t2a.out" 2>&1
+"$NABLA" "${train[@]}" --epochs 2 --threads 2 --dtype f64 >"$tmp/t2b.out" 2>&1
+diff -q <(strip "$tmp/t2a.out") <(strip "$tmp/t2b.out") >/dev/null && ok || fail "not reproducible with 2 threads"
 "$NABLA" "${train[@]}" --epochs 1 --threads 2 --quiet >"$tmp/q.out" 2>&1 && [ "$(wc -l <"$tmp/q.out")" -eq 1 ] && ok || fail "--quiet, --threads 2: [$(cat "$tmp/q.out")]"
+# a progress bar on a terminal (script(1) gives a pseudo-terminal), none in a pipe
+if command -v script >/dev/null; then
+    script -qec "$NABLA ${train[*]} --epochs 1" /dev/null >"$tmp/tty.out" 2>&1
+    grep -qE $'\r\033\\[Kepoch 1/1 \\[#+\\] 10/10  [0-9]+ ex/s  loss [0-9.]+  ETA [0-9]+s' "$tmp/tty.out" \
+        && grep -q 'epoch 1/1  loss' "$tmp/tty.out" && ok || fail "no progress bar on a terminal: [$(od -c "$tmp/tty.out" | head)]"
+fi
+grep -q $'\r' "$tmp/full.out" && fail "progress bar in a pipe" || ok
 # evaluate and predict
 out=$("$NABLA" evaluate --load "$tmp/full.nbm" --data "$tmp/test.csv")
 acc=$(tail -1 "$tmp/full.out" | sed 's/.*test accuracy \([0-9.]*\).*/\1/')

@@ -92,6 +92,7 @@ static int load_data(const char *data, const char *dir, const char *test, int cl
     memset(d, 0, sizeof *d);
     char err[1024];
     if (strcmp(data, "fashion-mnist") == 0) {
+        if (test) return nb_cli_error(NULL, -1, "--test is for CSV data; Fashion-MNIST brings its own test set");
         if (nb_dataset_load_fashion_mnist(dir ? dir : NB_FASHION_MNIST_DIR, &d->train, &d->test, err, sizeof err))
             return nb_cli_error(NULL, -1, "%s", err);
         if (classes != 10) {
