@@ -706,10 +706,8 @@ nb_trainer *nb_trainer_load(const char *path, char *err, size_t errsize) {
         problem = "truncated header";
         goto done;
     }
-    uint32_t stored_crc;
-    memcpy(&stored_crc, bytes + size - 4, 4);
     cursor tail = {bytes, size - 4, size};
-    stored_crc = (uint32_t)get_le(&tail, 4);
+    uint32_t stored_crc = (uint32_t)get_le(&tail, 4);
     c.dtype = dtype ? NB_F32 : NB_F64;
     c.shape.activation = (nb_activation)act;
     c.optimizer = (nb_optimizer)opt;

@@ -126,6 +126,7 @@ expect_err "Fashion-MNIST not found: missing $tmp/train-images-idx3-ubyte.gz.*ap
     train --data fashion-mnist --data-dir "$tmp"
 expect_err "first layer takes 5 inputs but the training data has 2 features" train --data "$tmp/train.csv" --layers 5-3-3
 expect_err "label 2 is not a class in 0..1" train --data "$tmp/train.csv" --layers 2-3-2
+expect_err "the last layer needs at least 2 classes, not 1" train --data "$tmp/train.csv" --layers 2-1
 expect_err "invalid --layers '2-0-3'" train --data "$tmp/train.csv" --layers 2-0-3
 expect_err "invalid --optimizer 'rmsprop'" train --data "$tmp/train.csv" --optimizer rmsprop
 expect_err "--lr cannot change a resumed checkpoint" train --data "$tmp/train.csv" --resume "$tmp/full.nbm" --lr 1

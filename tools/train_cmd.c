@@ -46,6 +46,7 @@ static const char train_help[] =
     "  --save FILE     checkpoint (.nbm) written atomically after every epoch\n"
     "  --resume FILE   continue a checkpoint (its network, optimiser, settings)\n"
     "  --plot FILE     loss and accuracy curves as SVG, --log FILE the same as CSV\n"
+    "                  (both rewritten after every epoch, with this run's epochs)\n"
     "  --print-model   print the network and its gradients, then stop\n"
     "  --quiet         print only the last epoch's line\n"
     "\n"
@@ -371,6 +372,11 @@ int nb_cmd_train(int argc, char **argv) {
     } else if (train_config(opts, sizeof opts / sizeof opts[0], &cfg)) {
         return 2;
     }
+    if (cfg.shape.sizes[cfg.shape.nlayers] < 2) {
+        nb_trainer_free(t);
+        return nb_cli_error(NULL, -1, "the last layer needs at least 2 classes, not %lld",
+                            (long long)cfg.shape.sizes[cfg.shape.nlayers]);
+    }
     if (OPTION("print-model")) {
         nb_trainer_free(t);
         return print_model(&cfg.shape);
@@ -391,8 +397,7 @@ int nb_cmd_train(int argc, char **argv) {
     }
     data_sets data;
     int classes = (int)cfg.shape.sizes[cfg.shape.nlayers];
-    if (load_data(OPTION("data"), OPTION("data-dir"), OPTION("test"), classes < 2 || classes > 1 << 20 ? 2 : classes,
-                  &data)) {
+    if (load_data(OPTION("data"), OPTION("data-dir"), OPTION("test"), classes, &data)) {
         nb_trainer_free(t);
         return 2;
     }
