@@ -6,7 +6,9 @@ Fashion-MNIST (Debian's dataset-fashion-mnist) with the same optimiser,
 learning rate, batch, epochs, dtype (f32) and thread count; data order and
 initial weights come from each side's own seeded generator.  Prints, per
 thread count, the median epoch time of each side (training steps only), their
-ratio, both test accuracies after the last epoch, and the fraction of OpenBLAS
+ratio (and the same for processor time, which time-slicing on a shared
+machine disturbs less), both test accuracies after the last epoch (one per
+run, seeds 1, 2, ...), and the fraction of OpenBLAS
 sgemm's peak (one thread, a 1024^3 product, measured in the same run by
 bench/sgemm_peak.c) that one nabla epoch reaches.  Repeat with --runs for
 medians over runs; the machine is shared, so single runs are noisy.
@@ -68,7 +70,7 @@ def run_nabla(a, threads, seed):
                "--threads", str(threads), "--dtype", "f32", "--log", log, "--quiet"]
         subprocess.run(cmd, check=True, capture_output=True, env=env_for(threads, False))
         rows = [line.split(",") for line in open(log).read().splitlines()[1:]]
-    return [float(r[4]) for r in rows], float(rows[-1][3])
+    return [float(r[4]) for r in rows], [float(r[5]) for r in rows], float(rows[-1][3])
 
 
 def run_torch(a, threads, seed):
@@ -76,7 +78,7 @@ def run_torch(a, threads, seed):
            str(a.epochs), str(seed), str(threads), DATA]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env_for(threads, True)).stdout
     r = json.loads(out)
-    return r["epoch_seconds"], r["test_accuracy"]
+    return r["epoch_seconds"], r["epoch_cpu_seconds"], r["test_accuracy"]
 
 
 def main():
@@ -101,19 +103,19 @@ def main():
           % (a.layers, a.optimizer, a.lr, a.batch, a.epochs, gflop,
              ", OPENBLAS_CORETYPE=" + CORETYPE if CORETYPE else "", peak))
     for threads in [int(t) for t in a.threads.split(",")]:
-        nt, tt, na, ta = [], [], [], []
+        nt, tt, nc, tc, na, ta = [], [], [], [], [], []
         for run in range(a.runs):
-            times, acc = run_nabla(a, threads, run + 1)
-            nt.append(statistics.median(times))
-            na.append(acc)
-            times, acc = run_torch(a, threads, run + 1)
-            tt.append(statistics.median(times))
-            ta.append(acc)
+            for side, wall, cpu, accs in ((run_nabla, nt, nc, na), (run_torch, tt, tc, ta)):
+                times, cpu_times, acc = side(a, threads, run + 1)
+                wall.append(statistics.median(times))
+                cpu.append(statistics.median(cpu_times))
+                accs.append(acc)
         n_s, t_s = statistics.median(nt), statistics.median(tt)
-        print("threads %d: epoch nabla %.3f s, PyTorch %.3f s, ratio %.2f; test accuracy nabla %s, PyTorch %s; "
-              "nabla epoch at %.0f%% of sgemm peak x %d thread(s)"
-              % (threads, n_s, t_s, n_s / t_s, " ".join("%.4f" % x for x in na), " ".join("%.4f" % x for x in ta),
-                 100 * gflop / n_s / (peak * threads), threads))
+        n_c, t_c = statistics.median(nc), statistics.median(tc)
+        print("threads %d: epoch nabla %.3f s, PyTorch %.3f s, ratio %.2f (processor time: %.3f s, %.3f s, ratio %.2f); "
+              "test accuracy nabla %s, PyTorch %s; nabla epoch at %.0f%% of sgemm peak x %d thread(s)"
+              % (threads, n_s, t_s, n_s / t_s, n_c, t_c, n_c / t_c, " ".join("%.4f" % x for x in na),
+                 " ".join("%.4f" % x for x in ta), 100 * gflop / n_s / (peak * threads), threads))
         sys.stdout.flush()
 
 

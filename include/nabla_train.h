@@ -124,7 +124,8 @@ typedef void (*nb_progress_fn)(void *user, int64_t step, int64_t steps, double r
 typedef struct {
     double loss;           /* mean training loss over the epoch's steps */
     double train_accuracy; /* of the predictions made while training (before each step's update) */
-    double seconds;        /* the training steps alone */
+    double seconds;        /* the training steps alone, wall-clock */
+    double cpu_seconds;    /* the same steps' processor time (all threads of the process) */
 } nb_epoch_stats;
 /* One epoch over d, shuffled by (seed, epoch number), in batches of cfg.batch
  * (the last one smaller).  Stops at the first step whose loss is NaN or Inf:

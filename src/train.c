@@ -361,9 +361,9 @@ static int check_data(const nb_trainer *t, const nb_dataset *d, char *err, size_
     return 0;
 }
 
-static double now_seconds(void) {
+static double clock_seconds(clockid_t clock) {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(clock, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
@@ -390,7 +390,7 @@ int nb_trainer_epoch(nb_trainer *t, const nb_dataset *d, nb_progress_fn progress
     int64_t start_steps = t->steps;
     for (int k = 0; k < nb; k++)
         memcpy(t->backup[k], t->set[t->current][k], (size_t)t->entries[k] * t->elem);
-    double loss_sum = 0, t0 = now_seconds();
+    double loss_sum = 0, t0 = clock_seconds(CLOCK_MONOTONIC), cpu0 = clock_seconds(CLOCK_PROCESS_CPUTIME_ID);
     int64_t correct = 0;
     int status = 0;
     for (int64_t s = 0; s < steps && status == 0; s++) {
@@ -450,7 +450,8 @@ int nb_trainer_epoch(nb_trainer *t, const nb_dataset *d, nb_progress_fn progress
         return -1;
     }
     t->epochs++;
-    stats->seconds = now_seconds() - t0;
+    stats->seconds = clock_seconds(CLOCK_MONOTONIC) - t0;
+    stats->cpu_seconds = clock_seconds(CLOCK_PROCESS_CPUTIME_ID) - cpu0;
     stats->loss = loss_sum / (double)steps;
     stats->train_accuracy = (double)correct / (double)n;
     return 0;

@@ -124,25 +124,24 @@ static int check_inputs(const nb_train_config *c, const nb_dataset *d, const cha
 /* ---- reports: plot and log ---- */
 typedef struct {
     int64_t n, cap;
-    double *loss, *train_acc, *test_acc, *seconds; /* per epoch; test_acc NaN without test data */
+    double *loss, *train_acc, *test_acc, *seconds, *cpu_seconds; /* per epoch; test_acc NaN without test data */
 } history;
 
-static int history_add(history *h, double loss, double train_acc, double test_acc, double seconds) {
+static int history_add(history *h, const nb_epoch_stats *s, double test_acc) {
+    double **arrays[5] = {&h->loss, &h->train_acc, &h->test_acc, &h->seconds, &h->cpu_seconds};
     if (h->n == h->cap) {
         int64_t cap = h->cap ? 2 * h->cap : 16;
-        double *arrays[4] = {h->loss, h->train_acc, h->test_acc, h->seconds};
-        for (int k = 0; k < 4; k++) {
-            double *bigger = realloc(arrays[k], (size_t)cap * sizeof(double));
+        for (int k = 0; k < 5; k++) {
+            double *bigger = realloc(*arrays[k], (size_t)cap * sizeof(double));
             if (!bigger) return -1;
-            arrays[k] = bigger;
-            h->loss = arrays[0], h->train_acc = arrays[1], h->test_acc = arrays[2], h->seconds = arrays[3];
+            *arrays[k] = bigger;
         }
         h->cap = cap;
     }
-    h->loss[h->n] = loss;
-    h->train_acc[h->n] = train_acc;
-    h->test_acc[h->n] = test_acc;
-    h->seconds[h->n++] = seconds;
+    double values[5] = {s->loss, s->train_accuracy, test_acc, s->seconds, s->cpu_seconds};
+    for (int k = 0; k < 5; k++)
+        (*arrays[k])[h->n] = values[k];
+    h->n++;
     return 0;
 }
 
@@ -151,6 +150,7 @@ static void history_free(history *h) {
     free(h->train_acc);
     free(h->test_acc);
     free(h->seconds);
+    free(h->cpu_seconds);
 }
 
 /* A growing text buffer. */
@@ -189,10 +189,10 @@ static int write_text(const char *path, text *t) {
 
 static int write_log(const char *path, const history *h, int64_t first_epoch) {
     text t = {NULL, 0, false};
-    emit(&t, "epoch,loss,train_accuracy,test_accuracy,seconds\n");
+    emit(&t, "epoch,loss,train_accuracy,test_accuracy,seconds,cpu_seconds\n");
     for (int64_t e = 0; e < h->n; e++)
-        emit(&t, "%lld,%.9g,%.6f,%.6f,%.4f\n", (long long)(first_epoch + e), h->loss[e], h->train_acc[e],
-             h->test_acc[e], h->seconds[e]);
+        emit(&t, "%lld,%.9g,%.6f,%.6f,%.4f,%.4f\n", (long long)(first_epoch + e), h->loss[e], h->train_acc[e],
+             h->test_acc[e], h->seconds[e], h->cpu_seconds[e]);
     return write_text(path, &t);
 }
 
@@ -408,7 +408,7 @@ int nb_cmd_train(int argc, char **argv) {
 
     bool quiet = OPTION("quiet") != NULL;
     progress_state progress = {isatty(STDOUT_FILENO) && !quiet, 0, 0, cfg.batch, 0, (int64_t)epochs};
-    history h = {0, 0, NULL, NULL, NULL, NULL};
+    history h = {0, 0, NULL, NULL, NULL, NULL, NULL};
     int64_t first_epoch = t ? nb_trainer_epoch_count(t) + 1 : 1;
     char line[256] = "";
     while (status == 0 && nb_trainer_epoch_count(t) < (int64_t)epochs) {
@@ -427,7 +427,7 @@ int nb_cmd_train(int argc, char **argv) {
             status = nb_cli_error(NULL, -1, "%s", err);
             break;
         }
-        if (history_add(&h, stats.loss, stats.train_accuracy, test_acc, stats.seconds)) {
+        if (history_add(&h, &stats, test_acc)) {
             status = nb_cli_error(NULL, -1, "out of memory");
             break;
         }
