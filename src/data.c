@@ -27,97 +27,77 @@ int nb_train_fail(char *err, size_t errsize, const char *fmt, ...) {
 }
 
 /* ---- reading a whole file, decompressing gzip ---- */
-/* The file's bytes (decompressed when it starts with the gzip magic). */
-int nb_read_file(const char *path, uint8_t **data, size_t *size, char *err, size_t errsize) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return nb_train_fail(err, errsize, "cannot open '%s': %s", path, strerror(errno));
-    int c0 = fgetc(f), c1 = fgetc(f);
-    bool gz = c0 == 0x1f && c1 == 0x8b;
-    if (gz) {
-        fclose(f);
+/* Reads up to n bytes from source: the count, 0 at the end, -1 on an error. */
+typedef long (*read_chunk_fn)(void *source, uint8_t *buf, size_t n);
+
+static long read_stdio(void *source, uint8_t *buf, size_t n) {
+    size_t got = fread(buf, 1, n, source);
+    return got ? (long)got : ferror((FILE *)source) ? -1 : 0;
+}
+
 #ifdef NB_HAVE_ZLIB
-        gzFile g = gzopen(path, "rb");
-        if (!g) return nb_train_fail(err, errsize, "cannot open '%s': %s", path, strerror(errno));
-        size_t cap = 1 << 20, n = 0;
-        uint8_t *buf = malloc(cap);
-        for (;;) {
-            if (!buf) {
-                gzclose(g);
-                return nb_train_fail(err, errsize, "out of memory reading '%s'", path);
-            }
-            if (n == cap) {
-                uint8_t *bigger = realloc(buf, cap * 2);
-                if (!bigger) {
-                    free(buf);
-                    buf = NULL;
-                    continue;
-                }
-                buf = bigger;
-                cap *= 2;
-            }
-            size_t want = cap - n > (1u << 30) ? (1u << 30) : cap - n;
-            int got = gzread(g, buf + n, (unsigned)want);
-            if (got < 0) {
-                int code;
-                const char *msg = gzerror(g, &code);
-                nb_train_fail(err, errsize, "'%s' is a corrupted gzip file: %s", path, msg);
-                free(buf);
-                gzclose(g);
-                return -1;
-            }
-            if (got == 0) break;
-            n += (size_t)got;
-        }
-        /* gzread returns 0 both at the end and on a truncated stream */
-        int code;
-        const char *msg = gzerror(g, &code);
-        if (code != Z_OK && code != Z_STREAM_END) {
-            nb_train_fail(err, errsize, "'%s' is a corrupted gzip file: %s", path, msg);
-            free(buf);
-            gzclose(g);
-            return -1;
-        }
-        gzclose(g);
-        *data = buf;
-        *size = n;
-        return 0;
-#else
-        return nb_train_fail(err, errsize, "'%s' is gzip-compressed and nabla was built without zlib "
-                                  "(install zlib1g-dev and rebuild, or gunzip the file)", path);
+static long read_gzip(void *source, uint8_t *buf, size_t n) {
+    int got = gzread(source, buf, n > (1u << 30) ? 1u << 30 : (unsigned)n), code;
+    if (got > 0) return got;
+    gzerror(source, &code); /* gzread returns 0 both at the end and on a truncated stream */
+    return got < 0 || (code != Z_OK && code != Z_STREAM_END) ? -1 : 0;
+}
 #endif
-    }
+
+/* All of source into a malloc'd buffer: 0, -1 (read error) or -2 (out of memory). */
+static int read_chunks(read_chunk_fn read, void *source, uint8_t **data, size_t *size) {
     size_t cap = 1 << 16, n = 0;
     uint8_t *buf = malloc(cap);
-    if (!buf) {
-        fclose(f);
-        return nb_train_fail(err, errsize, "out of memory reading '%s'", path);
-    }
-    if (c0 != EOF) buf[n++] = (uint8_t)c0;
-    if (c1 != EOF) buf[n++] = (uint8_t)c1;
-    for (;;) {
+    for (long got = 1; buf && got > 0; n += (size_t)got) {
         if (n == cap) {
             uint8_t *bigger = realloc(buf, cap * 2);
-            if (!bigger) {
-                free(buf);
-                fclose(f);
-                return nb_train_fail(err, errsize, "out of memory reading '%s'", path);
-            }
+            if (!bigger) break;
             buf = bigger;
             cap *= 2;
         }
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (got == 0) break;
+        if ((got = read(source, buf + n, cap - n)) < 0) {
+            free(buf);
+            return -1;
+        }
     }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
+    if (!buf || n == cap) { /* n == cap: the buffer could not grow */
         free(buf);
-        return nb_train_fail(err, errsize, "cannot read '%s'", path);
+        return -2;
     }
     *data = buf;
     *size = n;
     return 0;
+}
+
+int nb_read_file(const char *path, uint8_t **data, size_t *size, char *err, size_t errsize) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return nb_train_fail(err, errsize, "cannot open '%s': %s", path, strerror(errno));
+    int c0 = fgetc(f), c1 = fgetc(f), status;
+    if (c0 == 0x1f && c1 == 0x8b) {
+        fclose(f);
+#ifdef NB_HAVE_ZLIB
+        gzFile g = gzopen(path, "rb");
+        if (!g) return nb_train_fail(err, errsize, "cannot open '%s': %s", path, strerror(errno));
+        status = read_chunks(read_gzip, g, data, size);
+        if (status == -1) {
+            int code;
+            nb_train_fail(err, errsize, "'%s' is a corrupted gzip file: %s", path, gzerror(g, &code));
+        }
+        gzclose(g);
+        if (status == -1) return -1;
+#else
+        return nb_train_fail(err, errsize,
+                             "'%s' is gzip-compressed and nabla was built without zlib "
+                             "(install zlib1g-dev and rebuild, or gunzip the file)",
+                             path);
+#endif
+    } else {
+        rewind(f);
+        status = read_chunks(read_stdio, f, data, size);
+        fclose(f);
+        if (status == -1) return nb_train_fail(err, errsize, "cannot read '%s'", path);
+    }
+    return status == -2 ? nb_train_fail(err, errsize, "out of memory reading '%s'", path) : 0;
 }
 
 /* ---- IDX ---- */
