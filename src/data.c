@@ -111,10 +111,9 @@ int nb_idx_read(const char *path, nb_idx *out, char *err, size_t errsize) {
     uint8_t *bytes;
     size_t size;
     if (nb_read_file(path, &bytes, &size, err, errsize)) return -1;
-    int status = -1;
     if (size < 4) {
         nb_train_fail(err, errsize, "'%s' is not an IDX file: %zu bytes, shorter than the 4-byte header", path, size);
-        goto done;
+        goto invalid;
     }
     uint32_t magic = big_endian32(bytes);
     int type = (int)(magic >> 8), ndims = (int)(magic & 0xff);
@@ -122,19 +121,19 @@ int nb_idx_read(const char *path, nb_idx *out, char *err, size_t errsize) {
         nb_train_fail(err, errsize,
              "'%s' is not an IDX file of unsigned bytes: magic 0x%08x (expected 0x000008DD, DD = 1..4 dimensions)",
              path, (unsigned)magic);
-        goto done;
+        goto invalid;
     }
     size_t header = 4 + 4 * (size_t)ndims;
     if (size < header) {
         nb_train_fail(err, errsize, "'%s' is truncated: %zu bytes, shorter than its %zu-byte header", path, size, header);
-        goto done;
+        goto invalid;
     }
     int64_t count = 1;
     for (int k = 0; k < ndims; k++) {
         uint32_t d = big_endian32(bytes + 4 + 4 * k);
         if (d == 0 || d > (1u << 30) || count > ((int64_t)1 << 40) / d) {
             nb_train_fail(err, errsize, "'%s': dimension %d has an invalid size %u", path, k + 1, (unsigned)d);
-            goto done;
+            goto invalid;
         }
         out->dims[k] = d;
         count *= d;
@@ -143,19 +142,17 @@ int nb_idx_read(const char *path, nb_idx *out, char *err, size_t errsize) {
         nb_train_fail(err, errsize, "'%s' %s: its header promises %lld entries, it holds %zu", path,
              (int64_t)(size - header) < count ? "is truncated" : "has trailing data", (long long)count,
              size - header);
-        goto done;
+        goto invalid;
     }
     out->ndims = ndims;
     out->count = count;
-    if (!(out->data = malloc((size_t)count))) {
-        nb_train_fail(err, errsize, "out of memory reading '%s'", path);
-        goto done;
-    }
-    memcpy(out->data, bytes + header, (size_t)count);
-    status = 0;
-done:
+    memmove(bytes, bytes + header, (size_t)count); /* the entries keep the file's buffer */
+    out->data = bytes;
+    return 0;
+invalid:
     free(bytes);
-    return status;
+    memset(out, 0, sizeof *out);
+    return -1;
 }
 
 void nb_idx_free(nb_idx *a) {
