@@ -46,13 +46,14 @@ typedef struct {
 void nb_dataset_free(nb_dataset *d);
 /* An images file (count x rows x cols bytes, scaled by 1/255) and a labels
  * file (count bytes, each < classes) of the same count. */
-int nb_dataset_load_idx(const char *images_path, const char *labels_path, int classes, nb_dataset *out, char *err,
-                        size_t errsize);
+int nb_dataset_load_idx(const char *images_path, const char *labels_path, int classes, nb_dataset *out,
+                        char *err, size_t errsize);
 /* The directory Debian's dataset-fashion-mnist package installs into. */
 #define NB_FASHION_MNIST_DIR "/usr/share/datasets/fashion-mnist"
 /* The four files train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz,
  * t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz of dir. */
-int nb_dataset_load_fashion_mnist(const char *dir, nb_dataset *train, nb_dataset *test, char *err, size_t errsize);
+int nb_dataset_load_fashion_mnist(const char *dir, nb_dataset *train, nb_dataset *test, char *err,
+                                  size_t errsize);
 
 /* A CSV table of numbers: rows separated by newlines, fields by commas, every
  * row with the same number of fields; a first line that is not numeric is a
@@ -95,8 +96,8 @@ const char *nb_optimizer_name(nb_optimizer o); /* "sgd", "momentum", "adam" */
 typedef struct {
     nb_net_shape shape;
     nb_optimizer optimizer;
-    double lr;       /* learning rate η */
-    double momentum; /* μ (momentum): v ← μ·v + ∇, p ← p − η·v */
+    double lr;                /* learning rate η */
+    double momentum;          /* μ (momentum): v ← μ·v + ∇, p ← p − η·v */
     double beta1, beta2, eps; /* Adam */
     int64_t batch;
     uint64_t seed; /* initial weights and the shuffle of every epoch */
@@ -131,15 +132,15 @@ typedef struct {
  * (the last one smaller).  Stops at the first step whose loss is NaN or Inf:
  * -1 with the epoch and step in err, and the parameters as they were before
  * the epoch (so a checkpoint is never written from them). */
-int nb_trainer_epoch(nb_trainer *t, const nb_dataset *d, nb_progress_fn progress, void *user, nb_epoch_stats *stats,
-                     char *err, size_t errsize);
+int nb_trainer_epoch(nb_trainer *t, const nb_dataset *d, nb_progress_fn progress, void *user,
+                     nb_epoch_stats *stats, char *err, size_t errsize);
 /* Mean loss and accuracy over d; confusion (classes x classes, row = true
  * label, column = prediction) when not NULL. */
-int nb_trainer_evaluate(nb_trainer *t, const nb_dataset *d, double *loss, double *accuracy, int64_t *confusion,
-                        char *err, size_t errsize);
+int nb_trainer_evaluate(nb_trainer *t, const nb_dataset *d, double *loss, double *accuracy,
+                        int64_t *confusion, char *err, size_t errsize);
 /* The class predicted for each of the count rows of x (count x features). */
-int nb_trainer_predict(nb_trainer *t, const float *x, int64_t count, int64_t features, int32_t *classes, char *err,
-                       size_t errsize);
+int nb_trainer_predict(nb_trainer *t, const float *x, int64_t count, int64_t features, int32_t *classes,
+                       char *err, size_t errsize);
 
 /* Checkpoints (.nbm, docs/nbm.md): the configuration, the epoch and step
  * counters, the parameters and the optimiser state, with a CRC-32.  Saving

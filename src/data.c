@@ -7,8 +7,8 @@
 
 #include <errno.h>
 #include <math.h>
-#include <stdbool.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,27 +112,31 @@ int nb_idx_read(const char *path, nb_idx *out, char *err, size_t errsize) {
     size_t size;
     if (nb_read_file(path, &bytes, &size, err, errsize)) return -1;
     if (size < 4) {
-        nb_train_fail(err, errsize, "'%s' is not an IDX file: %zu bytes, shorter than the 4-byte header", path, size);
+        nb_train_fail(err, errsize, "'%s' is not an IDX file: %zu bytes, shorter than the 4-byte header",
+                      path, size);
         goto invalid;
     }
     uint32_t magic = big_endian32(bytes);
     int type = (int)(magic >> 8), ndims = (int)(magic & 0xff);
     if (type != 0x08 || ndims < 1 || ndims > 4) {
         nb_train_fail(err, errsize,
-             "'%s' is not an IDX file of unsigned bytes: magic 0x%08x (expected 0x000008DD, DD = 1..4 dimensions)",
-             path, (unsigned)magic);
+                      "'%s' is not an IDX file of unsigned bytes: magic 0x%08x (expected 0x000008DD, DD = "
+                      "1..4 dimensions)",
+                      path, (unsigned)magic);
         goto invalid;
     }
     size_t header = 4 + 4 * (size_t)ndims;
     if (size < header) {
-        nb_train_fail(err, errsize, "'%s' is truncated: %zu bytes, shorter than its %zu-byte header", path, size, header);
+        nb_train_fail(err, errsize, "'%s' is truncated: %zu bytes, shorter than its %zu-byte header", path,
+                      size, header);
         goto invalid;
     }
     int64_t count = 1;
     for (int k = 0; k < ndims; k++) {
         uint32_t d = big_endian32(bytes + 4 + 4 * k);
         if (d == 0 || d > (1u << 30) || count > ((int64_t)1 << 40) / d) {
-            nb_train_fail(err, errsize, "'%s': dimension %d has an invalid size %u", path, k + 1, (unsigned)d);
+            nb_train_fail(err, errsize, "'%s': dimension %d has an invalid size %u", path, k + 1,
+                          (unsigned)d);
             goto invalid;
         }
         out->dims[k] = d;
@@ -140,8 +144,8 @@ int nb_idx_read(const char *path, nb_idx *out, char *err, size_t errsize) {
     }
     if ((uint64_t)(size - header) != (uint64_t)count) {
         nb_train_fail(err, errsize, "'%s' %s: its header promises %lld entries, it holds %zu", path,
-             (int64_t)(size - header) < count ? "is truncated" : "has trailing data", (long long)count,
-             size - header);
+                      (int64_t)(size - header) < count ? "is truncated" : "has trailing data",
+                      (long long)count, size - header);
         goto invalid;
     }
     out->ndims = ndims;
@@ -179,8 +183,8 @@ static int dataset_alloc(nb_dataset *d, int64_t count, int64_t features, int cla
     return -1;
 }
 
-int nb_dataset_load_idx(const char *images_path, const char *labels_path, int classes, nb_dataset *out, char *err,
-                        size_t errsize) {
+int nb_dataset_load_idx(const char *images_path, const char *labels_path, int classes, nb_dataset *out,
+                        char *err, size_t errsize) {
     if (!images_path || !labels_path || !out || classes < 2 || classes > 256)
         return nb_train_fail(err, errsize, "nb_dataset_load_idx: NULL argument or classes outside 2..256");
     memset(out, 0, sizeof *out);
@@ -192,21 +196,23 @@ int nb_dataset_load_idx(const char *images_path, const char *labels_path, int cl
     }
     int status = -1;
     if (images.ndims != 3) {
-        nb_train_fail(err, errsize, "'%s' is not an images file: %d dimensions (expected 3: count, rows, columns)",
-             images_path, images.ndims);
+        nb_train_fail(err, errsize,
+                      "'%s' is not an images file: %d dimensions (expected 3: count, rows, columns)",
+                      images_path, images.ndims);
     } else if (labels.ndims != 1) {
-        nb_train_fail(err, errsize, "'%s' is not a labels file: %d dimensions (expected 1)", labels_path, labels.ndims);
+        nb_train_fail(err, errsize, "'%s' is not a labels file: %d dimensions (expected 1)", labels_path,
+                      labels.ndims);
     } else if (images.dims[0] != labels.dims[0]) {
-        nb_train_fail(err, errsize, "'%s' holds %lld images but '%s' %lld labels", images_path, (long long)images.dims[0],
-             labels_path, (long long)labels.dims[0]);
+        nb_train_fail(err, errsize, "'%s' holds %lld images but '%s' %lld labels", images_path,
+                      (long long)images.dims[0], labels_path, (long long)labels.dims[0]);
     } else if (dataset_alloc(out, images.dims[0], images.dims[1] * images.dims[2], classes)) {
         nb_train_fail(err, errsize, "out of memory loading '%s'", images_path);
     } else {
         status = 0;
         for (int64_t i = 0; i < out->count && status == 0; i++) {
             if (labels.data[i] >= classes) {
-                status = nb_train_fail(err, errsize, "'%s': label %d of example %lld is out of range 0..%d", labels_path,
-                              labels.data[i], (long long)i, classes - 1);
+                status = nb_train_fail(err, errsize, "'%s': label %d of example %lld is out of range 0..%d",
+                                       labels_path, labels.data[i], (long long)i, classes - 1);
                 nb_dataset_free(out);
             } else {
                 out->label[i] = labels.data[i];
@@ -220,8 +226,10 @@ int nb_dataset_load_idx(const char *images_path, const char *labels_path, int cl
     return status;
 }
 
-int nb_dataset_load_fashion_mnist(const char *dir, nb_dataset *train, nb_dataset *test, char *err, size_t errsize) {
-    if (!dir || !train || !test) return nb_train_fail(err, errsize, "nb_dataset_load_fashion_mnist: NULL argument");
+int nb_dataset_load_fashion_mnist(const char *dir, nb_dataset *train, nb_dataset *test, char *err,
+                                  size_t errsize) {
+    if (!dir || !train || !test)
+        return nb_train_fail(err, errsize, "nb_dataset_load_fashion_mnist: NULL argument");
     static const char *const names[4] = {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
                                          "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"};
     char paths[4][4096];
@@ -229,15 +237,18 @@ int nb_dataset_load_fashion_mnist(const char *dir, nb_dataset *train, nb_dataset
     for (int k = 0; k < 4; k++) {
         snprintf(paths[k], sizeof paths[k], "%s/%s", dir, names[k]);
         FILE *f = fopen(paths[k], "rb");
-        if (f) fclose(f);
-        else snprintf(missing + strlen(missing), sizeof missing - strlen(missing), "%s%s", *missing ? ", " : "",
-                      paths[k]);
+        if (f)
+            fclose(f);
+        else
+            snprintf(missing + strlen(missing), sizeof missing - strlen(missing), "%s%s",
+                     *missing ? ", " : "", paths[k]);
     }
     if (*missing)
-        return nb_train_fail(err, errsize,
-                    "Fashion-MNIST not found: missing %s (install it with 'apt-get install dataset-fashion-mnist', "
-                    "or point --data-dir at a directory holding the four files)",
-                    missing);
+        return nb_train_fail(
+            err, errsize,
+            "Fashion-MNIST not found: missing %s (install it with 'apt-get install dataset-fashion-mnist', "
+            "or point --data-dir at a directory holding the four files)",
+            missing);
     memset(test, 0, sizeof *test);
     if (nb_dataset_load_idx(paths[0], paths[1], 10, train, err, errsize)) return -1;
     if (nb_dataset_load_idx(paths[2], paths[3], 10, test, err, errsize)) {
@@ -245,8 +256,8 @@ int nb_dataset_load_fashion_mnist(const char *dir, nb_dataset *train, nb_dataset
         return -1;
     }
     if (train->features != test->features) {
-        nb_train_fail(err, errsize, "'%s' has %lld features per image but '%s' %lld", paths[0], (long long)train->features,
-             paths[2], (long long)test->features);
+        nb_train_fail(err, errsize, "'%s' has %lld features per image but '%s' %lld", paths[0],
+                      (long long)train->features, paths[2], (long long)test->features);
         nb_dataset_free(train);
         nb_dataset_free(test);
         return -1;
@@ -270,7 +281,8 @@ static int64_t parse_row(char *line, double *row, int64_t cap, int64_t *bad_fiel
         char *end;
         errno = 0;
         double v = strtod(p, &end);
-        while (*end == ' ' || *end == '\t' || *end == '\r') end++;
+        while (*end == ' ' || *end == '\t' || *end == '\r')
+            end++;
         if (end == p || (*end != ',' && *end != '\0') || !isfinite(v)) {
             *bad_field = n + 1;
             return -1;
@@ -306,12 +318,14 @@ int nb_csv_read(const char *path, nb_table *out, char *err, size_t errsize) {
         if (next) *next++ = '\0';
         lineno++;
         char *s = line;
-        while (*s == ' ' || *s == '\t' || *s == '\r') s++;
+        while (*s == ' ' || *s == '\t' || *s == '\r')
+            s++;
         if (*s != '\0') {
             int64_t bad = 0, want = cols < 0 ? 1 << 20 : cols;
             if (rows * (cols < 0 ? 0 : cols) + want > cap) {
                 int64_t new_cap = cap ? cap * 2 : 1024;
-                while (new_cap < rows * (cols < 0 ? 0 : cols) + want) new_cap *= 2;
+                while (new_cap < rows * (cols < 0 ? 0 : cols) + want)
+                    new_cap *= 2;
                 double *bigger = realloc(data, (size_t)new_cap * sizeof *data);
                 if (!bigger) {
                     status = nb_train_fail(err, errsize, "out of memory reading '%s'", path);
@@ -324,14 +338,14 @@ int nb_csv_read(const char *path, nb_table *out, char *err, size_t errsize) {
             if (n < 0 && rows == 0 && cols < 0 && lineno == 1) {
                 /* a header line */
             } else if (n < 0) {
-                status = nb_train_fail(err, errsize, "%s:%lld: field %lld is not a finite number", path, (long long)lineno,
-                              (long long)bad);
+                status = nb_train_fail(err, errsize, "%s:%lld: field %lld is not a finite number", path,
+                                       (long long)lineno, (long long)bad);
             } else if (cols >= 0 && n != cols) {
                 status = nb_train_fail(err, errsize, "%s:%lld: %lld fields, but the first row has %lld", path,
-                              (long long)lineno, (long long)n, (long long)cols);
+                                       (long long)lineno, (long long)n, (long long)cols);
             } else if (n > want) {
-                status = nb_train_fail(err, errsize, "%s:%lld: more than %lld fields", path, (long long)lineno,
-                              (long long)want);
+                status = nb_train_fail(err, errsize, "%s:%lld: more than %lld fields", path,
+                                       (long long)lineno, (long long)want);
             } else {
                 cols = n;
                 rows++;
@@ -352,18 +366,21 @@ int nb_csv_read(const char *path, nb_table *out, char *err, size_t errsize) {
 }
 
 int nb_dataset_from_table(const nb_table *t, int classes, nb_dataset *out, char *err, size_t errsize) {
-    if (!t || !out || classes < 2) return nb_train_fail(err, errsize, "nb_dataset_from_table: NULL argument or classes < 2");
+    if (!t || !out || classes < 2)
+        return nb_train_fail(err, errsize, "nb_dataset_from_table: NULL argument or classes < 2");
     memset(out, 0, sizeof *out);
     if (t->cols < 2)
-        return nb_train_fail(err, errsize, "a classification table needs features and a label: it has %lld column(s)",
-                    (long long)t->cols);
+        return nb_train_fail(err, errsize,
+                             "a classification table needs features and a label: it has %lld column(s)",
+                             (long long)t->cols);
     for (int64_t i = 0; i < t->rows; i++) {
         double label = t->data[i * t->cols + t->cols - 1];
         if (label != floor(label) || label < 0 || label >= classes)
-            return nb_train_fail(err, errsize, "row %lld: label %g is not a class in 0..%d", (long long)i + 1, label,
-                        classes - 1);
+            return nb_train_fail(err, errsize, "row %lld: label %g is not a class in 0..%d", (long long)i + 1,
+                                 label, classes - 1);
     }
-    if (dataset_alloc(out, t->rows, t->cols - 1, classes)) return nb_train_fail(err, errsize, "out of memory");
+    if (dataset_alloc(out, t->rows, t->cols - 1, classes))
+        return nb_train_fail(err, errsize, "out of memory");
     for (int64_t i = 0; i < t->rows; i++) {
         for (int64_t j = 0; j < out->features; j++)
             out->x[i * out->features + j] = (float)t->data[i * t->cols + j];

@@ -11,9 +11,12 @@
 
 const char *nb_activation_name(nb_activation a) {
     switch (a) {
-    case NB_ACT_RELU: return "relu";
-    case NB_ACT_TANH: return "tanh";
-    case NB_ACT_SIGMOID: return "sigmoid";
+    case NB_ACT_RELU:
+        return "relu";
+    case NB_ACT_TANH:
+        return "tanh";
+    case NB_ACT_SIGMOID:
+        return "sigmoid";
     }
     return "?";
 }
@@ -41,7 +44,8 @@ int nb_net_parse_layers(const char *text, nb_net_shape *shape, char *err, size_t
         p = end + 1;
     }
     if (n < 2) {
-        if (err && errsize) snprintf(err, errsize, "invalid --layers '%s' (expected at least inputs-classes)", text);
+        if (err && errsize)
+            snprintf(err, errsize, "invalid --layers '%s' (expected at least inputs-classes)", text);
         return -1;
     }
     shape->nlayers = n - 1;
@@ -50,7 +54,8 @@ int nb_net_parse_layers(const char *text, nb_net_shape *shape, char *err, size_t
 
 static int shape_ok(const nb_net_shape *s) {
     if (!s || s->nlayers < 1 || s->nlayers > NB_MAX_LAYERS) return 0;
-    if (s->activation != NB_ACT_RELU && s->activation != NB_ACT_TANH && s->activation != NB_ACT_SIGMOID) return 0;
+    if (s->activation != NB_ACT_RELU && s->activation != NB_ACT_TANH && s->activation != NB_ACT_SIGMOID)
+        return 0;
     for (int i = 0; i <= s->nlayers; i++)
         if (s->sizes[i] <= 0) return 0;
     return 1;
@@ -80,11 +85,15 @@ static char *logits_source(const nb_net_shape *s) {
     int bad = append(&text, &len, "%s", "");
     for (int i = 1; i <= s->nlayers && !bad; i++) {
         char input[16];
-        if (i == 1) snprintf(input, sizeof input, "X");
-        else snprintf(input, sizeof input, "H%d", i - 1);
+        if (i == 1)
+            snprintf(input, sizeof input, "X");
+        else
+            snprintf(input, sizeof input, "H%d", i - 1);
         if (i < s->nlayers)
-            bad = append(&text, &len, "H%d = %s(%s*W%d + b%d'); ", i, nb_activation_name(s->activation), input, i, i);
-        else bad = append(&text, &len, "Z = %s*W%d + b%d'", input, i, i);
+            bad = append(&text, &len, "H%d = %s(%s*W%d + b%d'); ", i, nb_activation_name(s->activation),
+                         input, i, i);
+        else
+            bad = append(&text, &len, "Z = %s*W%d + b%d'", input, i, i);
     }
     if (bad) free(text);
     return bad ? NULL : text;
@@ -100,8 +109,9 @@ int nb_net_source(const nb_net_shape *shape, char **model, char **decls) {
         bad = append(decls, &dlen, "X: matrix(B, %lld); Y: matrix(B, %lld)", (long long)shape->sizes[0],
                      (long long)shape->sizes[shape->nlayers]);
     for (int i = 1; i <= shape->nlayers && !bad; i++)
-        bad = append(decls, &dlen, "; W%d: matrix(%lld, %lld); b%d: vector(%lld)", i, (long long)shape->sizes[i - 1],
-                     (long long)shape->sizes[i], i, (long long)shape->sizes[i]);
+        bad =
+            append(decls, &dlen, "; W%d: matrix(%lld, %lld); b%d: vector(%lld)", i,
+                   (long long)shape->sizes[i - 1], (long long)shape->sizes[i], i, (long long)shape->sizes[i]);
     if (bad) {
         free(*model);
         free(*decls);
@@ -120,7 +130,8 @@ nb_expr *nb_net_build(nb_ctx *ctx, const nb_net_shape *shape, nb_expr **X, nb_ex
     char *zsrc = logits_source(shape);
     size_t zlen = zsrc ? strlen(zsrc) : 0;
     nb_expr *loss = NULL;
-    if (zsrc && append(&zsrc, &zlen, "; Z") == 0 && nb_declare(ctx, decls) == 0 && (*logits = nb_parse(ctx, zsrc))) {
+    if (zsrc && append(&zsrc, &zlen, "; Z") == 0 && nb_declare(ctx, decls) == 0 &&
+        (*logits = nb_parse(ctx, zsrc))) {
         *X = nb_lookup(ctx, "X");
         *Y = nb_lookup(ctx, "Y");
         int ok = 1;

@@ -58,9 +58,12 @@ struct nb_trainer {
 
 const char *nb_optimizer_name(nb_optimizer o) {
     switch (o) {
-    case NB_OPT_SGD: return "sgd";
-    case NB_OPT_MOMENTUM: return "momentum";
-    case NB_OPT_ADAM: return "adam";
+    case NB_OPT_SGD:
+        return "sgd";
+    case NB_OPT_MOMENTUM:
+        return "momentum";
+    case NB_OPT_ADAM:
+        return "adam";
     }
     return "?";
 }
@@ -80,7 +83,9 @@ void nb_train_config_default(nb_train_config *cfg) {
     cfg->dtype = NB_F32;
 }
 
-static int state_arrays(nb_optimizer o) { return o == NB_OPT_SGD ? 0 : o == NB_OPT_MOMENTUM ? 1 : 2; }
+static int state_arrays(nb_optimizer o) {
+    return o == NB_OPT_SGD ? 0 : o == NB_OPT_MOMENTUM ? 1 : 2;
+}
 
 /* ---- random numbers (splitmix64: every seed, every epoch its own stream) ---- */
 static uint64_t splitmix64(uint64_t *s) {
@@ -89,10 +94,14 @@ static uint64_t splitmix64(uint64_t *s) {
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
     return z ^ (z >> 31);
 }
-static double uniform01(uint64_t *s) { return (double)(splitmix64(s) >> 11) * 0x1.0p-53; }
+static double uniform01(uint64_t *s) {
+    return (double)(splitmix64(s) >> 11) * 0x1.0p-53;
+}
 
 /* ---- building the training step ---- */
-static nb_expr *scaled(nb_ctx *ctx, double c, nb_expr *e) { return nb_mul(ctx, nb_num(ctx, c), e); }
+static nb_expr *scaled(nb_ctx *ctx, double c, nb_expr *e) {
+    return nb_mul(ctx, nb_num(ctx, c), e);
+}
 
 /* Declares the state variable `prefix` + the parameter's name, shaped like p. */
 static nb_expr *state_var(nb_ctx *ctx, const char *prefix, int i, nb_expr *p) {
@@ -106,7 +115,8 @@ static int build_step(nb_trainer *t, nb_expr **params) {
     const nb_train_config *c = &t->cfg;
     int np = t->nparams, ns = state_arrays(c->optimizer);
     nb_expr *a = t->scalars[0] = nb_var(ctx, "step_size", nb_scalar_type());
-    nb_expr *e = t->scalars[1] = c->optimizer == NB_OPT_ADAM ? nb_var(ctx, "step_eps", nb_scalar_type()) : NULL;
+    nb_expr *e = t->scalars[1] =
+        c->optimizer == NB_OPT_ADAM ? nb_var(ctx, "step_eps", nb_scalar_type()) : NULL;
     size_t nin = 0, nout = 0;
     t->step_in[nin++] = t->X;
     t->step_in[nin++] = t->Y;
@@ -129,7 +139,8 @@ static int build_step(nb_trainer *t, nb_expr **params) {
         } else {
             nb_expr *m = state_var(ctx, "m_", i, p), *s = state_var(ctx, "s_", i, p);
             nb_expr *m_new = nb_add(ctx, scaled(ctx, c->beta1, m), scaled(ctx, 1 - c->beta1, g));
-            nb_expr *s_new = nb_add(ctx, scaled(ctx, c->beta2, s), scaled(ctx, 1 - c->beta2, nb_mul(ctx, g, g)));
+            nb_expr *s_new =
+                nb_add(ctx, scaled(ctx, c->beta2, s), scaled(ctx, 1 - c->beta2, nb_mul(ctx, g, g)));
             t->step_in[nin + np + i] = m;
             t->step_in[nin + 2 * np + i] = s;
             new_state[i] = m_new;
@@ -165,12 +176,14 @@ static nb_program *program_for(nb_trainer *t, prog_kind kind, int64_t batch, cha
         eval_in[2 + i] = t->step_in[t->step_nin - (size_t)t->nbuffers + (size_t)i];
     nb_program *p;
     if (kind == PROG_STEP)
-        p = nb_compile(t->ctx, t->step_nout, t->step_out, t->step_nin, t->step_in, t->cfg.dtype, NB_COMPILE_DENSE);
+        p = nb_compile(t->ctx, t->step_nout, t->step_out, t->step_nin, t->step_in, t->cfg.dtype,
+                       NB_COMPILE_DENSE);
     else if (kind == PROG_EVAL)
         p = nb_compile(t->ctx, 2, eval_out, 2 + (size_t)t->nparams, eval_in, t->cfg.dtype, NB_COMPILE_DENSE);
     else {
         eval_in[1] = t->X;
-        p = nb_compile(t->ctx, 1, &t->logits, 1 + (size_t)t->nparams, eval_in + 1, t->cfg.dtype, NB_COMPILE_DENSE);
+        p = nb_compile(t->ctx, 1, &t->logits, 1 + (size_t)t->nparams, eval_in + 1, t->cfg.dtype,
+                       NB_COMPILE_DENSE);
     }
     if (!p) {
         nb_train_fail(err, errsize, "compiling the network: %s", nb_error(t->ctx));
@@ -213,11 +226,12 @@ static int config_ok(const nb_train_config *c, char *err, size_t errsize) {
     if (!c) return nb_train_fail(err, errsize, "nb_trainer_new: NULL configuration");
     nb_net_shape s = c->shape;
     if (s.nlayers < 1 || s.nlayers > NB_MAX_LAYERS)
-        return nb_train_fail(err, errsize, "a network needs 1 to %d layers, not %d", NB_MAX_LAYERS, s.nlayers);
+        return nb_train_fail(err, errsize, "a network needs 1 to %d layers, not %d", NB_MAX_LAYERS,
+                             s.nlayers);
     for (int i = 0; i <= s.nlayers; i++)
         if (s.sizes[i] <= 0 || s.sizes[i] > (1 << 24))
-            return nb_train_fail(err, errsize, "layer size %d is %lld (expected 1..%d)", i, (long long)s.sizes[i],
-                                 1 << 24);
+            return nb_train_fail(err, errsize, "layer size %d is %lld (expected 1..%d)", i,
+                                 (long long)s.sizes[i], 1 << 24);
     if (s.sizes[s.nlayers] < 2) return nb_train_fail(err, errsize, "the last layer needs at least 2 classes");
     if ((unsigned)s.activation > NB_ACT_SIGMOID) return nb_train_fail(err, errsize, "unknown activation");
     if ((unsigned)c->optimizer > NB_OPT_ADAM) return nb_train_fail(err, errsize, "unknown optimizer");
@@ -226,7 +240,8 @@ static int config_ok(const nb_train_config *c, char *err, size_t errsize) {
     if (!(c->momentum >= 0 && c->momentum < 1) || !(c->beta1 >= 0 && c->beta1 < 1) ||
         !(c->beta2 >= 0 && c->beta2 < 1) || !(c->eps > 0))
         return nb_train_fail(err, errsize, "momentum, beta1, beta2 must be in [0, 1) and eps > 0");
-    if (c->batch < 1 || c->batch > (1 << 20)) return nb_train_fail(err, errsize, "the batch size must be 1..%d", 1 << 20);
+    if (c->batch < 1 || c->batch > (1 << 20))
+        return nb_train_fail(err, errsize, "the batch size must be 1..%d", 1 << 20);
     return 0;
 }
 
@@ -237,8 +252,10 @@ static void init_params(nb_trainer *t) {
         double bound = 1 / sqrt((double)t->cfg.shape.sizes[i / 2]);
         for (int64_t k = 0; k < t->entries[i]; k++) {
             double v = (2 * uniform01(&rng) - 1) * bound;
-            if (t->cfg.dtype == NB_F32) ((float *)t->set[0][i])[k] = (float)v;
-            else ((double *)t->set[0][i])[k] = v;
+            if (t->cfg.dtype == NB_F32)
+                ((float *)t->set[0][i])[k] = (float)v;
+            else
+                ((double *)t->set[0][i])[k] = v;
         }
     }
 }
@@ -258,7 +275,8 @@ static nb_trainer *trainer_create(const nb_train_config *cfg, char *err, size_t 
     t->nbuffers = t->nparams * (1 + state_arrays(cfg->optimizer));
     t->elem = cfg->dtype == NB_F32 ? sizeof(float) : sizeof(double);
     nb_expr *params[2 * NB_MAX_LAYERS];
-    if (!(t->loss = nb_net_build(t->ctx, &cfg->shape, &t->X, &t->Y, &t->logits, params)) || build_step(t, params)) {
+    if (!(t->loss = nb_net_build(t->ctx, &cfg->shape, &t->X, &t->Y, &t->logits, params)) ||
+        build_step(t, params)) {
         nb_train_fail(err, errsize, "building the network: %s", nb_error(t->ctx));
         nb_trainer_free(t);
         return NULL;
@@ -296,9 +314,15 @@ nb_trainer *nb_trainer_new(const nb_train_config *cfg, char *err, size_t errsize
     return t;
 }
 
-const nb_train_config *nb_trainer_config(const nb_trainer *t) { return t ? &t->cfg : NULL; }
-int64_t nb_trainer_epoch_count(const nb_trainer *t) { return t ? t->epochs : -1; }
-int64_t nb_trainer_step_count(const nb_trainer *t) { return t ? t->steps : -1; }
+const nb_train_config *nb_trainer_config(const nb_trainer *t) {
+    return t ? &t->cfg : NULL;
+}
+int64_t nb_trainer_epoch_count(const nb_trainer *t) {
+    return t ? t->epochs : -1;
+}
+int64_t nb_trainer_step_count(const nb_trainer *t) {
+    return t ? t->steps : -1;
+}
 
 int nb_trainer_set_threads(nb_trainer *t, int threads) {
     if (!t || threads < 1 || threads > 64) return -1;
@@ -322,15 +346,18 @@ static void gather(nb_trainer *t, const nb_dataset *d, const int64_t *order, int
     for (int64_t r = 0; r < rows; r++) {
         int64_t i = order ? order[r] : r;
         const float *src = d->x + i * f;
-        if (t->cfg.dtype == NB_F32) memcpy((float *)t->xbuf + r * f, src, (size_t)f * sizeof(float));
+        if (t->cfg.dtype == NB_F32)
+            memcpy((float *)t->xbuf + r * f, src, (size_t)f * sizeof(float));
         else
             for (int64_t j = 0; j < f; j++)
                 ((double *)t->xbuf)[r * f + j] = src[j];
         if (!labels) continue;
         for (int64_t j = 0; j < k; j++) {
             double v = j == d->label[i];
-            if (t->cfg.dtype == NB_F32) ((float *)t->ybuf)[r * k + j] = (float)v;
-            else ((double *)t->ybuf)[r * k + j] = v;
+            if (t->cfg.dtype == NB_F32)
+                ((float *)t->ybuf)[r * k + j] = (float)v;
+            else
+                ((double *)t->ybuf)[r * k + j] = v;
         }
     }
 }
@@ -353,7 +380,8 @@ static int check_data(const nb_trainer *t, const nb_dataset *d, char *err, size_
         return nb_train_fail(err, errsize, "no examples");
     int64_t classes = t->cfg.shape.sizes[t->cfg.shape.nlayers];
     if (d->features != t->cfg.shape.sizes[0])
-        return nb_train_fail(err, errsize, "the network takes %lld inputs but the data has %lld features per example",
+        return nb_train_fail(err, errsize,
+                             "the network takes %lld inputs but the data has %lld features per example",
                              (long long)t->cfg.shape.sizes[0], (long long)d->features);
     if (d->classes != classes)
         return nb_train_fail(err, errsize, "the network has %lld outputs but the data has %d classes",
@@ -368,8 +396,8 @@ static double clock_seconds(clockid_t clock) {
 }
 
 /* ---- one epoch ---- */
-int nb_trainer_epoch(nb_trainer *t, const nb_dataset *d, nb_progress_fn progress, void *user, nb_epoch_stats *stats,
-                     char *err, size_t errsize) {
+int nb_trainer_epoch(nb_trainer *t, const nb_dataset *d, nb_progress_fn progress, void *user,
+                     nb_epoch_stats *stats, char *err, size_t errsize) {
     if (!t || !stats) return nb_train_fail(err, errsize, "nb_trainer_epoch: NULL argument");
     if (check_data(t, d, err, errsize)) return -1;
     int64_t n = d->count, batch = t->cfg.batch, steps = (n + batch - 1) / batch;
@@ -430,8 +458,9 @@ int nb_trainer_epoch(nb_trainer *t, const nb_dataset *d, nb_progress_fn progress
         }
         double loss = t->cfg.dtype == NB_F32 ? t->loss_value32[0] : t->loss_value[0];
         if (!isfinite(loss)) {
-            status = nb_train_fail(err, errsize, "the loss became %s at step %lld of epoch %lld; stopped",
-                                   isnan(loss) ? "NaN" : "infinite", (long long)s + 1, (long long)t->epochs + 1);
+            status =
+                nb_train_fail(err, errsize, "the loss became %s at step %lld of epoch %lld; stopped",
+                              isnan(loss) ? "NaN" : "infinite", (long long)s + 1, (long long)t->epochs + 1);
             break;
         }
         for (int64_t r = 0; r < rows; r++)
@@ -463,8 +492,8 @@ static void param_inputs(const nb_trainer *t, const void **in) {
         in[i] = t->set[t->current][i];
 }
 
-int nb_trainer_evaluate(nb_trainer *t, const nb_dataset *d, double *loss, double *accuracy, int64_t *confusion,
-                        char *err, size_t errsize) {
+int nb_trainer_evaluate(nb_trainer *t, const nb_dataset *d, double *loss, double *accuracy,
+                        int64_t *confusion, char *err, size_t errsize) {
     if (!t || !loss || !accuracy) return nb_train_fail(err, errsize, "nb_trainer_evaluate: NULL argument");
     if (check_data(t, d, err, errsize)) return -1;
     int64_t k = t->cfg.shape.sizes[t->cfg.shape.nlayers], correct = 0;
@@ -496,9 +525,10 @@ int nb_trainer_evaluate(nb_trainer *t, const nb_dataset *d, double *loss, double
     return 0;
 }
 
-int nb_trainer_predict(nb_trainer *t, const float *x, int64_t count, int64_t features, int32_t *classes, char *err,
-                       size_t errsize) {
-    if (!t || !x || !classes || count < 1) return nb_train_fail(err, errsize, "nb_trainer_predict: bad argument");
+int nb_trainer_predict(nb_trainer *t, const float *x, int64_t count, int64_t features, int32_t *classes,
+                       char *err, size_t errsize) {
+    if (!t || !x || !classes || count < 1)
+        return nb_train_fail(err, errsize, "nb_trainer_predict: bad argument");
     if (features != t->cfg.shape.sizes[0])
         return nb_train_fail(err, errsize, "the network takes %lld inputs but the input has %lld per example",
                              (long long)t->cfg.shape.sizes[0], (long long)features);
@@ -622,7 +652,9 @@ static double get_f64(cursor *c) {
     return x;
 }
 
-static size_t header_size(int nlayers) { return 8 + 5 * 4 + 8 * (size_t)(nlayers + 1) + 5 * 8 + 4 * 8; }
+static size_t header_size(int nlayers) {
+    return 8 + 5 * 4 + 8 * (size_t)(nlayers + 1) + 5 * 8 + 4 * 8;
+}
 
 static size_t checkpoint_size(const nb_trainer *t) {
     size_t n = header_size(t->cfg.shape.nlayers);
@@ -693,8 +725,8 @@ nb_trainer *nb_trainer_load(const char *path, char *err, size_t errsize) {
         goto done;
     }
     r.pos = 8;
-    uint32_t version = (uint32_t)get_le(&r, 4), dtype = (uint32_t)get_le(&r, 4), act = (uint32_t)get_le(&r, 4),
-             opt = (uint32_t)get_le(&r, 4), nlayers = (uint32_t)get_le(&r, 4);
+    uint32_t version = (uint32_t)get_le(&r, 4), dtype = (uint32_t)get_le(&r, 4),
+             act = (uint32_t)get_le(&r, 4), opt = (uint32_t)get_le(&r, 4), nlayers = (uint32_t)get_le(&r, 4);
     if (version != NBM_VERSION) {
         problem = "unsupported version (this nabla reads version 1)";
         goto done;
@@ -733,7 +765,8 @@ nb_trainer *nb_trainer_load(const char *path, char *err, size_t errsize) {
         want += (size_t)((a + 1) * b) * (dtype ? 4u : 8u) * (size_t)(1 + state_arrays(c.optimizer));
     }
     if (want != size) {
-        problem = want > size ? "truncated (shorter than its layer sizes say)" : "corrupted (layer sizes do not match its length)";
+        problem = want > size ? "truncated (shorter than its layer sizes say)"
+                              : "corrupted (layer sizes do not match its length)";
         goto done;
     }
     if (crc32_of(bytes, size - 4) != stored_crc) {
@@ -742,7 +775,8 @@ nb_trainer *nb_trainer_load(const char *path, char *err, size_t errsize) {
     }
     char cfg_err[256];
     if (epochs < 0 || steps < 0 || !(t = trainer_create(&c, cfg_err, sizeof cfg_err))) {
-        nb_train_fail(err, errsize, "'%s': corrupted checkpoint: %s", path, epochs < 0 || steps < 0 ? "negative counters" : cfg_err);
+        nb_train_fail(err, errsize, "'%s': corrupted checkpoint: %s", path,
+                      epochs < 0 || steps < 0 ? "negative counters" : cfg_err);
         goto done;
     }
     t->epochs = epochs;

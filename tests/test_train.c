@@ -65,49 +65,58 @@ static void test_idx(void) {
     bad[2] = 0x0d;
     write_bytes("bad_magic", bad, sizeof bad);
     CHECK(nb_dataset_load_idx(path_of("bad_magic"), path_of("lab"), 10, &d, err, sizeof err) == -1 &&
-              strstr(err, "magic 0x00000d03"), "%s", err);
+              strstr(err, "magic 0x00000d03"),
+          "%s", err);
     /* truncated and trailing data */
     write_bytes("short", img, sizeof img - 1);
     CHECK(nb_dataset_load_idx(path_of("short"), path_of("lab"), 10, &d, err, sizeof err) == -1 &&
-              strstr(err, "is truncated: its header promises 12 entries, it holds 11"), "%s", err);
+              strstr(err, "is truncated: its header promises 12 entries, it holds 11"),
+          "%s", err);
     uint8_t longer[sizeof img + 1];
     memcpy(longer, img, sizeof img);
     longer[sizeof img] = 7;
     write_bytes("long", longer, sizeof longer);
     CHECK(nb_dataset_load_idx(path_of("long"), path_of("lab"), 10, &d, err, sizeof err) == -1 &&
-              strstr(err, "has trailing data"), "%s", err);
+              strstr(err, "has trailing data"),
+          "%s", err);
     write_bytes("tiny", img, 6);
     CHECK(nb_dataset_load_idx(path_of("tiny"), path_of("lab"), 10, &d, err, sizeof err) == -1 &&
-              strstr(err, "shorter than its 16-byte header"), "%s", err);
+              strstr(err, "shorter than its 16-byte header"),
+          "%s", err);
     /* label out of range, count mismatch, wrong dimensions */
     lab[hl + 1] = 10;
     write_bytes("lab_range", lab, sizeof lab);
     CHECK(nb_dataset_load_idx(path_of("img"), path_of("lab_range"), 10, &d, err, sizeof err) == -1 &&
-              strstr(err, "label 10 of example 1 is out of range 0..9"), "%s", err);
+              strstr(err, "label 10 of example 1 is out of range 0..9"),
+          "%s", err);
     uint8_t lab2[8 + 2];
     uint32_t two[1] = {2};
     idx_header(lab2, 1, two);
     lab2[8] = lab2[9] = 1;
     write_bytes("lab2", lab2, sizeof lab2);
     CHECK(nb_dataset_load_idx(path_of("img"), path_of("lab2"), 10, &d, err, sizeof err) == -1 &&
-              strstr(err, "holds 3 images but") && strstr(err, "2 labels"), "%s", err);
+              strstr(err, "holds 3 images but") && strstr(err, "2 labels"),
+          "%s", err);
     CHECK(nb_dataset_load_idx(path_of("lab"), path_of("lab"), 10, &d, err, sizeof err) == -1 &&
-              strstr(err, "not an images file"), "%s", err);
+              strstr(err, "not an images file"),
+          "%s", err);
     CHECK(nb_dataset_load_idx(path_of("missing"), path_of("lab"), 10, &d, err, sizeof err) == -1 &&
-              strstr(err, "cannot open") && strstr(err, "missing"), "%s", err);
+              strstr(err, "cannot open") && strstr(err, "missing"),
+          "%s", err);
     /* Fashion-MNIST directory without the files: names them and says how to install */
     nb_dataset test;
     CHECK(nb_dataset_load_fashion_mnist(dir, &d, &test, err, sizeof err) == -1 &&
               strstr(err, "train-images-idx3-ubyte.gz") && strstr(err, "t10k-labels-idx1-ubyte.gz") &&
-              strstr(err, "apt-get install dataset-fashion-mnist"), "%s", err);
+              strstr(err, "apt-get install dataset-fashion-mnist"),
+          "%s", err);
 #ifdef NB_HAVE_ZLIB
     /* gzipped: read through zlib; a truncated gzip stream is an error */
     gzFile g = gzopen(path_of("img.gz"), "wb");
     gzwrite(g, img, sizeof img);
     gzclose(g);
     nb_idx a;
-    CHECK(nb_idx_read(path_of("img.gz"), &a, err, sizeof err) == 0 && a.count == 12 && a.data[11] == 220, "gz: %s",
-          err);
+    CHECK(nb_idx_read(path_of("img.gz"), &a, err, sizeof err) == 0 && a.count == 12 && a.data[11] == 220,
+          "gz: %s", err);
     nb_idx_free(&a);
     FILE *f = fopen(path_of("img.gz"), "rb");
     uint8_t gzbytes[256];
@@ -123,22 +132,26 @@ static void test_csv(void) {
     write_bytes("good.csv", good, strlen(good));
     nb_table t;
     CHECK(nb_csv_read(path_of("good.csv"), &t, err, sizeof err) == 0 && t.rows == 2 && t.cols == 3 &&
-              t.data[1] == -1e-3 && t.data[5] == 0, "%s", err);
+              t.data[1] == -1e-3 && t.data[5] == 0,
+          "%s", err);
     nb_dataset d;
-    CHECK(nb_dataset_from_table(&t, 2, &d, err, sizeof err) == 0 && d.features == 2 && d.label[0] == 1, "%s", err);
+    CHECK(nb_dataset_from_table(&t, 2, &d, err, sizeof err) == 0 && d.features == 2 && d.label[0] == 1, "%s",
+          err);
     nb_dataset_free(&d);
     CHECK(nb_dataset_from_table(&t, 1, &d, err, sizeof err) == -1, "one class");
     t.data[2] = 1.5;
-    CHECK(nb_dataset_from_table(&t, 2, &d, err, sizeof err) == -1 && strstr(err, "row 1: label 1.5"), "%s", err);
+    CHECK(nb_dataset_from_table(&t, 2, &d, err, sizeof err) == -1 && strstr(err, "row 1: label 1.5"), "%s",
+          err);
     nb_table_free(&t);
     const char *ragged = "1,2,3\n4,5\n";
     write_bytes("ragged.csv", ragged, strlen(ragged));
     CHECK(nb_csv_read(path_of("ragged.csv"), &t, err, sizeof err) == -1 &&
-              strstr(err, "ragged.csv:2: 2 fields, but the first row has 3"), "%s", err);
+              strstr(err, "ragged.csv:2: 2 fields, but the first row has 3"),
+          "%s", err);
     const char *word = "1,2\n3,x\n";
     write_bytes("word.csv", word, strlen(word));
-    CHECK(nb_csv_read(path_of("word.csv"), &t, err, sizeof err) == -1 && strstr(err, "word.csv:2: field 2"), "%s",
-          err);
+    CHECK(nb_csv_read(path_of("word.csv"), &t, err, sizeof err) == -1 && strstr(err, "word.csv:2: field 2"),
+          "%s", err);
     write_bytes("empty.csv", "", 0);
     CHECK(nb_csv_read(path_of("empty.csv"), &t, err, sizeof err) == -1 && strstr(err, "no rows"), "%s", err);
 }
@@ -298,14 +311,16 @@ static void test_optimizer_updates(const nb_dataset *d) {
                     } else {
                         m[i][k] = c.beta1 * m[i][k] + (1 - c.beta1) * g[i][k];
                         s[i][k] = c.beta2 * s[i][k] + (1 - c.beta2) * g[i][k] * g[i][k];
-                        double mhat = m[i][k] / (1 - pow(c.beta1, step)), shat = s[i][k] / (1 - pow(c.beta2, step));
+                        double mhat = m[i][k] / (1 - pow(c.beta1, step)),
+                               shat = s[i][k] / (1 - pow(c.beta2, step));
                         p[i][k] -= c.lr * mhat / (sqrt(shat) + c.eps);
                     }
                     double got = ((const double *)nb_trainer_param(t, i, NULL, NULL))[k];
                     worst = fmax(worst, fabs(got - p[i][k]));
                 }
         }
-        CHECK(worst < 1e-12, "%s update differs from its formula by %g", nb_optimizer_name((nb_optimizer)opt), worst);
+        CHECK(worst < 1e-12, "%s update differs from its formula by %g", nb_optimizer_name((nb_optimizer)opt),
+              worst);
         nb_trainer_free(t);
     }
     free(x);
@@ -361,7 +376,8 @@ static void test_checkpoints(const nb_dataset *d) {
     fclose(f);
     bytes[n / 2] ^= 4;
     write_bytes("flip.nbm", bytes, (size_t)n);
-    CHECK(!nb_trainer_load(path_of("flip.nbm"), err, sizeof err) && strstr(err, "CRC-32 mismatch"), "%s", err);
+    CHECK(!nb_trainer_load(path_of("flip.nbm"), err, sizeof err) && strstr(err, "CRC-32 mismatch"), "%s",
+          err);
     bytes[n / 2] ^= 4;
     write_bytes("cut.nbm", bytes, (size_t)n - 100);
     CHECK(!nb_trainer_load(path_of("cut.nbm"), err, sizeof err) && strstr(err, "truncated"), "%s", err);
@@ -369,7 +385,8 @@ static void test_checkpoints(const nb_dataset *d) {
     CHECK(!nb_trainer_load(path_of("cut2.nbm"), err, sizeof err) && strstr(err, "cut2.nbm"), "%s", err);
     bytes[0] = 'X';
     write_bytes("magic.nbm", bytes, (size_t)n);
-    CHECK(!nb_trainer_load(path_of("magic.nbm"), err, sizeof err) && strstr(err, "not a nabla checkpoint"), "%s", err);
+    CHECK(!nb_trainer_load(path_of("magic.nbm"), err, sizeof err) && strstr(err, "not a nabla checkpoint"),
+          "%s", err);
     free(bytes);
 
     /* a save killed at a random moment leaves the previous checkpoint readable */
@@ -405,9 +422,11 @@ static void test_nan_stops(const nb_dataset *d) {
     memcpy(before, w, sizeof before);
     nb_epoch_stats s;
     CHECK(nb_trainer_epoch(t, d, NULL, NULL, &s, err, sizeof err) == -1 && strstr(err, "of epoch 1") &&
-              strstr(err, "at step "), "%s", err);
-    CHECK(memcmp(before, nb_trainer_param(t, 0, NULL, NULL), sizeof before) == 0 && nb_trainer_epoch_count(t) == 0 &&
-              nb_trainer_step_count(t) == 0, "parameters restored after NaN");
+              strstr(err, "at step "),
+          "%s", err);
+    CHECK(memcmp(before, nb_trainer_param(t, 0, NULL, NULL), sizeof before) == 0 &&
+              nb_trainer_epoch_count(t) == 0 && nb_trainer_step_count(t) == 0,
+          "parameters restored after NaN");
     nb_trainer_free(t);
 }
 
@@ -416,7 +435,8 @@ static void test_bad_arguments(const nb_dataset *d) {
     CHECK(nb_net_parse_layers("784-0-10", &s, err, sizeof err) == -1 && strstr(err, "784-0-10"), "%s", err);
     CHECK(nb_net_parse_layers("784", &s, err, sizeof err) == -1, "one size");
     CHECK(nb_net_parse_layers("4-x", &s, err, sizeof err) == -1, "not a number");
-    CHECK(nb_net_parse_layers("784-256-10", &s, err, sizeof err) == 0 && s.nlayers == 2 && s.sizes[1] == 256, "ok");
+    CHECK(nb_net_parse_layers("784-256-10", &s, err, sizeof err) == 0 && s.nlayers == 2 && s.sizes[1] == 256,
+          "ok");
     nb_train_config c = tiny_config(NB_OPT_SGD, NB_F32);
     c.lr = -1;
     CHECK(!nb_trainer_new(&c, err, sizeof err) && strstr(err, "learning rate"), "%s", err);
@@ -426,7 +446,8 @@ static void test_bad_arguments(const nb_dataset *d) {
     nb_trainer *t = nb_trainer_new(&c, err, sizeof err);
     nb_epoch_stats st;
     CHECK(nb_trainer_epoch(t, d, NULL, NULL, &st, err, sizeof err) == -1 &&
-              strstr(err, "takes 5 inputs but the data has 4 features"), "%s", err);
+              strstr(err, "takes 5 inputs but the data has 4 features"),
+          "%s", err);
     nb_trainer_free(t);
     char *model, *decls;
     nb_net_parse_layers("784-256-10", &s, err, sizeof err);

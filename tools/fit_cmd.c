@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define FIT_USAGE                                                                                                    \
-    "nabla fit (--data FILE.csv | --generate N,n [--noise S]) [--model EXPR --params P1,P2 [--let DECLS]] "         \
+#define FIT_USAGE                                                                                            \
+    "nabla fit (--data FILE.csv | --generate N,n [--noise S]) [--model EXPR --params P1,P2 [--let DECLS]] "  \
     "[--lr R] [--epochs E] [--seed S] [--every K]"
 #define NEURON_MODEL "sum((y - max(0, X*w + b)).^2)/N"
 #define NEURON_DECLS "X: matrix(N, n); y: vector(N); w: vector(n); b: scalar"
@@ -92,8 +92,8 @@ static int read_csv(const char *path, fit_data *d) {
     if (nb_csv_read(path, &t, err, sizeof err)) return nb_cli_error(NULL, -1, "%s", err);
     if (t.cols < 2) {
         nb_table_free(&t);
-        return nb_cli_error(NULL, -1, "'%s': need features and a target y in each row, found %lld column(s)", path,
-                            (long long)t.cols);
+        return nb_cli_error(NULL, -1, "'%s': need features and a target y in each row, found %lld column(s)",
+                            path, (long long)t.cols);
     }
     d->N = t.rows;
     d->n = t.cols - 1;
@@ -139,12 +139,13 @@ static int print_derivatives(nb_ctx *ctx, nb_expr *C, nb_expr **params, size_t n
 #define MAX_PARAMS 16
 
 int nb_cmd_fit(int argc, char **argv) {
-    nb_cli_option opts[] = {{"help", false, NULL},  {"data", true, NULL},   {"generate", true, NULL},
-                            {"noise", true, NULL},  {"model", true, NULL},  {"params", true, NULL},
-                            {"let", true, NULL},    {"lr", true, NULL},     {"epochs", true, NULL},
-                            {"seed", true, NULL},   {"every", true, NULL}};
+    nb_cli_option opts[] = {{"help", false, NULL}, {"data", true, NULL},  {"generate", true, NULL},
+                            {"noise", true, NULL}, {"model", true, NULL}, {"params", true, NULL},
+                            {"let", true, NULL},   {"lr", true, NULL},    {"epochs", true, NULL},
+                            {"seed", true, NULL},  {"every", true, NULL}};
     size_t npos;
-    if (nb_cli_parse_options(argc, argv, opts, sizeof opts / sizeof opts[0], NULL, 0, &npos, FIT_USAGE)) return 2;
+    if (nb_cli_parse_options(argc, argv, opts, sizeof opts / sizeof opts[0], NULL, 0, &npos, FIT_USAGE))
+        return 2;
     if (OPTION("help")) return fputs(fit_help, stdout), 0;
     if (!OPTION("data") == !OPTION("generate"))
         return nb_cli_usage_error(FIT_USAGE, "give exactly one of --data and --generate");
@@ -156,10 +157,14 @@ int nb_cmd_fit(int argc, char **argv) {
         (OPTION("lr") && nb_cli_parse_double("lr", OPTION("lr"), &lr)) ||
         (OPTION("noise") && nb_cli_parse_double("noise", OPTION("noise"), &noise)))
         return 2;
-    if (!(lr > 0)) return nb_cli_error(NULL, -1, "invalid --lr value '%s' (expected a number > 0)", OPTION("lr"));
-    if (noise < 0) return nb_cli_error(NULL, -1, "invalid --noise value '%s' (expected >= 0)", OPTION("noise"));
-    if (every < 1) return nb_cli_error(NULL, -1, "invalid --every value '%s' (expected >= 1)", OPTION("every"));
-    if (OPTION("noise") && !OPTION("generate")) return nb_cli_usage_error(FIT_USAGE, "--noise needs --generate");
+    if (!(lr > 0))
+        return nb_cli_error(NULL, -1, "invalid --lr value '%s' (expected a number > 0)", OPTION("lr"));
+    if (noise < 0)
+        return nb_cli_error(NULL, -1, "invalid --noise value '%s' (expected >= 0)", OPTION("noise"));
+    if (every < 1)
+        return nb_cli_error(NULL, -1, "invalid --every value '%s' (expected >= 1)", OPTION("every"));
+    if (OPTION("noise") && !OPTION("generate"))
+        return nb_cli_usage_error(FIT_USAGE, "--noise needs --generate");
 
     uint64_t rng = seed;
     fit_data d = {0, 0, NULL, NULL, NULL, 0};
@@ -173,19 +178,26 @@ int nb_cmd_fit(int argc, char **argv) {
     int64_t rows[MAX_PARAMS], cols[MAX_PARAMS];
     char *names[MAX_PARAMS] = {NULL};
     int status = ctx ? 0 : nb_cli_error(NULL, -1, "out of memory");
-    if (status == 0) status = OPTION("generate") ? generate(OPTION("generate"), noise, &rng, &d) : read_csv(OPTION("data"), &d);
+    if (status == 0)
+        status =
+            OPTION("generate") ? generate(OPTION("generate"), noise, &rng, &d) : read_csv(OPTION("data"), &d);
     if (status == 0) status = nb_cli_declare(ctx, let);
     if (status == 0 && !(C = nb_cli_parse(ctx, model))) status = 2;
-    if (status == 0 && nb_type_of(C).kind != NB_SCALAR) status = nb_cli_error(NULL, -1, "the model must be a scalar cost");
-    if (status == 0) status = nb_cli_wrt(ctx, model, let, OPTION("params") ? OPTION("params") : "w, b", &params, &np);
+    if (status == 0 && nb_type_of(C).kind != NB_SCALAR)
+        status = nb_cli_error(NULL, -1, "the model must be a scalar cost");
+    if (status == 0)
+        status = nb_cli_wrt(ctx, model, let, OPTION("params") ? OPTION("params") : "w, b", &params, &np);
     if (status == 0 && np > MAX_PARAMS) status = nb_cli_error(NULL, -1, "at most %d parameters", MAX_PARAMS);
     X = nb_lookup(ctx, "X");
     y = nb_lookup(ctx, "y");
     if (status == 0 && (!X || !y))
-        status = nb_cli_error(NULL, -1, "the model's declarations must declare the data X (matrix) and y (vector)");
+        status = nb_cli_error(NULL, -1,
+                              "the model's declarations must declare the data X (matrix) and y (vector)");
     for (size_t k = 0; status == 0 && k < np; k++) {
-        if (!(names[k] = nb_to_string(ctx, params[k], NB_FMT_ASCII))) status = nb_cli_error(NULL, -1, "out of memory");
-        if (params[k] == X || params[k] == y) status = nb_cli_error(NULL, -1, "X and y are data, not parameters");
+        if (!(names[k] = nb_to_string(ctx, params[k], NB_FMT_ASCII)))
+            status = nb_cli_error(NULL, -1, "out of memory");
+        if (params[k] == X || params[k] == y)
+            status = nb_cli_error(NULL, -1, "X and y are data, not parameters");
     }
     if (status == 0) status = print_derivatives(ctx, C, params, np, names);
 
@@ -202,12 +214,14 @@ int nb_cmd_fit(int argc, char **argv) {
         if (!(prog = nb_compile(ctx, 1 + np, outs, 3 + np, ins, NB_F64, NB_COMPILE_DENSE)))
             status = nb_cli_error(NULL, -1, "%s", nb_error(ctx));
     }
-    if (status == 0 && (nb_program_bind_input(prog, 0, d.N, d.n) != NB_OK || nb_program_bind_input(prog, 1, d.N, 1) != NB_OK))
+    if (status == 0 && (nb_program_bind_input(prog, 0, d.N, d.n) != NB_OK ||
+                        nb_program_bind_input(prog, 1, d.N, 1) != NB_OK))
         status = nb_cli_error(NULL, -1, "the data (%lld x %lld and %lld targets) does not fit the model: %s",
                               (long long)d.N, (long long)d.n, (long long)d.N, nb_program_error(prog));
     for (size_t k = 0; status == 0 && k < np; k++) {
         if (nb_program_input_shape(prog, 3 + k, &rows[k], &cols[k]) != NB_OK)
-            status = nb_cli_error(NULL, -1, "the size of parameter %s is unknown: %s", names[k], nb_program_error(prog));
+            status = nb_cli_error(NULL, -1, "the size of parameter %s is unknown: %s", names[k],
+                                  nb_program_error(prog));
         for (int s = 0; s < 2 && status == 0; s++)
             if (!(buffers[s][k] = malloc((size_t)(rows[k] * cols[k]) * sizeof(double))))
                 status = nb_cli_error(NULL, -1, "out of memory");
@@ -233,7 +247,8 @@ int nb_cmd_fit(int argc, char **argv) {
             break;
         }
         cur = 1 - cur;
-        if (epoch % every == 0 || epoch == epochs) printf("epoch %llu  C = %.9g\n", (unsigned long long)epoch, cost);
+        if (epoch % every == 0 || epoch == epochs)
+            printf("epoch %llu  C = %.9g\n", (unsigned long long)epoch, cost);
     }
     if (status == 0) {
         for (size_t k = 0; k < np; k++) {

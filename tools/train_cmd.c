@@ -12,12 +12,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#define TRAIN_USAGE                                                                                                  \
-    "nabla train --data fashion-mnist|FILE.csv [--test FILE.csv] [--data-dir DIR] [--layers 784-256-10] "          \
-    "[--activation relu|tanh|sigmoid] [--optimizer sgd|momentum|adam] [--lr R] [--momentum M] [--batch B] "        \
-    "[--epochs E] [--seed S] [--threads K] [--dtype f32|f64] [--save FILE.nbm] [--resume FILE.nbm] "               \
+#define TRAIN_USAGE                                                                                          \
+    "nabla train --data fashion-mnist|FILE.csv [--test FILE.csv] [--data-dir DIR] [--layers 784-256-10] "    \
+    "[--activation relu|tanh|sigmoid] [--optimizer sgd|momentum|adam] [--lr R] [--momentum M] [--batch B] "  \
+    "[--epochs E] [--seed S] [--threads K] [--dtype f32|f64] [--save FILE.nbm] [--resume FILE.nbm] "         \
     "[--plot FILE.svg] [--log FILE.csv] [--print-model] [--quiet]"
-#define EVALUATE_USAGE "nabla evaluate --load FILE.nbm --data fashion-mnist|FILE.csv [--data-dir DIR] [--threads K]"
+#define EVALUATE_USAGE                                                                                       \
+    "nabla evaluate --load FILE.nbm --data fashion-mnist|FILE.csv [--data-dir DIR] [--threads K]"
 #define PREDICT_USAGE "nabla predict --load FILE.nbm --input FILE [--threads K]"
 
 static const char train_help[] =
@@ -65,7 +66,7 @@ static const char predict_help[] =
     "of feature rows, or an IDX images file (pixels scaled to [0, 1]).\n";
 
 #define OPTION(name) nb_cli_option_value(opts, sizeof opts / sizeof opts[0], name)
-#define PARSE_OPTIONS(usage) \
+#define PARSE_OPTIONS(usage)                                                                                 \
     nb_cli_parse_options(argc, argv, opts, sizeof opts / sizeof opts[0], NULL, 0, &npos, usage)
 
 /* ---- data ---- */
@@ -93,12 +94,15 @@ static int load_data(const char *data, const char *dir, const char *test, int cl
     memset(d, 0, sizeof *d);
     char err[1024];
     if (strcmp(data, "fashion-mnist") == 0) {
-        if (test) return nb_cli_error(NULL, -1, "--test is for CSV data; Fashion-MNIST brings its own test set");
-        if (nb_dataset_load_fashion_mnist(dir ? dir : NB_FASHION_MNIST_DIR, &d->train, &d->test, err, sizeof err))
+        if (test)
+            return nb_cli_error(NULL, -1, "--test is for CSV data; Fashion-MNIST brings its own test set");
+        if (nb_dataset_load_fashion_mnist(dir ? dir : NB_FASHION_MNIST_DIR, &d->train, &d->test, err,
+                                          sizeof err))
             return nb_cli_error(NULL, -1, "%s", err);
         if (classes != 10) {
             data_free(d);
-            return nb_cli_error(NULL, -1, "Fashion-MNIST has 10 classes but the network's last layer has %d", classes);
+            return nb_cli_error(NULL, -1, "Fashion-MNIST has 10 classes but the network's last layer has %d",
+                                classes);
         }
         d->have_test = true;
         return 0;
@@ -116,7 +120,8 @@ static int load_data(const char *data, const char *dir, const char *test, int cl
 
 static int check_inputs(const nb_train_config *c, const nb_dataset *d, const char *what) {
     if (d->features != c->shape.sizes[0])
-        return nb_cli_error(NULL, -1, "the network's first layer takes %lld inputs but the %s data has %lld features",
+        return nb_cli_error(NULL, -1,
+                            "the network's first layer takes %lld inputs but the %s data has %lld features",
                             (long long)c->shape.sizes[0], what, (long long)d->features);
     return 0;
 }
@@ -124,7 +129,8 @@ static int check_inputs(const nb_train_config *c, const nb_dataset *d, const cha
 /* ---- reports: plot and log ---- */
 typedef struct {
     int64_t n, cap;
-    double *loss, *train_acc, *test_acc, *seconds, *cpu_seconds; /* per epoch; test_acc NaN without test data */
+    double *loss, *train_acc, *test_acc, *seconds,
+        *cpu_seconds; /* per epoch; test_acc NaN without test data */
 } history;
 
 static int history_add(history *h, const nb_epoch_stats *s, double test_acc) {
@@ -181,8 +187,9 @@ static void emit(text *t, const char *fmt, ...) {
 static int write_text(const char *path, text *t) {
     char err[512];
     int status = t->failed ? nb_cli_error(NULL, -1, "out of memory writing '%s'", path)
-                 : nb_write_file_atomic(path, t->s, t->len, err, sizeof err) ? nb_cli_error(NULL, -1, "%s", err)
-                                                                                : 0;
+                 : nb_write_file_atomic(path, t->s, t->len, err, sizeof err)
+                     ? nb_cli_error(NULL, -1, "%s", err)
+                     : 0;
     free(t->s);
     return status;
 }
@@ -198,7 +205,8 @@ static int write_log(const char *path, const history *h, int64_t first_epoch) {
 
 /* One panel of the plot: axes, ticks, and a polyline per series (id = name). */
 static void plot_panel(text *t, double x0, const char *title, const history *h, int64_t first_epoch,
-                       const double *const *series, const char *const *names, const char *const *colors, int nseries) {
+                       const double *const *series, const char *const *names, const char *const *colors,
+                       int nseries) {
     const double w = 420, left = x0 + 60, top = 40, pw = w - 80, ph = 210;
     double lo = INFINITY, hi = -INFINITY;
     for (int s = 0; s < nseries; s++)
@@ -208,13 +216,15 @@ static void plot_panel(text *t, double x0, const char *title, const history *h, 
     if (hi - lo < 1e-9) lo -= 0.5, hi += 0.5;
     double pad = 0.05 * (hi - lo);
     lo -= pad, hi += pad;
-    emit(t, "<g id=\"%s-panel\">\n<text x=\"%.1f\" y=\"24\" font-size=\"15\" text-anchor=\"middle\">%s</text>\n",
+    emit(t,
+         "<g id=\"%s-panel\">\n<text x=\"%.1f\" y=\"24\" font-size=\"15\" text-anchor=\"middle\">%s</text>\n",
          names[0], left + pw / 2, title);
-    emit(t, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" stroke=\"#888\"/>\n", left, top,
-         pw, ph);
+    emit(t, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" stroke=\"#888\"/>\n",
+         left, top, pw, ph);
     for (int k = 0; k <= 4; k++) {
         double v = lo + (hi - lo) * k / 4, y = top + ph - ph * k / 4;
-        emit(t, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"end\">%.3f</text>\n", left - 6, y + 4, v);
+        emit(t, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"end\">%.3f</text>\n", left - 6,
+             y + 4, v);
     }
     for (int64_t e = 0; e < h->n; e++) {
         double x = h->n > 1 ? left + pw * (double)e / (double)(h->n - 1) : left + pw / 2;
@@ -222,18 +232,19 @@ static void plot_panel(text *t, double x0, const char *title, const history *h, 
             emit(t, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"middle\">%lld</text>\n", x,
                  top + ph + 16, (long long)(first_epoch + e));
     }
-    emit(t, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\" text-anchor=\"middle\">epoch</text>\n", left + pw / 2,
-         top + ph + 34);
+    emit(t, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\" text-anchor=\"middle\">epoch</text>\n",
+         left + pw / 2, top + ph + 34);
     for (int s = 0; s < nseries; s++) {
-        emit(t, "<polyline id=\"%s\" fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", names[s], colors[s]);
+        emit(t, "<polyline id=\"%s\" fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", names[s],
+             colors[s]);
         for (int64_t e = 0; e < h->n; e++) {
             if (!isfinite(series[s][e])) continue;
             double x = h->n > 1 ? left + pw * (double)e / (double)(h->n - 1) : left + pw / 2;
             double y = top + ph - ph * (series[s][e] - lo) / (hi - lo);
             emit(t, "%s%.2f,%.2f", e ? " " : "", x, y);
         }
-        emit(t, "\"/>\n<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\" fill=\"%s\">%s</text>\n", left + 8 + 120 * s,
-             top + ph + 52, colors[s], names[s]);
+        emit(t, "\"/>\n<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\" fill=\"%s\">%s</text>\n",
+             left + 8 + 120 * s, top + ph + 52, colors[s], names[s]);
     }
     emit(t, "</g>\n");
 }
@@ -295,14 +306,17 @@ static int print_model(const nb_net_shape *shape) {
     nb_ctx *ctx = nb_ctx_new();
     nb_expr *X, *Y, *Z, *params[2 * NB_MAX_LAYERS];
     nb_expr *loss = ctx ? nb_net_build(ctx, shape, &X, &Y, &Z, params) : NULL;
-    int status = loss ? 0 : nb_cli_error(NULL, -1, "building the network: %s", ctx ? nb_error(ctx) : "out of memory");
+    int status =
+        loss ? 0 : nb_cli_error(NULL, -1, "building the network: %s", ctx ? nb_error(ctx) : "out of memory");
     if (status == 0) {
         printf("network:  %s\ntypes:    %s\n", model, decls);
         for (int i = 0; i < 2 * shape->nlayers && status == 0; i++) {
             nb_expr *d = nb_derivative(ctx, loss, 1, &params[i], NB_NUMERATOR);
             char *s = d ? nb_derivative_to_string(ctx, d, NB_FMT_UNICODE) : NULL;
-            if (!s) status = nb_cli_error(NULL, -1, "differentiating: %s", nb_error(ctx));
-            else printf("∂loss/∂%s%d = %s\n", i % 2 == 0 ? "W" : "b", i / 2 + 1, s);
+            if (!s)
+                status = nb_cli_error(NULL, -1, "differentiating: %s", nb_error(ctx));
+            else
+                printf("∂loss/∂%s%d = %s\n", i % 2 == 0 ? "W" : "b", i / 2 + 1, s);
             free(s);
         }
     }
@@ -315,7 +329,8 @@ static int print_model(const nb_net_shape *shape) {
 /* The configuration from the options (everything but --resume). */
 static int train_config(const nb_cli_option *opts, size_t nopts, nb_train_config *c) {
 #define OPT(name) nb_cli_option_value(opts, nopts, name)
-    static const char *const activations[] = {"relu", "tanh", "sigmoid"}, *const optimizers[] = {"sgd", "momentum", "adam"},
+    static const char *const activations[] = {"relu", "tanh", "sigmoid"},
+                             *const optimizers[] = {"sgd", "momentum", "adam"},
                              *const dtypes[] = {"f64", "f32"};
     nb_train_config_default(c);
     char err[512];
@@ -348,17 +363,18 @@ static int train_config(const nb_cli_option *opts, size_t nopts, nb_train_config
 }
 
 int nb_cmd_train(int argc, char **argv) {
-    nb_cli_option opts[] = {
-        {"help", false, NULL},      {"data", true, NULL},    {"data-dir", true, NULL}, {"test", true, NULL},
-        {"layers", true, NULL},     {"activation", true, NULL}, {"optimizer", true, NULL}, {"lr", true, NULL},
-        {"momentum", true, NULL},   {"batch", true, NULL},   {"epochs", true, NULL},   {"seed", true, NULL},
-        {"threads", true, NULL},    {"dtype", true, NULL},   {"save", true, NULL},     {"resume", true, NULL},
-        {"plot", true, NULL},       {"log", true, NULL},     {"print-model", false, NULL}, {"quiet", false, NULL}};
+    nb_cli_option opts[] = {{"help", false, NULL},        {"data", true, NULL},   {"data-dir", true, NULL},
+                            {"test", true, NULL},         {"layers", true, NULL}, {"activation", true, NULL},
+                            {"optimizer", true, NULL},    {"lr", true, NULL},     {"momentum", true, NULL},
+                            {"batch", true, NULL},        {"epochs", true, NULL}, {"seed", true, NULL},
+                            {"threads", true, NULL},      {"dtype", true, NULL},  {"save", true, NULL},
+                            {"resume", true, NULL},       {"plot", true, NULL},   {"log", true, NULL},
+                            {"print-model", false, NULL}, {"quiet", false, NULL}};
     size_t npos;
     if (PARSE_OPTIONS(TRAIN_USAGE)) return 2;
     if (OPTION("help")) return fputs(train_help, stdout), 0;
-    static const char *const fixed_by_checkpoint[] = {"layers", "activation", "optimizer", "lr",
-                                                      "momentum", "batch",     "seed",      "dtype"};
+    static const char *const fixed_by_checkpoint[] = {"layers",   "activation", "optimizer", "lr",
+                                                      "momentum", "batch",      "seed",      "dtype"};
     nb_train_config cfg;
     char err[1024];
     nb_trainer *t = NULL;
@@ -367,7 +383,8 @@ int nb_cmd_train(int argc, char **argv) {
             if (OPTION(fixed_by_checkpoint[k]))
                 return nb_cli_usage_error(TRAIN_USAGE, "--%s cannot change a resumed checkpoint's settings",
                                           fixed_by_checkpoint[k]);
-        if (!(t = nb_trainer_load(OPTION("resume"), err, sizeof err))) return nb_cli_error(NULL, -1, "%s", err);
+        if (!(t = nb_trainer_load(OPTION("resume"), err, sizeof err)))
+            return nb_cli_error(NULL, -1, "%s", err);
         cfg = *nb_trainer_config(t);
     } else if (train_config(opts, sizeof opts / sizeof opts[0], &cfg)) {
         return 2;
@@ -403,7 +420,8 @@ int nb_cmd_train(int argc, char **argv) {
     }
     int status = check_inputs(&cfg, &data.train, "training");
     if (status == 0 && data.have_test) status = check_inputs(&cfg, &data.test, "test");
-    if (status == 0 && !t && !(t = nb_trainer_new(&cfg, err, sizeof err))) status = nb_cli_error(NULL, -1, "%s", err);
+    if (status == 0 && !t && !(t = nb_trainer_new(&cfg, err, sizeof err)))
+        status = nb_cli_error(NULL, -1, "%s", err);
     if (status == 0) nb_trainer_set_threads(t, (int)threads);
 
     bool quiet = OPTION("quiet") != NULL;
@@ -415,7 +433,8 @@ int nb_cmd_train(int argc, char **argv) {
         nb_epoch_stats stats;
         progress.epoch = nb_trainer_epoch_count(t) + 1;
         progress.start = progress.last_draw = wall_seconds();
-        if (nb_trainer_epoch(t, &data.train, progress.bar ? draw_progress : NULL, &progress, &stats, err, sizeof err)) {
+        if (nb_trainer_epoch(t, &data.train, progress.bar ? draw_progress : NULL, &progress, &stats, err,
+                             sizeof err)) {
             if (progress.bar) printf("\r\033[K");
             fflush(stdout);
             status = nb_cli_error(NULL, -1, "%s%s", err,
@@ -423,7 +442,8 @@ int nb_cmd_train(int argc, char **argv) {
             break;
         }
         double test_loss, test_acc = NAN;
-        if (data.have_test && nb_trainer_evaluate(t, &data.test, &test_loss, &test_acc, NULL, err, sizeof err)) {
+        if (data.have_test &&
+            nb_trainer_evaluate(t, &data.test, &test_loss, &test_acc, NULL, err, sizeof err)) {
             status = nb_cli_error(NULL, -1, "%s", err);
             break;
         }
@@ -432,18 +452,22 @@ int nb_cmd_train(int argc, char **argv) {
             break;
         }
         if (data.have_test)
-            snprintf(line, sizeof line, "epoch %lld/%lld  loss %.4f  train accuracy %.4f  test accuracy %.4f  %.2f s",
+            snprintf(line, sizeof line,
+                     "epoch %lld/%lld  loss %.4f  train accuracy %.4f  test accuracy %.4f  %.2f s",
                      (long long)progress.epoch, (long long)epochs, stats.loss, stats.train_accuracy, test_acc,
                      stats.seconds);
         else
             snprintf(line, sizeof line, "epoch %lld/%lld  loss %.4f  train accuracy %.4f  %.2f s",
-                     (long long)progress.epoch, (long long)epochs, stats.loss, stats.train_accuracy, stats.seconds);
+                     (long long)progress.epoch, (long long)epochs, stats.loss, stats.train_accuracy,
+                     stats.seconds);
         if (progress.bar) printf("\r\033[K");
         if (!quiet) printf("%s\n", line);
         fflush(stdout);
-        if (OPTION("save") && nb_trainer_save(t, OPTION("save"), err, sizeof err)) status = nb_cli_error(NULL, -1, "%s", err);
+        if (OPTION("save") && nb_trainer_save(t, OPTION("save"), err, sizeof err))
+            status = nb_cli_error(NULL, -1, "%s", err);
         if (status == 0 && OPTION("log")) status = write_log(OPTION("log"), &h, first_epoch);
-        if (status == 0 && OPTION("plot")) status = write_plot(OPTION("plot"), &h, first_epoch, data.have_test);
+        if (status == 0 && OPTION("plot"))
+            status = write_plot(OPTION("plot"), &h, first_epoch, data.have_test);
     }
     if (status == 0 && quiet && *line) printf("%s\n", line);
     history_free(&h);
@@ -465,8 +489,11 @@ static int load_model(const char *path, const char *threads_text, nb_trainer **t
 }
 
 int nb_cmd_evaluate(int argc, char **argv) {
-    nb_cli_option opts[] = {{"help", false, NULL}, {"load", true, NULL}, {"data", true, NULL},
-                            {"data-dir", true, NULL}, {"threads", true, NULL}};
+    nb_cli_option opts[] = {{"help", false, NULL},
+                            {"load", true, NULL},
+                            {"data", true, NULL},
+                            {"data-dir", true, NULL},
+                            {"threads", true, NULL}};
     size_t npos;
     if (PARSE_OPTIONS(EVALUATE_USAGE)) return 2;
     if (OPTION("help")) return fputs(evaluate_help, stdout), 0;
@@ -493,7 +520,8 @@ int nb_cmd_evaluate(int argc, char **argv) {
     if (status == 0 && nb_trainer_evaluate(t, d, &loss, &accuracy, confusion, err, sizeof err))
         status = nb_cli_error(NULL, -1, "%s", err);
     if (status == 0) {
-        printf("examples: %lld\naccuracy: %.4f\nloss: %.6f\nconfusion matrix (rows: true class, columns: predicted):\n",
+        printf("examples: %lld\naccuracy: %.4f\nloss: %.6f\nconfusion matrix (rows: true class, columns: "
+               "predicted):\n",
                (long long)d->count, accuracy, loss);
         for (int i = 0; i < classes; i++) {
             for (int j = 0; j < classes; j++)
@@ -544,8 +572,8 @@ static int load_inputs(const char *path, float **x, int64_t *count, int64_t *fea
 }
 
 int nb_cmd_predict(int argc, char **argv) {
-    nb_cli_option opts[] = {{"help", false, NULL}, {"load", true, NULL}, {"input", true, NULL},
-                            {"threads", true, NULL}};
+    nb_cli_option opts[] = {
+        {"help", false, NULL}, {"load", true, NULL}, {"input", true, NULL}, {"threads", true, NULL}};
     size_t npos;
     if (PARSE_OPTIONS(PREDICT_USAGE)) return 2;
     if (OPTION("help")) return fputs(predict_help, stdout), 0;
@@ -558,7 +586,8 @@ int nb_cmd_predict(int argc, char **argv) {
     int32_t *classes = NULL;
     char err[1024];
     int status = load_inputs(OPTION("input"), &x, &count, &features);
-    if (status == 0 && !(classes = malloc((size_t)count * sizeof *classes))) status = nb_cli_error(NULL, -1, "out of memory");
+    if (status == 0 && !(classes = malloc((size_t)count * sizeof *classes)))
+        status = nb_cli_error(NULL, -1, "out of memory");
     if (status == 0 && nb_trainer_predict(t, x, count, features, classes, err, sizeof err))
         status = nb_cli_error(NULL, -1, "'%s': %s", OPTION("input"), err);
     for (int64_t i = 0; status == 0 && i < count; i++)
