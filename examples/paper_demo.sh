@@ -91,4 +91,8 @@ echo "  ∂C/∂b ="
 echo "  the Jacobian of w ⊙ x at w = [1, 2, 3], x = [4, 5, 6]:"
 "$NABLA" diff 'w .* x' --wrt w --let "$vectors" --at 'w = [1, 2, 3]; x = [4, 5, 6]' | sed 's/^/    /'
 
+section "Fitting the neuron: gradient descent with these derivatives (nabla fit)"
+echo "  200 samples of 3 features from a known neuron; each epoch is w ← w − η·∂C/∂w, b ← b − η·∂C/∂b"
+"$NABLA" fit --generate 200,3 --seed 1 --epochs 2000 --every 500 | sed 's/^/  /'
+
 printf '\nAll derivatives agree with finite differences.\n'

@@ -55,6 +55,10 @@ int nb_cmd_eval(int argc, char **argv);
 int nb_cmd_check(int argc, char **argv);
 int nb_cmd_time(int argc, char **argv); /* tools/time_cmd.c */
 int nb_cmd_hessian(int argc, char **argv); /* tools/hessian_cmd.c */
+int nb_cmd_fit(int argc, char **argv);      /* tools/fit_cmd.c */
+int nb_cmd_train(int argc, char **argv);    /* tools/train_cmd.c */
+int nb_cmd_evaluate(int argc, char **argv); /* tools/train_cmd.c */
+int nb_cmd_predict(int argc, char **argv);  /* tools/train_cmd.c */
 
 /* ---- errors ---- */
 /* Prints "nabla: error: MESSAGE" and, when input is not NULL and offset >= 0,

@@ -17,6 +17,10 @@ static const char main_help[] =
     "  check  EXPR --wrt VARS   compare the derivative with finite differences\n"
     "  hessian EXPR --wrt VARS  the second derivative (see 'nabla hessian --help')\n"
     "  time   EXPR --wrt VARS   time the compiled derivative (see 'nabla time --help')\n"
+    "  fit    --generate N,n    fit the paper's ReLU neuron (or --model) by gradient descent\n"
+    "  train  --data D          train a network on Fashion-MNIST or CSV data\n"
+    "  evaluate --load M.nbm    accuracy, loss and confusion matrix of a checkpoint\n"
+    "  predict --load M.nbm     the class of each example of --input\n"
     "Run 'nabla COMMAND --help' for a command's options.  EXPR '-' reads standard input.\n"
     "\n"
     "expressions:\n"
@@ -219,14 +223,15 @@ int nb_cmd_check(int argc, char **argv) {
     return status;
 }
 
-static const char main_usage[] = "nabla diff|eval|check|time|hessian EXPR [options]  (nabla --help)";
+static const char main_usage[] = "nabla diff|eval|check|hessian|time|fit|train|evaluate|predict [options]  (nabla --help)";
 
 int main(int argc, char **argv) {
     static const struct {
         const char *name;
         int (*run)(int argc, char **argv);
     } commands[] = {{"diff", nb_cmd_diff}, {"eval", nb_cmd_eval}, {"check", nb_cmd_check}, {"time", nb_cmd_time},
-                    {"hessian", nb_cmd_hessian}};
+                    {"hessian", nb_cmd_hessian}, {"fit", nb_cmd_fit}, {"train", nb_cmd_train},
+                    {"evaluate", nb_cmd_evaluate}, {"predict", nb_cmd_predict}};
     if (argc < 2) return nb_cli_usage_error(main_usage, "missing command");
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0) return fputs(main_help, stdout), 0;
     if (strcmp(argv[1], "--version") == 0) return puts("nabla " NABLA_VERSION), 0;
