@@ -56,8 +56,8 @@ static int check_variable(nb_ctx *ctx, nb_expr *f, const nb_node *var, const nb_
 }
 
 int nb_check(nb_ctx *ctx, nb_expr *f, size_t nwrt, nb_expr *const *wrt, double *max_rel_err) {
-    if (!ctx) return -1;
-    if (!f || !wrt || nwrt == 0 || !max_rel_err) return nb_set_error(ctx, "nb_check: missing function or variables");
+    if (!NB_API_OK(ctx, f) || !nb_api_array(ctx, __func__, nwrt, wrt)) return -1;
+    if (nwrt == 0 || !max_rel_err) return nb_set_error(ctx, "nb_check: no variables, or max_rel_err is NULL");
     *max_rel_err = 0;
     for (size_t j = 0; j < nwrt; j++)
         if (!wrt[j] || wrt[j]->op != NB_OP_VAR) return nb_set_error(ctx, "nb_check: can only differentiate with respect to variables");
@@ -106,8 +106,9 @@ static int bind_random_dim(nb_ctx *ctx, nb_dim d, uint64_t *rng) {
 }
 
 int nb_randomize(nb_ctx *ctx, const nb_expr *e, uint64_t *rng, double lo, double hi) {
-    if (!ctx) return -1;
-    if (!e || !rng) return nb_set_error(ctx, "nb_randomize: missing expression or generator");
+    if (!NB_API_OK(ctx, e)) return -1;
+    if (!rng) return nb_set_error(ctx, "nb_randomize: the generator state is NULL");
+    if (!(isfinite(lo) && isfinite(hi) && lo <= hi)) return nb_set_error(ctx, "nb_randomize: invalid range [%g, %g]", lo, hi);
     /* Operands have smaller ids, so one downward sweep marks what e uses. */
     bool *used = calloc(e->id + 1, sizeof *used);
     if (!used) return nb_set_error(ctx, "out of memory");

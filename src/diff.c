@@ -295,6 +295,7 @@ done:
 }
 
 nb_expr *nb_derivative(nb_ctx *ctx, nb_expr *f, size_t nwrt, nb_expr *const *wrt, nb_layout layout) {
+    if (!NB_API_OK(ctx, f) || !nb_api_array(ctx, __func__, nwrt, wrt) || !nb_api_layout(ctx, __func__, layout)) return NULL;
     char tf[64], tv[64], buf[160];
     if (!f) return NULL;
     if (nwrt == 0) {
@@ -348,6 +349,7 @@ nb_expr *nb_derivative(nb_ctx *ctx, nb_expr *f, size_t nwrt, nb_expr *const *wrt
 }
 
 nb_expr *nb_gradient(nb_ctx *ctx, nb_expr *f, nb_expr *v) {
+    if (!NB_API_OK(ctx, f, v)) return NULL;
     char tf[64];
     if (!f || !v) return NULL;
     if (f->type.kind != NB_SCALAR) {
@@ -360,6 +362,7 @@ nb_expr *nb_gradient(nb_ctx *ctx, nb_expr *f, nb_expr *v) {
 
 /* uᵀ·(∂f/∂v) is the derivative of the scalar Σ u ⊙ f: one reverse pass. */
 nb_expr *nb_vjp(nb_ctx *ctx, nb_expr *f, nb_expr *v, nb_expr *u) {
+    if (!NB_API_OK(ctx, f, v, u)) return NULL;
     char tf[64], tu[64];
     if (!f || !u) return NULL;
     if (!nb_type_eq(f->type, u->type)) {
@@ -373,6 +376,7 @@ nb_expr *nb_vjp(nb_ctx *ctx, nb_expr *f, nb_expr *v, nb_expr *u) {
 
 /* (∂f/∂v)·t, evaluated in the Jacobian's structure (diag(p)·t = p ⊙ t). */
 nb_expr *nb_jvp(nb_ctx *ctx, nb_expr *f, nb_expr *v, nb_expr *t) {
+    if (!NB_API_OK(ctx, f, v, t)) return NULL;
     char tv[64], tt[64];
     if (!f || !v || !t) return NULL;
     if (!nb_type_eq(v->type, t->type)) {

@@ -14,11 +14,17 @@ struct nb_arena_block {
     max_align_t data[];
 };
 
+/* Blocks double in size (64 KiB, 128 KiB, … up to 64 MiB), so a context
+ * holds few of them and nb_arena_owns stays cheap. */
+#define ARENA_FIRST_BLOCK ((size_t)1 << 16)
+#define ARENA_LARGEST_BLOCK ((size_t)1 << 26)
+
 void *nb_arena_alloc(nb_arena *a, size_t size) {
     size = (size + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t);
     nb_arena_block *b = a->head;
     if (!b || b->size - b->used < size) {
-        size_t cap = size > 65536 ? size : 65536;
+        size_t cap = b ? (b->size < ARENA_LARGEST_BLOCK ? 2 * b->size : b->size) : ARENA_FIRST_BLOCK;
+        if (cap < size) cap = size;
         b = malloc(sizeof *b + cap);
         if (!b) return NULL;
         b->next = a->head;
@@ -29,6 +35,17 @@ void *nb_arena_alloc(nb_arena *a, size_t size) {
     void *p = (char *)b->data + b->used;
     b->used += size;
     return p;
+}
+
+/* Whether p points into one of the arena's blocks.  Compares addresses as
+ * integers, so a pointer from elsewhere is never dereferenced. */
+bool nb_arena_owns(const nb_arena *a, const void *p) {
+    uintptr_t at = (uintptr_t)p;
+    for (const nb_arena_block *b = a->head; b; b = b->next) {
+        uintptr_t start = (uintptr_t)b->data;
+        if (at >= start && at < start + b->used) return true;
+    }
+    return false;
 }
 
 void nb_arena_free(nb_arena *a) {
@@ -74,11 +91,56 @@ int nb_set_error(nb_ctx *ctx, const char *fmt, ...) {
     return -1;
 }
 
-const char *nb_error(const nb_ctx *ctx) { return ctx->error; }
-int nb_error_column(const nb_ctx *ctx) { return ctx->error_column; }
+const char *nb_error(const nb_ctx *ctx) { return ctx ? ctx->error : "no context (NULL nb_ctx)"; }
+int nb_error_column(const nb_ctx *ctx) { return ctx ? ctx->error_column : -1; }
 void nb_clear_error(nb_ctx *ctx) {
+    if (!ctx) return;
     ctx->error[0] = 0;
     ctx->error_column = -1;
+}
+
+/* ---- argument checks of the public functions ---------------------------- */
+bool nb_owns(const nb_ctx *ctx, const nb_node *e) {
+    return nb_arena_owns(&ctx->arena, e) && e->id < ctx->nnodes && ctx->nodes[e->id] == e;
+}
+
+bool nb_api_exprs(nb_ctx *ctx, const char *fn, size_t n, const nb_node *const *e) {
+    if (!ctx) return false;
+    for (size_t i = 0; i < n; i++) {
+        if (!e[i]) {
+            /* a NULL from a failed builder keeps that builder's message */
+            if (!ctx->error[0]) nb_set_error(ctx, "%s: expression argument %zu is NULL", fn, i + 1);
+            return false;
+        }
+        if (!nb_owns(ctx, e[i])) {
+            nb_set_error(ctx, "%s: expression argument %zu belongs to another (or a freed) context", fn, i + 1);
+            return false;
+        }
+    }
+    return true;
+}
+
+bool nb_api_array(nb_ctx *ctx, const char *fn, size_t n, nb_expr *const *e) {
+    if (!ctx) return false;
+    if (n && !e) {
+        nb_set_error(ctx, "%s: the array of %zu expressions is NULL", fn, n);
+        return false;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!nb_api_exprs(ctx, fn, 1, (const nb_node *const *)&e[i])) return false;
+    return true;
+}
+
+bool nb_api_layout(nb_ctx *ctx, const char *fn, nb_layout layout) {
+    if (!ctx) return false;
+    if (layout != NB_NUMERATOR && layout != NB_DENOMINATOR) nb_set_error(ctx, "%s: invalid layout %d", fn, (int)layout);
+    return layout == NB_NUMERATOR || layout == NB_DENOMINATOR;
+}
+
+bool nb_api_string(nb_ctx *ctx, const char *fn, const char *s, const char *what) {
+    if (!ctx) return false;
+    if (!s) nb_set_error(ctx, "%s: %s is NULL", fn, what);
+    return s != NULL;
 }
 
 /* ---- exact numbers ---------------------------------------------------- */
@@ -148,6 +210,8 @@ bool nb_number_is_int(nb_number a) { return a.exact ? a.den == 1 : (a.val == flo
 
 /* ---- dimensions and types --------------------------------------------- */
 nb_dim nb_dim_symbol(nb_ctx *ctx, const char *name) {
+    if (!nb_api_string(ctx, __func__, name, "the name")) return 0;
+    if (!*name) return nb_set_error(ctx, "nb_dim_symbol: empty name"), 0;
     for (size_t i = 0; i < ctx->ndims; i++)
         if (strcmp(ctx->dims[i].name, name) == 0) return -(nb_dim)(i + 1);
     if (ctx->ndims == ctx->cap_dims) {
@@ -167,7 +231,7 @@ nb_dim nb_dim_symbol(nb_ctx *ctx, const char *name) {
 }
 
 const char *nb_dim_name(const nb_ctx *ctx, nb_dim d, char *buf, size_t size) {
-    if (d > 0) snprintf(buf, size, "%lld", (long long)d);
+    if (d > 0 || !ctx) snprintf(buf, size, "%lld", (long long)d);
     else if (d < 0 && (size_t)(-d) <= ctx->ndims) snprintf(buf, size, "%s", ctx->dims[-d - 1].name);
     else snprintf(buf, size, "?");
     return buf;
@@ -181,7 +245,12 @@ int64_t nb_dim_value(const nb_ctx *ctx, nb_dim d) {
 
 int nb_bind_dim(nb_ctx *ctx, nb_dim d, int64_t size) {
     char name[64];
+    if (!ctx) return -1;
     if (size <= 0) return nb_set_error(ctx, "dimension %s must be positive, got %lld", nb_dim_name(ctx, d, name, sizeof name), (long long)size);
+    /* sizes up to 2^31 - 1, so that the entry count of any matrix fits in int64 */
+    if (size > INT32_MAX)
+        return nb_set_error(ctx, "dimension %s is %lld, more than the largest size %d", nb_dim_name(ctx, d, name, sizeof name),
+                            (long long)size, INT32_MAX);
     if (d > 0) {
         if (d != size) return nb_set_error(ctx, "size %lld does not match the declared %lld", (long long)size, (long long)d);
         return 0;
@@ -195,6 +264,7 @@ int nb_bind_dim(nb_ctx *ctx, nb_dim d, int64_t size) {
 }
 
 void nb_unbind_all(nb_ctx *ctx) {
+    if (!ctx) return;
     for (size_t i = 0; i < ctx->ndims; i++) ctx->dims[i].bound = 0;
     for (size_t i = 0; i < ctx->nvars; i++) {
         free(ctx->vars[i].value.data);
@@ -206,12 +276,13 @@ nb_type nb_scalar_type(void) { return (nb_type){NB_SCALAR, 1, 1}; }
 nb_type nb_vector_type(nb_dim n) { return (nb_type){NB_VECTOR, n, 1}; }
 nb_type nb_row_type(nb_dim n) { return (nb_type){NB_ROW, 1, n}; }
 nb_type nb_matrix_type(nb_dim rows, nb_dim cols) { return (nb_type){NB_MATRIX, rows, cols}; }
-nb_type nb_type_of(const nb_expr *e) { return e->type; }
+nb_type nb_type_of(const nb_expr *e) { return e ? e->type : (nb_type){NB_SCALAR, 0, 0}; }
 bool nb_type_eq(nb_type a, nb_type b) { return a.kind == b.kind && a.rows == b.rows && a.cols == b.cols; }
 nb_dim nb_type_length(nb_type t) { return t.kind == NB_ROW ? t.cols : t.rows; }
 
 const char *nb_type_str(const nb_ctx *ctx, nb_type t, char *buf, size_t size) {
     char r[48], c[48];
+    if (!buf || !size) return "";
     nb_dim_name(ctx, t.rows, r, sizeof r);
     nb_dim_name(ctx, t.cols, c, sizeof c);
     switch (t.kind) {
@@ -219,6 +290,7 @@ const char *nb_type_str(const nb_ctx *ctx, nb_type t, char *buf, size_t size) {
     case NB_VECTOR: snprintf(buf, size, "vector(%s)", r); break;
     case NB_ROW: snprintf(buf, size, "row(%s)", c); break;
     case NB_MATRIX: snprintf(buf, size, "matrix(%s, %s)", r, c); break;
+    default: snprintf(buf, size, "(invalid type kind %d)", (int)t.kind); break;
     }
     return buf;
 }
@@ -368,11 +440,13 @@ bool nb_is_const(const nb_node *e, int64_t v) { return e && e->op == NB_OP_CONST
 bool nb_is_zero(const nb_node *e) { return nb_is_const(e, 0); }
 
 nb_expr *nb_num(nb_ctx *ctx, double v) {
+    if (!ctx) return NULL;
     if (v == floor(v) && fabs(v) < 9e15) return nb_const(ctx, nb_number_int((int64_t)v), nb_scalar_type());
     return nb_const(ctx, nb_number_double(v), nb_scalar_type());
 }
 
 nb_expr *nb_rational(nb_ctx *ctx, int64_t num, int64_t den) {
+    if (!ctx) return NULL;
     if (den == 0) {
         nb_set_error(ctx, "division by zero in the constant %lld/0", (long long)num);
         return NULL;
@@ -380,12 +454,22 @@ nb_expr *nb_rational(nb_ctx *ctx, int64_t num, int64_t den) {
     return nb_const(ctx, nb_number_rational(num, den), nb_scalar_type());
 }
 
+static bool valid_dim(const nb_ctx *ctx, nb_dim d) { return d > 0 || (d < 0 && (size_t)(-d) <= ctx->ndims); }
+
+static bool api_dim(nb_ctx *ctx, const char *fn, nb_dim d) {
+    if (!ctx) return false;
+    if (!valid_dim(ctx, d)) nb_set_error(ctx, "%s: %lld is neither a size nor a dimension symbol of this context", fn, (long long)d);
+    return valid_dim(ctx, d);
+}
+
 nb_expr *nb_dimval(nb_ctx *ctx, nb_dim d) {
+    if (!api_dim(ctx, __func__, d)) return NULL;
     if (d > 0) return nb_const(ctx, nb_number_int(d), nb_scalar_type());
     return nb_make(ctx, NB_OP_DIMVAL, nb_scalar_type(), 0, NULL, &d, sizeof d);
 }
 
 nb_expr *nb_identity(nb_ctx *ctx, nb_dim n) {
+    if (!api_dim(ctx, __func__, n)) return NULL;
     return nb_make(ctx, NB_OP_IDENTITY, nb_matrix_type(n, n), 0, NULL, &n, sizeof n);
 }
 
@@ -396,19 +480,20 @@ static nb_binding *find_binding(nb_ctx *ctx, const char *name) {
 }
 
 nb_expr *nb_lookup(nb_ctx *ctx, const char *name) {
+    if (!nb_api_string(ctx, __func__, name, "the name")) return NULL;
     nb_binding *b = find_binding(ctx, name);
     return b ? b->var : NULL;
 }
 
-static bool valid_dim(const nb_ctx *ctx, nb_dim d) { return d > 0 || (d < 0 && (size_t)(-d) <= ctx->ndims); }
-
 nb_expr *nb_var(nb_ctx *ctx, const char *name, nb_type t) {
     char a[64], b[64];
+    if (!ctx) return NULL;
     if (!name || !*name) {
         nb_set_error(ctx, "a variable needs a name");
         return NULL;
     }
-    if (!valid_dim(ctx, t.rows) || !valid_dim(ctx, t.cols) || (t.kind == NB_SCALAR && (t.rows != 1 || t.cols != 1)) ||
+    if ((t.kind != NB_SCALAR && t.kind != NB_VECTOR && t.kind != NB_ROW && t.kind != NB_MATRIX) ||
+        !valid_dim(ctx, t.rows) || !valid_dim(ctx, t.cols) || (t.kind == NB_SCALAR && (t.rows != 1 || t.cols != 1)) ||
         (t.kind == NB_VECTOR && t.cols != 1) || (t.kind == NB_ROW && t.rows != 1)) {
         nb_set_error(ctx, "invalid type for variable '%s'", name);
         return NULL;
@@ -439,6 +524,10 @@ nb_expr *nb_var(nb_ctx *ctx, const char *name, nb_type t) {
 /* ---- values -------------------------------------------------------------- */
 int nb_set_value(nb_ctx *ctx, const char *name, int64_t rows, int64_t cols, const double *data) {
     char a[64];
+    if (!nb_api_string(ctx, __func__, name, "the name")) return -1;
+    if (rows > 0 && cols > 0 && rows > INT64_MAX / cols / (int64_t)sizeof(double))
+        return nb_set_error(ctx, "nb_set_value: %lld x %lld entries is too large", (long long)rows, (long long)cols);
+    if (!data && rows > 0 && cols > 0) return nb_set_error(ctx, "nb_set_value: the data of '%s' is NULL", name);
     nb_binding *b = find_binding(ctx, name);
     if (!b) return nb_set_error(ctx, "'%s' is not a variable of the expression", name);
     nb_type t = b->var->type;

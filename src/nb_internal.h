@@ -46,6 +46,7 @@ typedef struct {
 } nb_arena;
 void *nb_arena_alloc(nb_arena *a, size_t size);
 void nb_arena_free(nb_arena *a);
+bool nb_arena_owns(const nb_arena *a, const void *p);
 
 typedef struct {
     char *name;
@@ -165,5 +166,19 @@ void nb_sb_printf(nb_strbuf *sb, const char *fmt, ...) __attribute__((format(pri
 void nb_print_number(nb_strbuf *sb, nb_number c);
 /* Short description of an expression for error messages (truncated). */
 const char *nb_describe(nb_ctx *ctx, const nb_node *e, char *buf, size_t size);
+
+/* ---- argument checks of the public functions (expr.c) ---- */
+/* Whether e is a node of ctx (checked without dereferencing a foreign pointer). */
+bool nb_owns(const nb_ctx *ctx, const nb_node *e);
+/* false (with nb_error set, naming fn) when ctx is NULL, an expression is NULL
+ * or belongs to another context; a NULL keeps the message already there. */
+bool nb_api_exprs(nb_ctx *ctx, const char *fn, size_t n, const nb_node *const *e);
+bool nb_api_array(nb_ctx *ctx, const char *fn, size_t n, nb_expr *const *e);
+bool nb_api_string(nb_ctx *ctx, const char *fn, const char *s, const char *what);
+bool nb_api_layout(nb_ctx *ctx, const char *fn, nb_layout layout);
+/* NB_API_OK(ctx, a, b, ...): the check above for the calling function. */
+#define NB_API_OK(ctx, ...)                                                                                  \
+    nb_api_exprs((ctx), __func__, sizeof((const nb_node *const[]){__VA_ARGS__}) / sizeof(const nb_node *), \
+                 (const nb_node *const[]){__VA_ARGS__})
 
 #endif

@@ -523,8 +523,12 @@ done:
     return ok;
 }
 
-static char *to_string(nb_ctx *ctx, const nb_expr *e, nb_format fmt, bool list_rows) {
-    if (!e) return NULL;
+static char *to_string(nb_ctx *ctx, const nb_expr *e, nb_format fmt, bool list_rows, const char *fn) {
+    if (!nb_api_exprs(ctx, fn, 1, &e)) return NULL;
+    if (fmt != NB_FMT_UNICODE && fmt != NB_FMT_ASCII && fmt != NB_FMT_LATEX) {
+        nb_set_error(ctx, "%s: invalid format %d", fn, (int)fmt);
+        return NULL;
+    }
     printer p = {ctx, fmt, list_rows || fmt != NB_FMT_ASCII, {NULL, 0, 0, false}, NULL, 0};
     uint32_t named;
     if (!plan_names(&p, e, &named)) return NULL;
@@ -553,11 +557,13 @@ static char *to_string(nb_ctx *ctx, const nb_expr *e, nb_format fmt, bool list_r
     return p.sb.buf;
 }
 
-char *nb_to_string(nb_ctx *ctx, const nb_expr *e, nb_format fmt) { return to_string(ctx, e, fmt, false); }
+char *nb_to_string(nb_ctx *ctx, const nb_expr *e, nb_format fmt) { return to_string(ctx, e, fmt, false, __func__); }
 
 /* A derivative as the paper writes it: a row of entries (the gradient w.r.t.
  * listed scalars) prints as its list [a, b], like a column of entries. */
-char *nb_derivative_to_string(nb_ctx *ctx, const nb_expr *J, nb_format fmt) { return to_string(ctx, J, fmt, true); }
+char *nb_derivative_to_string(nb_ctx *ctx, const nb_expr *J, nb_format fmt) {
+    return to_string(ctx, J, fmt, true, __func__);
+}
 
 const char *nb_describe(nb_ctx *ctx, const nb_node *e, char *buf, size_t size) {
     char *s = nb_to_string(ctx, e, NB_FMT_ASCII);
