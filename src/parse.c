@@ -12,7 +12,7 @@
  *   multiplicative := unary { ('*' | '·' | '/' | '.*' | '⊙' | './' | '⊘') unary }
  *   unary      := ('-' | '+') unary | power
  *   power      := postfix [ ('^' | '.^') unary ]          (right associative)
- *   postfix    := primary { "'" | 'ᵀ' }
+ *   postfix    := primary { "'" | 'ᵀ' | '[' index ']' | '[' index ',' index ']' | '[' ':' ',' index ']' }
  *   primary    := number | name | name '(' args ')' | '(' expression ')'
  *               | '[' expression, ... ']' | '[' '[' ... ']', ... ']'
  *
@@ -403,6 +403,10 @@ typedef struct {
     nb_expr *(*binary)(nb_ctx *, nb_expr *, nb_expr *);
 } function_info;
 
+/* Operators without a public builder that printed derivatives use. */
+static nb_expr *parse_sign(nb_ctx *ctx, nb_expr *a) { return nb_unary(ctx, NB_OP_SIGN, a); }
+static nb_expr *parse_diagpart(nb_ctx *ctx, nb_expr *a) { return nb_diagpart(ctx, a); }
+
 static const function_info functions[] = {
     {"exp", 1, nb_exp, NULL},
     {"log", 1, nb_log, NULL},
@@ -421,6 +425,8 @@ static const function_info functions[] = {
     {"mean", 1, nb_mean, NULL},
     {"norm2", 1, nb_norm2, NULL},
     {"diag", 1, nb_diag, NULL},
+    {"diagpart", 1, parse_diagpart, NULL},
+    {"sign", 1, parse_sign, NULL},
     {"max", 2, NULL, nb_max},
     {"min", 2, NULL, nb_min},
     {"dot", 2, NULL, nb_dot},
@@ -618,10 +624,76 @@ static nb_expr *parse_primary(parser *p) {
     }
 }
 
+/* One 1-based index within a dimension of size `size` (checked when it is a
+ * number); returns it 0-based, or -1 after an error. */
+static int64_t parse_index(parser *p, nb_dim size) {
+    token t = p->tok;
+    const char *s = p->src + t.start;
+    if (t.kind != TOK_NUMBER || strspn(s, "0123456789") != t.len) {
+        fail_unexpected(p, "an index (a positive integer)");
+        return -1;
+    }
+    int64_t k = 0;
+    for (size_t i = 0; i < t.len && k <= INT32_MAX; i++) k = k * 10 + (s[i] - '0');
+    if (k < 1 || (size > 0 && k > size) || k > INT32_MAX) {
+        char dim[32];
+        fail_at(p, t.start, "index %.*s is outside 1..%s", (int)(t.len > 20 ? 20 : t.len), s,
+                size > 0 ? nb_dim_name(p->ctx, size, dim, sizeof dim) : "2147483647");
+        return -1;
+    }
+    advance(p);
+    return k - 1;
+}
+
+/* e[i] (vector or row), e[i, j] (matrix), e[:, k] (column k); 1-based. */
+static nb_expr *parse_index_suffix(parser *p, nb_expr *e) {
+    size_t open = p->tok.start;
+    nb_type t = nb_type_of(e);
+    char type[96];
+    open_bracket(p);
+    nb_expr *r = NULL;
+    if (t.kind == NB_SCALAR) {
+        fail_at(p, open, "a scalar cannot be indexed");
+        return NULL;
+    }
+    if (p->tok.kind == TOK_COLON) {
+        advance(p);
+        if (p->tok.kind != TOK_COMMA) {
+            fail_unexpected(p, "',' after ':'");
+            return NULL;
+        }
+        advance(p);
+        int64_t k = parse_index(p, t.cols);
+        if (k < 0) return NULL;
+        r = nb_column(p->ctx, e, k);
+    } else {
+        int64_t i = parse_index(p, t.kind == NB_ROW ? t.cols : t.rows);
+        if (i < 0) return NULL;
+        if (t.kind == NB_MATRIX) {
+            if (p->tok.kind != TOK_COMMA) {
+                fail_at(p, open, "a matrix (%s) takes two indices, [i, j] or [:, j]", nb_type_str(p->ctx, t, type, sizeof type));
+                return NULL;
+            }
+            advance(p);
+            int64_t j = parse_index(p, t.cols);
+            if (j < 0) return NULL;
+            r = nb_entry(p->ctx, e, i, j);
+        } else {
+            r = t.kind == NB_ROW ? nb_entry(p->ctx, e, 0, i) : nb_entry(p->ctx, e, i, 0);
+        }
+    }
+    if (!close_bracket(p, TOK_RBRACKET, "']'")) return NULL;
+    return check_built(p, r, open);
+}
+
 static nb_expr *parse_postfix(parser *p) {
     nb_expr *e = parse_primary(p);
-    while (e && p->tok.kind == TOK_TRANSPOSE) {
+    while (e && (p->tok.kind == TOK_TRANSPOSE || p->tok.kind == TOK_LBRACKET)) {
         size_t at = p->tok.start;
+        if (p->tok.kind == TOK_LBRACKET) {
+            e = parse_index_suffix(p, e);
+            continue;
+        }
         advance(p);
         e = check_built(p, nb_transpose(p->ctx, e), at);
     }

@@ -1,8 +1,13 @@
 /* Printing expressions as text (ASCII, Unicode) or LaTeX, the way the paper
  * writes them: coefficient first, division for negative powers, minus signs
- * pulled out of sums, ⊙/.* only between arrays.  nb_to_string's ASCII parses
- * back (array constants as ones(n), zeros(m, n), eye(n)); derivatives and the
- * display formats use the paper's 1, 1ᵀ, 0 and I.
+ * pulled out of sums, ⊙/.* only between arrays.
+ *
+ * ASCII is the input language: everything it prints parses back to an
+ * expression of the same type and value (array constants as ones(n),
+ * zeros(m, n), eye(n); a row literal as [a, b]').  Unicode and LaTeX use the
+ * paper's notation: 𝟏, 𝟏ᵀ, 𝟎 and I (bold, so that the ones vector does not
+ * read as the number 1), and a row literal as [a, b]ᵀ — a column is [a, b]
+ * in every format, as the parser reads it.
  * A large or deeply nested DAG is printed with definitions (t1 = …; …) for
  * its shared or deep parts, so the output stays linear in the graph size. */
 #include "nb_internal.h"
@@ -64,7 +69,7 @@ enum { P_LOW, P_CMP, P_ADD, P_MUL, P_NEG, P_POW, P_POST, P_ATOM };
 typedef struct {
     nb_ctx *ctx;
     nb_format fmt;
-    bool paper; /* 1, 1ᵀ, 0, I as the paper writes them; else ones(n), eye(n)… */
+    bool paper; /* 𝟏, 𝟏ᵀ, 𝟎, I as the paper writes them; else ones(n), eye(n)… */
     nb_strbuf sb;
     uint32_t *name; /* by id: 0, or k for a node printed as definition tk */
     uint32_t base;  /* smallest id reachable (name indexes from it) */
@@ -333,10 +338,10 @@ static void print_const(printer *p, const nb_node *e, int prec) {
         return;
     }
     if (nb_number_is(c, 0)) {
-        print_number(p, c, prec);
+        nb_sb_puts(&p->sb, latex(p) ? "\\mathbf{0}" : "𝟎");
         return;
     }
-    const char *one = latex(p) ? "\\mathbf{1}" : "1";
+    const char *one = latex(p) ? "\\mathbf{1}" : "𝟏";
     bool scaled = !nb_number_is(c, 1);
     bool paren = scaled && prec > P_MUL;
     open_paren(p, paren);
@@ -523,13 +528,13 @@ done:
     return ok;
 }
 
-static char *to_string(nb_ctx *ctx, const nb_expr *e, nb_format fmt, bool list_rows, const char *fn) {
+static char *to_string(nb_ctx *ctx, const nb_expr *e, nb_format fmt, const char *fn) {
     if (!nb_api_exprs(ctx, fn, 1, &e)) return NULL;
     if (fmt != NB_FMT_UNICODE && fmt != NB_FMT_ASCII && fmt != NB_FMT_LATEX) {
         nb_set_error(ctx, "%s: invalid format %d", fn, (int)fmt);
         return NULL;
     }
-    printer p = {ctx, fmt, list_rows || fmt != NB_FMT_ASCII, {NULL, 0, 0, false}, NULL, 0};
+    printer p = {ctx, fmt, fmt != NB_FMT_ASCII, {NULL, 0, 0, false}, NULL, 0};
     uint32_t named;
     if (!plan_names(&p, e, &named)) return NULL;
     if (named) {
@@ -545,10 +550,7 @@ static char *to_string(nb_ctx *ctx, const nb_expr *e, nb_format fmt, bool list_r
             nb_sb_puts(&p.sb, latex(&p) ? " \\\\\n" : "\n");
         }
     }
-    if (list_rows && e->op == NB_OP_TRANSPOSE && e->args[0]->op == NB_OP_VECLIT &&
-        (!p.name || !p.name[e->args[0]->id - p.base]))
-        print_literal(&p, e->args[0], true);
-    else print_node(&p, e, P_LOW);
+    print_node(&p, e, P_LOW);
     free(p.name);
     if (p.sb.failed) {
         free(p.sb.buf);
@@ -557,13 +559,8 @@ static char *to_string(nb_ctx *ctx, const nb_expr *e, nb_format fmt, bool list_r
     return p.sb.buf;
 }
 
-char *nb_to_string(nb_ctx *ctx, const nb_expr *e, nb_format fmt) { return to_string(ctx, e, fmt, false, __func__); }
-
-/* A derivative as the paper writes it: a row of entries (the gradient w.r.t.
- * listed scalars) prints as its list [a, b], like a column of entries. */
-char *nb_derivative_to_string(nb_ctx *ctx, const nb_expr *J, nb_format fmt) {
-    return to_string(ctx, J, fmt, true, __func__);
-}
+char *nb_to_string(nb_ctx *ctx, const nb_expr *e, nb_format fmt) { return to_string(ctx, e, fmt, __func__); }
+char *nb_derivative_to_string(nb_ctx *ctx, const nb_expr *J, nb_format fmt) { return to_string(ctx, J, fmt, __func__); }
 
 const char *nb_describe(nb_ctx *ctx, const nb_node *e, char *buf, size_t size) {
     char *s = nb_to_string(ctx, e, NB_FMT_ASCII);

@@ -28,16 +28,16 @@ VEC='w, x: vector(n); z: scalar'
 NEURON='w: vector(n); X: matrix(N, n); y: vector(N); b: scalar'
 
 # formulas (the issue's examples)
-expect_out '[6*x*y, 3*x^2]' diff '3*x^2*y' --wrt x,y --format ascii
+expect_out "[6*x*y, 3*x^2]'" diff '3*x^2*y' --wrt x,y --format ascii
 expect_out '[[6*x*y, 3*x^2], [2, 8*y^7]]' diff '[3*x^2*y, 2*x + y^8]' --wrt x,y --format ascii
 expect_out '[[6*x*y, 2], [3*x^2, 8*y^7]]' diff '[3*x^2*y, 2*x + y^8]' --wrt x,y --format ascii --layout denominator
 expect_out 'diag(x)' diff 'w .* x' --wrt w --let "$VEC" --format ascii
-expect_out '-I' diff 'w - x' --wrt x --let "$VEC" --format ascii
-expect_out 'I' diff 'x' --wrt x --let "$VEC" --format ascii
-expect_out "1'" diff 'sum(x)' --wrt x --let "$VEC" --format ascii
+expect_out '-eye(n)' diff 'w - x' --wrt x --let "$VEC" --format ascii
+expect_out 'eye(n)' diff 'x' --wrt x --let "$VEC" --format ascii
+expect_out "ones(n)'" diff 'sum(x)' --wrt x --let "$VEC" --format ascii
 expect_out "x'" diff 'dot(w, x)' --wrt w --let "$VEC" --format ascii
-expect_out '1' diff 'x + z' --wrt z --let "$VEC" --format ascii
-expect_out '1ᵀ' diff 'sum(x)' --wrt x --let "$VEC"
+expect_out 'ones(n)' diff 'x + z' --wrt z --let "$VEC" --format ascii
+expect_out '𝟏ᵀ' diff 'sum(x)' --wrt x --let "$VEC"
 expect_out 'diag(-w ⊘ x²)' diff 'w ./ x' --wrt x --let "$VEC"
 expect_out '0' diff '99' --wrt x --format ascii
 expect_out '2*x' diff - --wrt x --format ascii <<<'x^2'

@@ -32,6 +32,7 @@
  * redoes the expression with seed S alone. */
 #include "nabla.h"
 #include "test.h"
+#include "roundtrip.h"
 
 #include <math.h>
 #include <signal.h>
@@ -1247,6 +1248,7 @@ static void check_expression(uint64_t seed) {
                 break;
             }
         if (npoints == 1) check_roundtrip(g, f, &F);
+        if (npoints == 1) roundtrip_derivatives(g->ctx, f);
         nb_matrix_free(&F);
     }
     if (npoints) st.exprs++;
