@@ -29,11 +29,15 @@
  * error rather than a risk to the stack. */
 #define MAX_NESTING 200
 
+#define PI_DOUBLE 3.141592653589793238462643383279502884 /* the double nearest π */
+
 /* UTF-8 spellings of the operator symbols. */
 #define UTF8_SUPERSCRIPT_T "\xE1\xB5\x80" /* ᵀ U+1D40 */
 #define UTF8_ODOT "\xE2\x8A\x99"          /* ⊙ U+2299 */
 #define UTF8_OSLASH "\xE2\x8A\x98"        /* ⊘ U+2298 */
 #define UTF8_MIDDLE_DOT "\xC2\xB7"        /* · U+00B7 */
+#define UTF8_OTIMES "\xE2\x8A\x97"        /* ⊗ U+2297 */
+#define UTF8_PI "\xCF\x80"                 /* π U+03C0 */
 
 typedef enum {
     TOK_EOF,
@@ -94,6 +98,7 @@ typedef struct {
     char *name;      /* scratch: the current name, NUL-terminated */
     size_t name_cap;
     definition_table defs;
+    token defining; /* the name of the definition being parsed (len 0: none or a redefinition) */
 } parser;
 
 /* ---- errors ----------------------------------------------------------- */
@@ -158,7 +163,10 @@ static void fail_unexpected(parser *p, const char *expected) {
     char what[96];
     const char *found = describe_token(p, p->tok, what, sizeof what);
     size_t at = p->tok.kind == TOK_EOF ? p->prev_end : p->tok.start;
-    if (expected && p->tok.kind != TOK_BAD) fail_at(p, at, "expected %s, found %s", expected, found);
+    if (p->tok.kind == TOK_BAD && strncmp(p->src + p->tok.start, UTF8_OTIMES, 3) == 0)
+        fail_at(p, at, "'⊗' is ambiguous: the paper writes it for the element-wise product, most texts for the "
+                       "Kronecker product; write ⊙ or .* for the element-wise product");
+    else if (expected && p->tok.kind != TOK_BAD) fail_at(p, at, "expected %s, found %s", expected, found);
     else fail_at(p, at, "unexpected %s", found);
 }
 
@@ -215,6 +223,7 @@ static void advance(parser *p) {
     else if (strncmp(s + i, UTF8_ODOT, 3) == 0) t = (token){TOK_DOT_STAR, i, 3};
     else if (strncmp(s + i, UTF8_OSLASH, 3) == 0) t = (token){TOK_DOT_SLASH, i, 3};
     else if (strncmp(s + i, UTF8_MIDDLE_DOT, 2) == 0) t = (token){TOK_STAR, i, 2};
+    else if (strncmp(s + i, UTF8_PI, 2) == 0) t = (token){TOK_NAME, i, 2};
     else {
         switch (c) {
         case '+': t.kind = TOK_PLUS; break;
@@ -518,7 +527,13 @@ static nb_expr *parse_name(parser *p) {
     nb_expr *e = nb_lookup(p->ctx, p->name);
     if (!e) e = lookup_definition(&p->defs, p->src + t.start, t.len);
     if (e) return e;
+    if (p->defining.len == t.len && memcmp(p->src + p->defining.start, p->src + t.start, t.len) == 0) {
+        fail_at(p, t.start, "'%s' is used in its own definition, before it has a value", p->name);
+        return NULL;
+    }
     if (is_dimension_symbol(p->ctx, p->name)) e = nb_dimval(p->ctx, nb_dim_symbol(p->ctx, p->name));
+    else if (strcmp(p->name, "e") == 0) e = nb_exp(p->ctx, nb_num(p->ctx, 1));
+    else if (strcmp(p->name, "pi") == 0 || strcmp(p->name, UTF8_PI) == 0) e = nb_num(p->ctx, PI_DOUBLE);
     else e = nb_var(p->ctx, p->name, nb_scalar_type());
     return check_built(p, e, t.start);
 }
@@ -713,6 +728,8 @@ static nb_expr *parse_power(parser *p) {
                 nb_type_str(p->ctx, nb_type_of(base), type, sizeof type));
         return NULL;
     }
+    /* e^x is exp(x), so that it differentiates to itself */
+    if (base == nb_exp(p->ctx, nb_num(p->ctx, 1))) return check_built(p, nb_exp(p->ctx, exponent), op.start);
     return check_built(p, nb_pow(p->ctx, base, exponent), op.start);
 }
 
@@ -842,7 +859,10 @@ static nb_expr *parse_program(parser *p) {
             }
             advance(p);
             advance(p);
+            /* u = u*2 means the earlier u; without one it is an error */
+            p->defining = lookup_definition(&p->defs, p->src + name.start, name.len) ? (token){TOK_NAME, 0, 0} : name;
             nb_expr *value = parse_expression(p);
+            p->defining.len = 0;
             if (!value || !end_statement(p)) return NULL;
             if (!define(&p->defs, p->src + name.start, name.len, value)) {
                 fail_at(p, name.start, "out of memory");

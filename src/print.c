@@ -73,6 +73,7 @@ typedef struct {
     nb_strbuf sb;
     uint32_t *name; /* by id: 0, or k for a node printed as definition tk */
     uint32_t base;  /* smallest id reachable (name indexes from it) */
+    char prefix[16]; /* of the definitions' names: t1, t2, … unless a variable is called so */
 } printer;
 
 static void print_node(printer *p, const nb_node *e, int prec);
@@ -111,7 +112,37 @@ static void print_superscript(printer *p, int64_t v) {
     for (char *c = tmp; *c; c++) nb_sb_puts(&p->sb, *c == '-' ? "⁻" : digits[*c - '0']);
 }
 
+/* π as the parser reads it (pi, π): the double nearest π. */
+#define PI_DOUBLE 3.141592653589793238462643383279502884
+
+/* Whether the double v is (num/den)·π exactly as the builders fold it
+ * (den <= 12), so that it prints as num/den·π and re-reads as the same bits.
+ * Not when a variable called pi would capture the name. */
+static bool pi_multiple(const printer *p, double v, nb_number *ratio) {
+    if (!isfinite(v) || v == 0 || fabs(v) > 1e3 || nb_lookup(p->ctx, "pi")) return false;
+    for (int64_t den = 1; den <= 12; den++) {
+        double k = nearbyint(v / PI_DOUBLE * (double)den);
+        if (k == 0) continue;
+        nb_number r = nb_number_rational((int64_t)k, den);
+        if (r.den == den && nb_number_mul(r, nb_number_double(PI_DOUBLE)).val == v) return *ratio = r, true;
+    }
+    return false;
+}
+
 static void print_number(printer *p, nb_number c, int prec) {
+    nb_number ratio;
+    if (!c.exact && pi_multiple(p, c.val, &ratio)) {
+        bool paren = (negative(c) && prec > P_NEG) || (!nb_number_is(ratio, 1) && prec > P_MUL);
+        open_paren(p, paren);
+        if (nb_number_is(ratio, -1)) nb_sb_puts(&p->sb, "-");
+        else if (!nb_number_is(ratio, 1)) {
+            print_number(p, ratio, P_MUL);
+            nb_sb_puts(&p->sb, pick(p, "*", "·", " "));
+        }
+        nb_sb_puts(&p->sb, pick(p, "pi", "π", "\\pi"));
+        close_paren(p, paren);
+        return;
+    }
     bool paren = (negative(c) && prec > P_NEG) || (c.exact && c.den != 1 && prec > P_MUL);
     if (latex(p) && c.exact && c.den != 1) {
         nb_sb_printf(&p->sb, "%s\\frac{%lld}{%lld}", c.num < 0 ? "-" : "", (long long)(c.num < 0 ? -c.num : c.num),
@@ -210,7 +241,7 @@ static void print_product(printer *p, const nb_node *e, bool negate, int prec) {
     if (show_coef) {
         nb_strbuf *sb = &p->sb;
         if (frac) nb_sb_printf(sb, "%lld", (long long)coef.num);
-        else nb_print_number(sb, coef);
+        else print_number(p, coef, P_MUL);
         if (nn) nb_sb_puts(sb, pick(p, "*", "·", " "));
     }
     if (nn) print_factors(p, num, nn, false);
@@ -387,7 +418,7 @@ static void print_name(printer *p, const char *name) {
 static void print_node(printer *p, const nb_node *e, int prec) {
     char buf[64];
     if (p->name && e->id >= p->base && p->name[e->id - p->base]) {
-        nb_sb_printf(&p->sb, "t%u", p->name[e->id - p->base]);
+        nb_sb_printf(&p->sb, "%s%u", p->prefix, p->name[e->id - p->base]);
         return;
     }
     switch ((nb_op)e->op) {
@@ -457,6 +488,13 @@ static void print_node(printer *p, const nb_node *e, int prec) {
     case NB_OP_GE:
     case NB_OP_LT:
     case NB_OP_LE: print_compare(p, e, prec); return;
+    case NB_OP_EXP:
+        if (is_scalar_const(e->args[0]) && nb_number_is(e->args[0]->a.c, 1) && !nb_lookup(p->ctx, "e")) {
+            nb_sb_puts(&p->sb, "e"); /* as the parser reads it */
+            return;
+        }
+        print_call(p, nb_ops[e->op].name, e);
+        return;
     default: print_call(p, nb_ops[e->op].name, e); return;
     }
 }
@@ -528,22 +566,37 @@ done:
     return ok;
 }
 
+/* Whether a variable or dimension is called prefix followed by digits. */
+static bool numbered_name(const char *name, const char *prefix) {
+    size_t n = strlen(prefix);
+    return strncmp(name, prefix, n) == 0 && name[n] && strspn(name + n, "0123456789") == strlen(name + n);
+}
+
+static bool prefix_taken(const nb_ctx *ctx, const char *prefix) {
+    for (size_t i = 0; i < ctx->nvars; i++)
+        if (numbered_name(ctx->vars[i].var->a.name, prefix)) return true;
+    for (size_t i = 0; i < ctx->ndims; i++)
+        if (numbered_name(ctx->dims[i].name, prefix)) return true;
+    return false;
+}
+
 static char *to_string(nb_ctx *ctx, const nb_expr *e, nb_format fmt, const char *fn) {
     if (!nb_api_exprs(ctx, fn, 1, &e)) return NULL;
     if (fmt != NB_FMT_UNICODE && fmt != NB_FMT_ASCII && fmt != NB_FMT_LATEX) {
         nb_set_error(ctx, "%s: invalid format %d", fn, (int)fmt);
         return NULL;
     }
-    printer p = {ctx, fmt, fmt != NB_FMT_ASCII, {NULL, 0, 0, false}, NULL, 0};
+    printer p = {ctx, fmt, fmt != NB_FMT_ASCII, {NULL, 0, 0, false}, NULL, 0, "t"};
     uint32_t named;
     if (!plan_names(&p, e, &named)) return NULL;
     if (named) {
+        while (strlen(p.prefix) + 2 < sizeof p.prefix && prefix_taken(ctx, p.prefix)) strcat(p.prefix, "_");
         /* Definitions in id order: each one's operands are printed before it. */
         uint32_t *order = p.name;
         for (uint32_t id = p.base; id <= e->id; id++) {
             uint32_t k = order[id - p.base];
             if (!k) continue;
-            nb_sb_printf(&p.sb, "t%u = ", k);
+            nb_sb_printf(&p.sb, "%s%u = ", p.prefix, k);
             order[id - p.base] = 0; /* print the body itself, not its name */
             print_node(&p, ctx->nodes[id], P_LOW);
             order[id - p.base] = k;
