@@ -139,9 +139,12 @@ void nb_matrix_free(nb_matrix *m);
 
 /* ---- finite-difference checking ---- */
 /* Compares ∂f/∂wrt (nb_derivative, numerator layout, evaluated at the bound
- * values) with central differences of f, step h = 1e-6·max(1, |x|) per entry
- * of each wrt variable; *max_rel_err = max over entries of
- * |a − b| / max(1, |a|, |b|).  Returns 0, or -1 with nb_error set. */
+ * values) with central differences of f, step h = 1e-6·max(1, |x|)·∛F per
+ * entry of each wrt variable, where F = max(1, max |f|) at the point;
+ * *max_rel_err = max over entries of max(0, |a − b| − r) / max(1, |a|, |b|),
+ * where r = 4ε·max(|f(x+h)|, |f(x−h)|)/(2h) bounds the rounding noise of the
+ * difference quotient (so a large |f|, as in 1e10 + x, is no false alarm).
+ * Returns 0, or -1 with nb_error set. */
 int nb_check(nb_ctx *ctx, nb_expr *f, size_t nwrt, nb_expr *const *wrt, double *max_rel_err);
 /* A random test point: every variable e uses that has no value gets entries
  * uniform in [lo, hi]; unbound dimension symbols e uses first get a size in

@@ -83,6 +83,33 @@ expect_err 2 '' diff $'\x01\x02\xff' --wrt x
 expect_err 2 '' diff 'x' --wrt
 expect_err 2 '' diff 'x' --bogus
 expect_err 2 '' eval 'x' --at 'x=1e999'
+# check: a large |f| is no false alarm, and a derivative that disagrees still fails
+expect_out 'max relative error: 0' check '1e10 + x' --wrt x
+expect_out 'max relative error: 0' check '1e10 + sin(x)*x' --wrt x --seed 5
+out=$("$NABLA" check '1e10 + max(0, x)' --wrt x --at 'x=0' 2>&1); rc=$?
+if [ $rc -eq 1 ] && [[ $out == "max relative error: 0.4"* ]]; then passed=$((passed + 1)); else fail "check kink: rc=$rc $out"; fi
+
+# the paper's notation, rows, self-reference
+expect_out "[6·x·y, 3·x²]ᵀ" diff '3*x^2*y' --wrt x,y
+expect_out "[6·x·y, 3·x²]" diff '3*x^2*y' --wrt x,y --layout denominator
+expect_out 'exp(x)' diff 'e^x' --wrt x --format ascii
+expect_out '2·π·x' diff 'π*x^2' --wrt x
+expect_out "2*ones(n, n)*x" diff "sum(x*x')" --wrt x --let 'x: vector(n)' --layout denominator --format ascii
+expect_err 2 "Kronecker" diff 'x ⊗ y' --wrt x
+expect_err 2 '^    \^$' diff 'x ⊗ y' --wrt x
+expect_err 2 "'u' is used in its own definition" eval 'u = u*2; u*10' --at 'u=1'
+expect_err 2 '^      \^$' eval 'u = u*2; u*10'
+
+# output that cannot be written is an error: a full disk, a closed pipe
+"$NABLA" diff 'x^2' --wrt x >/dev/full 2>/tmp/nabla_cli_err; rc=$?
+if [ $rc -eq 2 ] && grep -q 'writing the output failed' /tmp/nabla_cli_err; then passed=$((passed + 1)); else fail "/dev/full: rc=$rc"; fi
+"$NABLA" --help >/dev/full 2>/dev/null; rc=$?
+if [ $rc -eq 2 ]; then passed=$((passed + 1)); else fail "--help >/dev/full: rc=$rc"; fi
+rc=$( (trap '' PIPE; { { sleep 0.2; "$NABLA" eval 'x' --at 'x=1' 2>/dev/null; echo $? >&3; } | true; } 3>&1) )
+if [ "$rc" = 2 ]; then passed=$((passed + 1)); else fail "closed pipe (SIGPIPE ignored): rc=$rc"; fi
+rc=$( { { sleep 0.2; "$NABLA" eval 'x' --at 'x=1' 2>/dev/null; echo $? >&3; } | true; } 3>&1)
+if [ "$rc" != 0 ]; then passed=$((passed + 1)); else fail "closed pipe: rc=$rc"; fi
+
 expect_out "nabla $(sed -n 's/#define NABLA_VERSION "\(.*\)"/\1/p' include/nabla.h)" --version
 
 echo "$passed passed, $failed failed"
