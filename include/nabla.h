@@ -10,8 +10,32 @@
  * (numerator layout).  Denominator layout is the transpose.
  *
  * Errors: every builder returns NULL on error and leaves a message in
- * nb_error(ctx); passing NULL into a builder propagates the NULL, so a chain of
- * calls needs one check at the end.  Nothing aborts on bad input. */
+ * nb_error(ctx); passing NULL into a builder propagates the NULL (and the
+ * message of the builder that failed), so a chain of calls needs one check at
+ * the end.  Nothing aborts on bad input: every function checks its arguments
+ * — a NULL context, expression, string or output pointer, an expression that
+ * belongs to another context (detected by address, without reading it),
+ * sizes whose entry count overflows, enum values out of range — and reports
+ * through nb_error (nb_error(NULL) is a message too).  What cannot be
+ * checked: a pointer to a freed context or program, a buffer shorter than
+ * its stated size.
+ *
+ * Restrictions (threads):
+ *  - nb_ctx: not thread-safe.  A context and everything built in it
+ *    (expressions, values, dimension bindings, its error message) belong to
+ *    one thread at a time: every call that takes the context, or an
+ *    expression of it, must be serialised by the caller.  Distinct contexts
+ *    share nothing and may be used concurrently from different threads.
+ *  - nb_expr: immutable once built and owned by its context until
+ *    nb_ctx_free; reading it (nb_type_of) from several threads is safe only
+ *    while no thread calls into the context.  Builders hash-cons, so building
+ *    is a write to the context even when the result already exists.
+ *  - nb_program: independent of its context once compiled (the context may be
+ *    freed).  Calls on one program must not overlap (runs write its
+ *    workspace and its error message); distinct programs may run
+ *    concurrently.  nb_program_set_threads uses threads inside one run.
+ *  - The library has no global mutable state; strings returned by nb_error
+ *    and nb_program_error stay valid until the next call on that object. */
 #ifndef NABLA_H
 #define NABLA_H
 
