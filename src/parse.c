@@ -639,8 +639,9 @@ static nb_expr *parse_primary(parser *p) {
     }
 }
 
-/* One 1-based index within a dimension of size `size` (checked when it is a
- * number); returns it 0-based, or -1 after an error. */
+/* One 1-based index within a dimension of size `size` (a number: an index
+ * into a symbolic size could not be checked before evaluation); returns it
+ * 0-based, or -1 after an error. */
 static int64_t parse_index(parser *p, nb_dim size) {
     token t = p->tok;
     const char *s = p->src + t.start;
@@ -648,12 +649,15 @@ static int64_t parse_index(parser *p, nb_dim size) {
         fail_unexpected(p, "an index (a positive integer)");
         return -1;
     }
+    char dim[32];
+    if (size < 0) { /* its size is only known when values are given */
+        fail_at(p, t.start, "indexing needs a numeric size, not %s", nb_dim_name(p->ctx, size, dim, sizeof dim));
+        return -1;
+    }
     int64_t k = 0;
     for (size_t i = 0; i < t.len && k <= INT32_MAX; i++) k = k * 10 + (s[i] - '0');
-    if (k < 1 || (size > 0 && k > size) || k > INT32_MAX) {
-        char dim[32];
-        fail_at(p, t.start, "index %.*s is outside 1..%s", (int)(t.len > 20 ? 20 : t.len), s,
-                size > 0 ? nb_dim_name(p->ctx, size, dim, sizeof dim) : "2147483647");
+    if (k < 1 || k > size) {
+        fail_at(p, t.start, "index %.*s is outside 1..%lld", (int)(t.len > 20 ? 20 : t.len), s, (long long)size);
         return -1;
     }
     advance(p);
