@@ -144,15 +144,36 @@ bool nb_api_string(nb_ctx *ctx, const char *fn, const char *s, const char *what)
 }
 
 /* ---- exact numbers ---------------------------------------------------- */
-static int64_t gcd64(int64_t a, int64_t b) {
+static nb_int gcd128(nb_int a, nb_int b) {
     if (a < 0) a = -a;
     if (b < 0) b = -b;
     while (b) {
-        int64_t t = a % b;
+        nb_int t = a % b;
         a = b;
         b = t;
     }
     return a;
+}
+
+/* Exact numbers stay below 2^125 in magnitude, so that a sum of two cannot
+ * overflow nb_int; products are checked by bit length. */
+#define EXACT_BITS 125
+static int bit_length(nb_int v) {
+    unsigned __int128 u = v < 0 ? -(unsigned __int128)v : (unsigned __int128)v;
+    int n = 0;
+    while (u) u >>= 1, n++;
+    return n;
+}
+static bool exact_range(nb_int v) { return bit_length(v) <= EXACT_BITS; }
+
+/* num/den reduced, den > 0; inexact when out of range. */
+static nb_number make_exact(nb_int num, nb_int den) {
+    if (den < 0) num = -num, den = -den;
+    nb_int g = gcd128(num, den);
+    if (g > 1) num /= g, den /= g;
+    if (!exact_range(num) || !exact_range(den)) return nb_number_double((double)num / (double)den);
+    nb_number n = {true, num, den, (double)num / (double)den};
+    return n;
 }
 
 nb_number nb_number_double(double v) {
@@ -162,50 +183,82 @@ nb_number nb_number_double(double v) {
 
 nb_number nb_number_rational(int64_t num, int64_t den) {
     if (den == 0) return nb_number_double(num == 0 ? NAN : (num > 0 ? INFINITY : -INFINITY));
-    if (den < 0) {
-        if (num == INT64_MIN || den == INT64_MIN) return nb_number_double((double)num / (double)den);
-        num = -num;
-        den = -den;
-    }
-    int64_t g = gcd64(num, den);
-    if (g > 1) {
-        num /= g;
-        den /= g;
-    }
-    nb_number n = {true, num, den, (double)num / (double)den};
-    return n;
+    return make_exact(num, den);
 }
 
 nb_number nb_number_int(int64_t v) { return nb_number_rational(v, 1); }
 
-/* Exact rationals stay exact while numerator and denominator fit in 2^53. */
-static bool small(int64_t v) { return v > -(INT64_C(1) << 53) && v < (INT64_C(1) << 53); }
+/* a·b when it stays in the exact range. */
+static bool exact_product(nb_int a, nb_int b, nb_int *out) {
+    if (bit_length(a) + bit_length(b) > EXACT_BITS) return false;
+    *out = a * b;
+    return true;
+}
 
 nb_number nb_number_add(nb_number a, nb_number b) {
-    if (a.exact && b.exact) {
-        int64_t num, t1, t2, den;
-        if (!__builtin_mul_overflow(a.num, b.den, &t1) && !__builtin_mul_overflow(b.num, a.den, &t2) &&
-            !__builtin_add_overflow(t1, t2, &num) && !__builtin_mul_overflow(a.den, b.den, &den)) {
-            nb_number r = nb_number_rational(num, den);
-            if (small(r.num) && small(r.den)) return r;
-        }
+    nb_int t1, t2, den;
+    if (a.exact && b.exact && exact_product(a.num, b.den, &t1) && exact_product(b.num, a.den, &t2) &&
+        exact_product(a.den, b.den, &den)) {
+        nb_number r = make_exact(t1 + t2, den);
+        if (r.exact) return r;
     }
     return nb_number_double(a.val + b.val);
 }
 
 nb_number nb_number_mul(nb_number a, nb_number b) {
-    if (a.exact && b.exact) {
-        int64_t num, den;
-        if (!__builtin_mul_overflow(a.num, b.num, &num) && !__builtin_mul_overflow(a.den, b.den, &den)) {
-            nb_number r = nb_number_rational(num, den);
-            if (small(r.num) && small(r.den)) return r;
-        }
+    nb_int num, den;
+    if (a.exact && b.exact && exact_product(a.num, b.num, &num) && exact_product(a.den, b.den, &den)) {
+        nb_number r = make_exact(num, den);
+        if (r.exact) return r;
     }
     return nb_number_double(a.val * b.val);
 }
 
+nb_number nb_number_inverse(nb_number a) {
+    if (a.exact && a.num != 0) return make_exact(a.den, a.num);
+    return nb_number_double(1 / a.val);
+}
+
+/* base^k for an exact base and integer k >= 0, by squaring; inexact once it
+ * leaves the exact range. */
+static nb_number int_power(nb_number base, nb_int k) {
+    if (base.den == 1 && (base.num == 1 || base.num == -1)) /* (±1)^k: the parity of k */
+        return nb_number_int(base.num == -1 && (k & 1) ? -1 : 1);
+    nb_number r = nb_number_int(1), b = base;
+    for (; k && r.exact; k >>= 1) {
+        if (k & 1) r = nb_number_mul(r, b);
+        if (k > 1) b = nb_number_mul(b, b);
+    }
+    return r;
+}
+
+/* The exact q-th root of v >= 0 (q >= 2), if v is a perfect q-th power. */
+static bool int_root(nb_int v, nb_int q, nb_int *root) {
+    if (q > 128) return v == 0 || v == 1 ? (*root = v, true) : false;
+    nb_int r = (nb_int)llround(pow((double)v, 1.0 / (double)q));
+    for (nb_int c = r > 0 ? r - 1 : 0; c <= r + 1; c++) {
+        nb_number p = int_power(nb_number_int((int64_t)c), q);
+        if (p.exact && p.num == v) return *root = c, true;
+    }
+    return false;
+}
+
+bool nb_number_power(nb_number base, nb_number e, nb_number *out) {
+    if (!base.exact || !e.exact || (base.num == 0 && e.num < 0)) return false;
+    nb_number b = base;
+    if (e.den != 1) { /* base^(p/q) = (q-th root of base)^p, for a root of a non-negative base */
+        nb_int num, den;
+        if (base.num < 0 || !int_root(base.num, e.den, &num) || !int_root(base.den, e.den, &den)) return false;
+        b = make_exact(num, den);
+    }
+    nb_number r = int_power(b, e.num < 0 ? -e.num : e.num);
+    if (!r.exact) return false;
+    *out = e.num < 0 ? nb_number_inverse(r) : r;
+    return true;
+}
+
 nb_number nb_number_neg(nb_number a) { return nb_number_mul(a, nb_number_int(-1)); }
-bool nb_number_is(nb_number a, int64_t v) { return a.exact ? (a.den == 1 && a.num == v) : a.val == (double)v; }
+bool nb_number_is(nb_number a, int64_t v) { return a.exact ? (a.den == 1 && a.num == (nb_int)v) : a.val == (double)v; }
 bool nb_number_is_int(nb_number a) { return a.exact ? a.den == 1 : (a.val == floor(a.val) && fabs(a.val) < 1e15); }
 
 /* ---- dimensions and types --------------------------------------------- */
@@ -353,7 +406,8 @@ nb_node *nb_make(nb_ctx *ctx, nb_op op, nb_type type, size_t nargs, nb_node *con
     if (op == NB_OP_VAR) h = hash_bytes(h, *(const char *const *)attr, strlen(*(const char *const *)attr));
     else if (op == NB_OP_CONST) {
         const nb_number *c = attr;
-        h = c->exact ? mix(mix(h, (uint64_t)c->num), (uint64_t)c->den) : hash_bytes(h, &c->val, sizeof c->val);
+        h = c->exact ? mix(mix(mix(h, (uint64_t)c->num), (uint64_t)(c->num >> 64)), (uint64_t)c->den)
+                     : hash_bytes(h, &c->val, sizeof c->val);
     } else if (attr_size) h = hash_bytes(h, attr, attr_size);
 
     for (nb_node *e = ctx->buckets[h & (ctx->nbuckets - 1)]; e; e = e->hash_next) {

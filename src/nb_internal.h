@@ -15,11 +15,14 @@ typedef enum {
     NB_OP_COUNT
 } nb_op;
 
-/* A constant: exact rational num/den when exact, else the double val. */
+/* A constant: exact rational num/den when exact, else the double val.  The
+ * 128-bit integers keep integer arithmetic exact well past int64 (2^63 − 1
+ * is exact, so (−1)^(2^63 − 1) is −1), up to |num|, |den| < 2^125. */
+__extension__ typedef __int128 nb_int;
 typedef struct {
     bool exact;
-    int64_t num, den; /* den > 0, gcd(num, den) == 1 when exact */
-    double val;       /* always set */
+    nb_int num, den; /* den > 0, gcd(num, den) == 1 when exact */
+    double val;      /* always set: num/den rounded when exact */
 } nb_number;
 
 struct nb_node {
@@ -111,6 +114,10 @@ nb_number nb_number_double(double v);
 nb_number nb_number_add(nb_number a, nb_number b);
 nb_number nb_number_mul(nb_number a, nb_number b);
 nb_number nb_number_neg(nb_number a);
+nb_number nb_number_inverse(nb_number a);
+/* base^e when it is an exact rational (integer e, or e = p/q and base a perfect
+ * q-th power): true and *out; false otherwise. */
+bool nb_number_power(nb_number base, nb_number e, nb_number *out);
 bool nb_number_is(nb_number a, int64_t v);
 bool nb_number_is_int(nb_number a);
 

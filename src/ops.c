@@ -531,18 +531,6 @@ done:
 }
 
 /* ---- POW --------------------------------------------------------------- */
-static bool exact_int_power(nb_number base, int64_t e, nb_number *out) {
-    if (!base.exact || e > 64 || e < -64 || (e < 0 && base.num == 0)) return false;
-    nb_number r = nb_number_int(1);
-    for (int64_t i = 0; i < (e < 0 ? -e : e); i++) {
-        r = nb_number_mul(r, base);
-        if (!r.exact) return false;
-    }
-    if (e < 0) r = nb_number_rational(r.den, r.num);
-    *out = r;
-    return true;
-}
-
 static nb_node *pow_build(nb_ctx *ctx, nb_node *a, nb_node *b) {
     nb_type type;
     if (!broadcast(a->type, b->type, &type)) return shape_error(ctx, ".^", a, b);
@@ -554,7 +542,7 @@ static nb_node *pow_build(nb_ctx *ctx, nb_node *a, nb_node *b) {
     if (nb_number_is(e, 0)) return nb_ones(ctx, type);
     if (nb_number_is(e, 1)) return a;
     nb_number folded;
-    if (is_scalar_const(a) && nb_number_is_int(e) && exact_int_power(node_number(a), (int64_t)e.val, &folded))
+    if (is_scalar_const(a) && nb_number_power(node_number(a), e, &folded))
         return nb_const(ctx, folded, nb_scalar_type());
     bool int_exp = nb_number_is_int(e);
     if (a->op == NB_OP_POW && is_scalar_const(a->args[1]) && int_exp)
@@ -583,7 +571,7 @@ static bool fold_unary(nb_op op, nb_number c, nb_number *out) {
     case NB_OP_TANH: return zero ? (*out = nb_number_int(0), true) : false;
     case NB_OP_COS: return zero ? (*out = nb_number_int(1), true) : false;
     case NB_OP_SIGMOID: return zero ? (*out = nb_number_rational(1, 2), true) : false;
-    case NB_OP_ABS: return *out = nb_number_rational(c.num < 0 ? -c.num : c.num, c.den), true;
+    case NB_OP_ABS: return *out = c.num < 0 ? nb_number_neg(c) : c, true;
     case NB_OP_SIGN: return *out = nb_number_int((c.num > 0) - (c.num < 0)), true;
     default: return false;
     }

@@ -57,10 +57,23 @@ static void print_double(nb_strbuf *sb, double v) {
     nb_sb_puts(sb, tmp);
 }
 
+/* An exact integer in decimal (nb_int has no printf conversion). */
+static void print_int(nb_strbuf *sb, nb_int v) {
+    char digits[48], *d = digits + sizeof digits;
+    unsigned __int128 u = v < 0 ? -(unsigned __int128)v : (unsigned __int128)v;
+    *--d = 0;
+    do *--d = (char)('0' + (int)(u % 10)); while (u /= 10);
+    if (v < 0) *--d = '-';
+    nb_sb_puts(sb, d);
+}
+
 void nb_print_number(nb_strbuf *sb, nb_number c) {
     if (!c.exact) print_double(sb, c.val);
-    else if (c.den == 1) nb_sb_printf(sb, "%lld", (long long)c.num);
-    else nb_sb_printf(sb, "%lld/%lld", (long long)c.num, (long long)c.den);
+    else {
+        print_int(sb, c.num);
+        if (c.den != 1) nb_sb_puts(sb, "/");
+        if (c.den != 1) print_int(sb, c.den);
+    }
 }
 
 /* ---- printer state ------------------------------------------------------------ */
@@ -145,8 +158,11 @@ static void print_number(printer *p, nb_number c, int prec) {
     }
     bool paren = (negative(c) && prec > P_NEG) || (c.exact && c.den != 1 && prec > P_MUL);
     if (latex(p) && c.exact && c.den != 1) {
-        nb_sb_printf(&p->sb, "%s\\frac{%lld}{%lld}", c.num < 0 ? "-" : "", (long long)(c.num < 0 ? -c.num : c.num),
-                     (long long)c.den);
+        nb_sb_puts(&p->sb, c.num < 0 ? "-\\frac{" : "\\frac{");
+        print_int(&p->sb, c.num < 0 ? -c.num : c.num);
+        nb_sb_puts(&p->sb, "}{");
+        print_int(&p->sb, c.den);
+        nb_sb_puts(&p->sb, "}");
         return;
     }
     open_paren(p, paren);
@@ -240,7 +256,7 @@ static void print_product(printer *p, const nb_node *e, bool negate, int prec) {
     if (latex(p) && any_den) nb_sb_puts(&p->sb, "\\frac{");
     if (show_coef) {
         nb_strbuf *sb = &p->sb;
-        if (frac) nb_sb_printf(sb, "%lld", (long long)coef.num);
+        if (frac) print_int(sb, coef.num);
         else print_number(p, coef, P_MUL);
         if (nn) nb_sb_puts(sb, pick(p, "*", "·", " "));
     }
@@ -253,7 +269,7 @@ static void print_product(printer *p, const nb_node *e, bool negate, int prec) {
         bool group = count > 1 && !latex(p);
         open_paren(p, group);
         if (frac) {
-            nb_sb_printf(&p->sb, "%lld", (long long)coef.den);
+            print_int(&p->sb, coef.den);
             if (nd) nb_sb_puts(&p->sb, pick(p, "*", "·", " "));
         }
         if (nd == 1 && !group && nb_number_is(den[0].exp, 1)) print_node(p, den[0].base, P_MUL + 1);

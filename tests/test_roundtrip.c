@@ -210,7 +210,27 @@ static void test_indexing(void) {
     nb_ctx_free(ctx);
 }
 
+/* Integer powers are exact for integer exponents, rational powers where the
+ * root is exact, with no overflow: (−1)^(2^63 − 1) = −1. */
+static void test_exact_powers(void) {
+    nb_ctx *ctx = nb_ctx_new();
+    CHECK(value(ctx, "(-1)^(2^63 - 1)") == -1, "(-1)^(2^63 - 1)");
+    CHECK(value(ctx, "(-1)^(2^63)") == 1, "(-1)^(2^63)");
+    CHECK(value(ctx, "(-1)^(-(2^100 + 1))") == -1, "(-1)^(-(2^100 + 1))");
+    CHECK_STR(print(ctx, nb_parse(ctx, "2^63 - 1"), NB_FMT_ASCII), "9223372036854775807");
+    CHECK_STR(print(ctx, nb_parse(ctx, "2^100"), NB_FMT_ASCII), "1267650600228229401496703205376");
+    CHECK_STR(print(ctx, nb_parse(ctx, "3^(-40)"), NB_FMT_ASCII), "1/12157665459056928801");
+    CHECK_STR(print(ctx, nb_parse(ctx, "8^(2/3) + (9/4)^(-1/2) + 32^(3/5)"), NB_FMT_ASCII), "38/3");
+    CHECK_STR(print(ctx, nb_parse(ctx, "2^(1/2)"), NB_FMT_ASCII), "sqrt(2)");
+    CHECK_STR(print(ctx, nb_parse(ctx, "(2^62)^3"), NB_FMT_ASCII), "4611686018427387904^3"); /* past 2^125: kept as a power */
+    CHECK(value(ctx, "2^200") == ldexp(1, 200), "2^200 is the double 2^200");
+    CHECK(value(ctx, "(-8)^(2/3)") != value(ctx, "(-8)^(2/3)"), "(-8)^(2/3) stays a domain error");
+    nb_clear_error(ctx);
+    nb_ctx_free(ctx);
+}
+
 int main(void) {
+    test_exact_powers();
     test_structured_derivatives();
     test_hessian_of_reread_gradient();
     test_rows_and_columns();
