@@ -4,24 +4,26 @@
 set -u
 NABLA=${NABLA:-./nabla}
 passed=0 failed=0
+err_file=$(mktemp)  # private: other runs of this script may be going on at the same time
+trap 'rm -f "$err_file"' EXIT
 fail() { failed=$((failed + 1)); printf 'FAIL: %s\n' "$*" >&2; }
 
 # expect_out WANT ARGS...: stdout equals WANT, exit 0
 expect_out() {
     local want=$1; shift
     local got rc
-    got=$("$NABLA" "$@" 2>/tmp/nabla_cli_err); rc=$?
+    got=$("$NABLA" "$@" 2>"$err_file"); rc=$?
     if [ "$rc" -eq 0 ] && [ "$got" = "$want" ]; then passed=$((passed + 1))
-    else fail "nabla $* -> rc=$rc out=[$got] err=[$(cat /tmp/nabla_cli_err)] want [$want]"; fi
+    else fail "nabla $* -> rc=$rc out=[$got] err=[$(cat "$err_file")] want [$want]"; fi
 }
 
 # expect_err STATUS PATTERN ARGS...: exit STATUS, stderr matches PATTERN, stdout empty
 expect_err() {
     local want_rc=$1 pattern=$2; shift 2
     local got rc
-    got=$("$NABLA" "$@" 2>/tmp/nabla_cli_err); rc=$?
-    if [ "$rc" -eq "$want_rc" ] && [ -z "$got" ] && grep -qE -- "$pattern" /tmp/nabla_cli_err; then passed=$((passed + 1))
-    else fail "nabla $* -> rc=$rc out=[$got] err=[$(cat /tmp/nabla_cli_err)] want rc $want_rc /$pattern/"; fi
+    got=$("$NABLA" "$@" 2>"$err_file"); rc=$?
+    if [ "$rc" -eq "$want_rc" ] && [ -z "$got" ] && grep -qE -- "$pattern" "$err_file"; then passed=$((passed + 1))
+    else fail "nabla $* -> rc=$rc out=[$got] err=[$(cat "$err_file")] want rc $want_rc /$pattern/"; fi
 }
 
 VEC='w, x: vector(n); z: scalar'
@@ -101,8 +103,8 @@ expect_err 2 "'u' is used in its own definition" eval 'u = u*2; u*10' --at 'u=1'
 expect_err 2 '^      \^$' eval 'u = u*2; u*10'
 
 # output that cannot be written is an error: a full disk, a closed pipe
-"$NABLA" diff 'x^2' --wrt x >/dev/full 2>/tmp/nabla_cli_err; rc=$?
-if [ $rc -eq 2 ] && grep -q 'writing the output failed' /tmp/nabla_cli_err; then passed=$((passed + 1)); else fail "/dev/full: rc=$rc"; fi
+"$NABLA" diff 'x^2' --wrt x >/dev/full 2>"$err_file"; rc=$?
+if [ $rc -eq 2 ] && grep -q 'writing the output failed' "$err_file"; then passed=$((passed + 1)); else fail "/dev/full: rc=$rc"; fi
 "$NABLA" --help >/dev/full 2>/dev/null; rc=$?
 if [ $rc -eq 2 ]; then passed=$((passed + 1)); else fail "--help >/dev/full: rc=$rc"; fi
 # closed_pipe IGNORE_SIGPIPE: exit status of nabla writing into a pipe whose reader is gone
