@@ -681,7 +681,6 @@ static nb_node *transpose_uncached(nb_ctx *ctx, nb_node *a) {
 
 nb_expr *nb_transpose(nb_ctx *ctx, nb_expr *a) {
     if (!NB_API_OK(ctx, a)) return NULL;
-    if (!a) return NULL;
     nb_node *r = nb_memo_get(ctx, NB_MEMO_TRANSPOSE, a, 0, 0);
     if (r) return r;
     if (ctx->rewrite_depth >= REWRITE_DEPTH_LIMIT && a->type.kind != NB_SCALAR && a->op != NB_OP_TRANSPOSE)
@@ -702,7 +701,6 @@ static nb_type matmul_type(nb_type a, nb_type b) {
 
 nb_expr *nb_matmul(nb_ctx *ctx, nb_expr *a, nb_expr *b) {
     if (!NB_API_OK(ctx, a, b)) return NULL;
-    if (!a || !b) return NULL;
     if (a->type.kind == NB_SCALAR || b->type.kind == NB_SCALAR) return nb_mul(ctx, a, b);
     if (!dim_eq(a->type.cols, b->type.rows)) {
         shape_error(ctx, "the matrix product", a, b);
@@ -742,7 +740,6 @@ nb_expr *nb_matmul(nb_ctx *ctx, nb_expr *a, nb_expr *b) {
 
 nb_expr *nb_sum(nb_ctx *ctx, nb_expr *a) {
     if (!NB_API_OK(ctx, a)) return NULL;
-    if (!a) return NULL;
     if (a->type.kind == NB_SCALAR) return a;
     switch (a->op) {
     case NB_OP_CONST: return nb_mul(ctx, nb_const(ctx, node_number(a), nb_scalar_type()),
@@ -763,7 +760,6 @@ nb_expr *nb_sum(nb_ctx *ctx, nb_expr *a) {
 nb_expr *nb_diag(nb_ctx *ctx, nb_expr *v) {
     if (!NB_API_OK(ctx, v)) return NULL;
     char tv[80];
-    if (!v) return NULL;
     if (v->type.kind == NB_ROW) v = nb_transpose(ctx, v);
     if (v->type.kind != NB_VECTOR) {
         nb_set_error(ctx, "diag expects a vector, got %s", nb_type_str(ctx, v->type, tv, sizeof tv));
@@ -935,19 +931,19 @@ static bool need_matrix(nb_ctx *ctx, const char *what, nb_node *z) {
 
 nb_expr *nb_softmax(nb_ctx *ctx, nb_expr *z) {
     if (!NB_API_OK(ctx, z)) return NULL;
-    if (!z || !need_matrix(ctx, "softmax", z)) return NULL;
+    if (!need_matrix(ctx, "softmax", z)) return NULL;
     return nb_make(ctx, NB_OP_SOFTMAX, z->type, 1, &z, NULL, 0);
 }
 
 nb_expr *nb_logsoftmax(nb_ctx *ctx, nb_expr *z) {
     if (!NB_API_OK(ctx, z)) return NULL;
-    if (!z || !need_matrix(ctx, "logsoftmax", z)) return NULL;
+    if (!need_matrix(ctx, "logsoftmax", z)) return NULL;
     return nb_make(ctx, NB_OP_LOGSOFTMAX, z->type, 1, &z, NULL, 0);
 }
 
 nb_expr *nb_softmax_xent(nb_ctx *ctx, nb_expr *z, nb_expr *y) {
     if (!NB_API_OK(ctx, z, y)) return NULL;
-    if (!z || !y || !need_matrix(ctx, "softmax_xent", z)) return NULL;
+    if (!need_matrix(ctx, "softmax_xent", z)) return NULL;
     if (!nb_type_eq(z->type, y->type)) return shape_error(ctx, "softmax_xent(Z, Y)", z, y);
     nb_node *args[2] = {z, y};
     return nb_make(ctx, NB_OP_SOFTMAX_XENT, nb_scalar_type(), 2, args, NULL, 0);
@@ -959,14 +955,11 @@ nb_expr *nb_add(nb_ctx *ctx, nb_expr *a, nb_expr *b) {
     nb_node *t[2] = {a, b};
     return nb_add_n(ctx, 2, t);
 }
-nb_expr *nb_neg(nb_ctx *ctx, nb_expr *a) {
-    if (!NB_API_OK(ctx, a)) return NULL;
-    return a ? nb_scale(ctx, nb_number_int(-1), a) : NULL;
-}
+nb_expr *nb_neg(nb_ctx *ctx, nb_expr *a) { return NB_API_OK(ctx, a) ? nb_scale(ctx, nb_number_int(-1), a) : NULL; }
 nb_expr *nb_sub(nb_ctx *ctx, nb_expr *a, nb_expr *b) {
     if (!NB_API_OK(ctx, a, b)) return NULL;
     nb_type t;
-    if (a && b && !broadcast(a->type, b->type, &t)) return shape_error(ctx, "-", a, b);
+    if (!broadcast(a->type, b->type, &t)) return shape_error(ctx, "-", a, b);
     return nb_add(ctx, a, nb_neg(ctx, b));
 }
 nb_expr *nb_mul(nb_ctx *ctx, nb_expr *a, nb_expr *b) {
@@ -977,61 +970,22 @@ nb_expr *nb_mul(nb_ctx *ctx, nb_expr *a, nb_expr *b) {
 nb_expr *nb_div(nb_ctx *ctx, nb_expr *a, nb_expr *b) {
     if (!NB_API_OK(ctx, a, b)) return NULL;
     nb_type t;
-    if (a && b && !broadcast(a->type, b->type, &t)) return shape_error(ctx, "⊘", a, b);
+    if (!broadcast(a->type, b->type, &t)) return shape_error(ctx, "⊘", a, b);
     return nb_mul(ctx, a, nb_pow(ctx, b, num(ctx, -1)));
 }
-nb_expr *nb_pow(nb_ctx *ctx, nb_expr *a, nb_expr *b) {
-    if (!NB_API_OK(ctx, a, b)) return NULL;
-    return nb_binary(ctx, NB_OP_POW, a, b);
-}
-nb_expr *nb_exp(nb_ctx *ctx, nb_expr *a) {
-    if (!NB_API_OK(ctx, a)) return NULL;
-    return nb_unary(ctx, NB_OP_EXP, a);
-}
-nb_expr *nb_log(nb_ctx *ctx, nb_expr *a) {
-    if (!NB_API_OK(ctx, a)) return NULL;
-    return nb_unary(ctx, NB_OP_LOG, a);
-}
-nb_expr *nb_sin(nb_ctx *ctx, nb_expr *a) {
-    if (!NB_API_OK(ctx, a)) return NULL;
-    return nb_unary(ctx, NB_OP_SIN, a);
-}
-nb_expr *nb_cos(nb_ctx *ctx, nb_expr *a) {
-    if (!NB_API_OK(ctx, a)) return NULL;
-    return nb_unary(ctx, NB_OP_COS, a);
-}
-nb_expr *nb_tan(nb_ctx *ctx, nb_expr *a) {
-    if (!NB_API_OK(ctx, a)) return NULL;
-    return nb_unary(ctx, NB_OP_TAN, a);
-}
-nb_expr *nb_tanh(nb_ctx *ctx, nb_expr *a) {
-    if (!NB_API_OK(ctx, a)) return NULL;
-    return nb_unary(ctx, NB_OP_TANH, a);
-}
-nb_expr *nb_abs(nb_ctx *ctx, nb_expr *a) {
-    if (!NB_API_OK(ctx, a)) return NULL;
-    return nb_unary(ctx, NB_OP_ABS, a);
-}
-nb_expr *nb_sigmoid(nb_ctx *ctx, nb_expr *a) {
-    if (!NB_API_OK(ctx, a)) return NULL;
-    return nb_unary(ctx, NB_OP_SIGMOID, a);
-}
-nb_expr *nb_sqrt(nb_ctx *ctx, nb_expr *a) {
-    if (!NB_API_OK(ctx, a)) return NULL;
-    return nb_pow(ctx, a, nb_rational(ctx, 1, 2));
-}
-nb_expr *nb_relu(nb_ctx *ctx, nb_expr *a) {
-    if (!NB_API_OK(ctx, a)) return NULL;
-    return nb_max(ctx, num(ctx, 0), a);
-}
-nb_expr *nb_max(nb_ctx *ctx, nb_expr *a, nb_expr *b) {
-    if (!NB_API_OK(ctx, a, b)) return NULL;
-    return nb_binary(ctx, NB_OP_MAX, a, b);
-}
-nb_expr *nb_min(nb_ctx *ctx, nb_expr *a, nb_expr *b) {
-    if (!NB_API_OK(ctx, a, b)) return NULL;
-    return nb_binary(ctx, NB_OP_MIN, a, b);
-}
+nb_expr *nb_pow(nb_ctx *ctx, nb_expr *a, nb_expr *b) { return NB_API_OK(ctx, a, b) ? nb_binary(ctx, NB_OP_POW, a, b) : NULL; }
+nb_expr *nb_exp(nb_ctx *ctx, nb_expr *a) { return NB_API_OK(ctx, a) ? nb_unary(ctx, NB_OP_EXP, a) : NULL; }
+nb_expr *nb_log(nb_ctx *ctx, nb_expr *a) { return NB_API_OK(ctx, a) ? nb_unary(ctx, NB_OP_LOG, a) : NULL; }
+nb_expr *nb_sin(nb_ctx *ctx, nb_expr *a) { return NB_API_OK(ctx, a) ? nb_unary(ctx, NB_OP_SIN, a) : NULL; }
+nb_expr *nb_cos(nb_ctx *ctx, nb_expr *a) { return NB_API_OK(ctx, a) ? nb_unary(ctx, NB_OP_COS, a) : NULL; }
+nb_expr *nb_tan(nb_ctx *ctx, nb_expr *a) { return NB_API_OK(ctx, a) ? nb_unary(ctx, NB_OP_TAN, a) : NULL; }
+nb_expr *nb_tanh(nb_ctx *ctx, nb_expr *a) { return NB_API_OK(ctx, a) ? nb_unary(ctx, NB_OP_TANH, a) : NULL; }
+nb_expr *nb_abs(nb_ctx *ctx, nb_expr *a) { return NB_API_OK(ctx, a) ? nb_unary(ctx, NB_OP_ABS, a) : NULL; }
+nb_expr *nb_sigmoid(nb_ctx *ctx, nb_expr *a) { return NB_API_OK(ctx, a) ? nb_unary(ctx, NB_OP_SIGMOID, a) : NULL; }
+nb_expr *nb_sqrt(nb_ctx *ctx, nb_expr *a) { return NB_API_OK(ctx, a) ? nb_pow(ctx, a, nb_rational(ctx, 1, 2)) : NULL; }
+nb_expr *nb_relu(nb_ctx *ctx, nb_expr *a) { return NB_API_OK(ctx, a) ? nb_max(ctx, num(ctx, 0), a) : NULL; }
+nb_expr *nb_max(nb_ctx *ctx, nb_expr *a, nb_expr *b) { return NB_API_OK(ctx, a, b) ? nb_binary(ctx, NB_OP_MAX, a, b) : NULL; }
+nb_expr *nb_min(nb_ctx *ctx, nb_expr *a, nb_expr *b) { return NB_API_OK(ctx, a, b) ? nb_binary(ctx, NB_OP_MIN, a, b) : NULL; }
 
 nb_expr *nb_compare(nb_ctx *ctx, const char *op, nb_expr *a, nb_expr *b) {
     if (!NB_API_OK(ctx, a, b)) return NULL;
@@ -1051,7 +1005,6 @@ static nb_node *entry_count(nb_ctx *ctx, nb_node *a) {
 
 nb_expr *nb_mean(nb_ctx *ctx, nb_expr *a) {
     if (!NB_API_OK(ctx, a)) return NULL;
-    if (!a) return NULL;
     return nb_div(ctx, nb_sum(ctx, a), entry_count(ctx, a));
 }
 
@@ -1067,10 +1020,7 @@ nb_expr *nb_dot(nb_ctx *ctx, nb_expr *a, nb_expr *b) {
     return nb_matmul(ctx, nb_transpose(ctx, a), b);
 }
 
-nb_expr *nb_norm2(nb_ctx *ctx, nb_expr *a) {
-    if (!NB_API_OK(ctx, a)) return NULL;
-    return nb_sqrt(ctx, nb_sum(ctx, nb_pow(ctx, a, num(ctx, 2))));
-}
+nb_expr *nb_norm2(nb_ctx *ctx, nb_expr *a) { return NB_API_OK(ctx, a) ? nb_sqrt(ctx, nb_sum(ctx, nb_pow(ctx, a, num(ctx, 2)))) : NULL; }
 
 /* =====================================================================
  * Derivative rules.  G is ∂f/∂y in numerator layout: rows index f's

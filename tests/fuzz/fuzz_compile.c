@@ -13,6 +13,7 @@
  *
  * Build and run: tests/fuzz/run.sh compile [SECONDS]. */
 #include "nb_internal.h"
+#include "fuzz_input.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -85,17 +86,9 @@ static void run_and_compare(nb_ctx *ctx, nb_program *p, size_t nout, nb_expr *co
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    char *text = malloc(size + 1);
+    const char *decls, *src;
+    char *text = fuzz_split_input(data, size, &decls, &src);
     if (!text) return 0;
-    memcpy(text, data, size);
-    text[size] = '\0';
-    char *nl = strchr(text, '\n');
-    const char *decls = "", *src = text;
-    if (nl) {
-        *nl = '\0';
-        decls = text;
-        src = nl + 1;
-    }
     nb_ctx *ctx = nb_ctx_new();
     nb_program *p = NULL;
     if (!ctx) goto done;
