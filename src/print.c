@@ -87,6 +87,7 @@ typedef struct {
     uint32_t *name; /* by id: 0, or k for a node printed as definition tk */
     uint32_t base;  /* smallest id reachable (name indexes from it) */
     char prefix[16]; /* of the definitions' names: t1, t2, … unless a variable is called so */
+    bool repeats;    /* names only repeated subexpressions of a small tree ("… where t1 = …") */
 } printer;
 
 static void print_node(printer *p, const nb_node *e, int prec);
@@ -431,10 +432,20 @@ static void print_name(printer *p, const char *name) {
     else nb_sb_puts(&p->sb, name);
 }
 
+/* t1 (t_{1} in LaTeX, with the prefix's underscores escaped). */
+static void print_definition_name(printer *p, uint32_t k) {
+    if (!latex(p)) {
+        nb_sb_printf(&p->sb, "%s%u", p->prefix, k);
+        return;
+    }
+    for (const char *c = p->prefix; *c; c++) nb_sb_puts(&p->sb, *c == '_' ? "\\_" : (char[]){*c, 0});
+    nb_sb_printf(&p->sb, "_{%u}", k);
+}
+
 static void print_node(printer *p, const nb_node *e, int prec) {
     char buf[64];
     if (p->name && e->id >= p->base && p->name[e->id - p->base]) {
-        nb_sb_printf(&p->sb, "%s%u", p->prefix, p->name[e->id - p->base]);
+        print_definition_name(p, p->name[e->id - p->base]);
         return;
     }
     switch ((nb_op)e->op) {
@@ -519,6 +530,42 @@ static void print_node(printer *p, const nb_node *e, int prec) {
 #define TREE_LIMIT 4000 /* nodes in the printed tree before sharing is named */
 #define DEPTH_LIMIT 150 /* nesting before a definition breaks the chain */
 
+/* Length of e printed alone in ASCII, so that every format names the same. */
+static size_t printed_length(const printer *p, const nb_node *e) {
+    printer alone = {p->ctx, NB_FMT_ASCII, false, {NULL, 0, 0, false}, NULL, 0, "t", false};
+    print_node(&alone, e, P_LOW);
+    free(alone.sb.buf);
+    return alone.sb.len;
+}
+
+/* In a tree small enough to print whole, a subexpression that the text would
+ * show k >= 2 times is named when that makes the text no longer: k copies
+ * of its L characters cost at least k names, its definition and
+ * " where t1 = ", (k − 1)·L >= 2k + 12.  Outermost first: occurrences flow from each node to
+ * its operands, once only out of a named node (its body is printed once). */
+#define REPEAT_MIN_SIZE 5 /* nodes: smaller repeats are never worth a name */
+
+static bool name_repeats(printer *p, const nb_node *root, const bool *live, const double *size, uint32_t *count) {
+    uint32_t lo = p->base;
+    double *occurs = calloc((size_t)root->id + 1 - lo, sizeof *occurs);
+    if (!occurs) return false;
+    occurs[root->id - lo] = 1;
+    for (size_t id = (size_t)root->id + 1; id-- > lo;) {
+        if (!live[id] || occurs[id - lo] == 0) continue;
+        const nb_node *e = p->ctx->nodes[id];
+        double k = occurs[id - lo];
+        bool named = id != root->id && k >= 2 && size[id] >= REPEAT_MIN_SIZE &&
+                     (k - 1) * (double)printed_length(p, e) >= 2 * k + 12;
+        p->name[id - lo] = named;
+        for (size_t i = 0; i < e->nargs; i++) occurs[e->args[i]->id - lo] += named ? 1 : occurs[id - lo];
+    }
+    for (size_t id = lo; id <= root->id; id++) /* numbered inside out: operands first */
+        if (p->name[id - lo]) p->name[id - lo] = ++*count;
+    p->repeats = *count > 0;
+    free(occurs);
+    return true;
+}
+
 static bool plan_names(printer *p, const nb_node *root, uint32_t *count) {
     uint32_t lo = root->id;
     size_t n = (size_t)root->id + 1;
@@ -547,11 +594,14 @@ static bool plan_names(printer *p, const nb_node *root, uint32_t *count) {
             if (height[e->args[i]->id] + 1 > height[id]) height[id] = height[e->args[i]->id] + 1;
         }
     }
-    if (size[root->id] <= TREE_LIMIT && height[root->id] <= DEPTH_LIMIT) goto done;
     p->base = lo;
     p->name = calloc(n - lo, sizeof *p->name);
     if (!p->name) {
         ok = false;
+        goto done;
+    }
+    if (size[root->id] <= TREE_LIMIT && height[root->id] <= DEPTH_LIMIT) {
+        ok = name_repeats(p, root, live, size, count);
         goto done;
     }
     for (size_t id = lo; id < n; id++) {
@@ -596,30 +646,42 @@ static bool prefix_taken(const nb_ctx *ctx, const char *prefix) {
     return false;
 }
 
+/* lead, then each definition "tk = body" in id order (operands before their
+ * users), each followed (ASCII: statements) or separated by sep. */
+static void print_definitions(printer *p, const nb_node *root, const char *lead, const char *sep) {
+    uint32_t *order = p->name;
+    bool first = true;
+    nb_sb_puts(&p->sb, lead);
+    for (uint32_t id = p->base; id <= root->id; id++) {
+        uint32_t k = order[id - p->base];
+        if (!k) continue;
+        if (!first && !ascii(p) && p->repeats) nb_sb_puts(&p->sb, sep);
+        first = false;
+        print_definition_name(p, k);
+        nb_sb_puts(&p->sb, " = ");
+        order[id - p->base] = 0; /* print the body itself, not its name */
+        print_node(p, p->ctx->nodes[id], P_LOW);
+        order[id - p->base] = k;
+        if (ascii(p) || !p->repeats) nb_sb_puts(&p->sb, sep);
+    }
+}
+
 static char *to_string(nb_ctx *ctx, const nb_expr *e, nb_format fmt, const char *fn) {
     if (!nb_api_exprs(ctx, fn, 1, &e)) return NULL;
     if (fmt != NB_FMT_UNICODE && fmt != NB_FMT_ASCII && fmt != NB_FMT_LATEX) {
         nb_set_error(ctx, "%s: invalid format %d", fn, (int)fmt);
         return NULL;
     }
-    printer p = {ctx, fmt, fmt != NB_FMT_ASCII, {NULL, 0, 0, false}, NULL, 0, "t"};
+    printer p = {ctx, fmt, fmt != NB_FMT_ASCII, {NULL, 0, 0, false}, NULL, 0, "t", false};
     uint32_t named;
     if (!plan_names(&p, e, &named)) return NULL;
-    if (named) {
-        while (strlen(p.prefix) + 2 < sizeof p.prefix && prefix_taken(ctx, p.prefix)) strcat(p.prefix, "_");
-        /* Definitions in id order: each one's operands are printed before it. */
-        uint32_t *order = p.name;
-        for (uint32_t id = p.base; id <= e->id; id++) {
-            uint32_t k = order[id - p.base];
-            if (!k) continue;
-            nb_sb_printf(&p.sb, "%s%u = ", p.prefix, k);
-            order[id - p.base] = 0; /* print the body itself, not its name */
-            print_node(&p, ctx->nodes[id], P_LOW);
-            order[id - p.base] = k;
-            nb_sb_puts(&p.sb, latex(&p) ? " \\\\\n" : "\n");
-        }
-    }
+    while (named && strlen(p.prefix) + 2 < sizeof p.prefix && prefix_taken(ctx, p.prefix)) strcat(p.prefix, "_");
+    /* ASCII (and any large result): the definitions first, as the language
+     * reads them; the display formats name repeats after: "… where t1 = …". */
+    bool after = p.repeats && !ascii(&p);
+    if (named && !after) print_definitions(&p, e, "", p.repeats ? "; " : latex(&p) ? " \\\\\n" : "\n");
     print_node(&p, e, P_LOW);
+    if (named && after) print_definitions(&p, e, latex(&p) ? " \\quad\\text{where } " : " where ", ", ");
     free(p.name);
     if (p.sb.failed) {
         free(p.sb.buf);

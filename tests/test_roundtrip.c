@@ -229,8 +229,32 @@ static void test_exact_powers(void) {
     nb_ctx_free(ctx);
 }
 
+/* A repeated subexpression is named once when that does not lengthen the
+ * text: after the formula ("where") in Unicode and LaTeX, before it as a
+ * definition in ASCII, which parses back. */
+static void test_repeated_subexpressions(void) {
+    nb_ctx *ctx = nb_ctx_new();
+    nb_declare(ctx, "X: matrix(3, 2); W: matrix(2, 4); Y: matrix(3, 4); b: row(4); A: matrix(2, 2); x, c: vector(2)");
+    nb_expr *W = nb_lookup(ctx, "W"), *x = nb_lookup(ctx, "x");
+    nb_expr *J = nb_derivative(ctx, nb_parse(ctx, "sum(softmax(X*W + b) .* Y)"), 1, &W, NB_NUMERATOR);
+    CHECK_STR(print(ctx, J, NB_FMT_UNICODE), "Xᵀ·(t1 ⊙ (Y - (Y ⊙ t1)·𝟏·𝟏ᵀ)) where t1 = softmax(X·W + b)");
+    CHECK_STR(print(ctx, J, NB_FMT_ASCII), "t1 = softmax(X*W + b); X'*(t1 .* (Y - (Y .* t1)*ones(4)*ones(4)'))");
+    J = nb_derivative(ctx, nb_parse(ctx, "sigmoid(A*x + c)"), 1, &x, NB_NUMERATOR);
+    CHECK_STR(print(ctx, J, NB_FMT_LATEX), "\\operatorname{diag}\\left(t_{1} \\odot \\left(1 - t_{1}\\right)\\right) A "
+                                          "\\quad\\text{where } t_{1} = \\operatorname{sigmoid}\\left(A x + c\\right)");
+    /* short repeats stay inline */
+    J = nb_derivative(ctx, nb_parse(ctx, "sigmoid(x)"), 1, &x, NB_NUMERATOR);
+    CHECK_STR(print(ctx, J, NB_FMT_UNICODE), "diag(sigmoid(x) ⊙ (1 - sigmoid(x)))");
+    uint64_t rng = 3;
+    CHECK(nb_randomize(ctx, nb_parse(ctx, "sum(softmax(X*W + b) .* Y) + sum(A*x + c)"), &rng, -1, 1) == 0, "values");
+    roundtrip_derivatives(ctx, nb_parse(ctx, "sum(softmax(X*W + b) .* Y)"));
+    roundtrip_derivatives(ctx, nb_parse(ctx, "sum(sigmoid(A*x + c))"));
+    nb_ctx_free(ctx);
+}
+
 int main(void) {
     test_exact_powers();
+    test_repeated_subexpressions();
     test_structured_derivatives();
     test_hessian_of_reread_gradient();
     test_rows_and_columns();

@@ -70,8 +70,11 @@ static const char diff_help[] =
     "3*x^2*y w.r.t. x,y is the row [6·x·y, 3·x²]ᵀ.  Unicode and latex write the\n"
     "ones vector 𝟏 (row 𝟏ᵀ), the zero array 𝟎 and the identity I; ascii writes\n"
     "ones(n), ones(n)', zeros(m, n), eye(n), indicators (u > 0), sign(u),\n"
-    "diagpart(A) — every ascii output reads back as the same expression.  A large\n"
-    "or shared result is printed as definitions t1 = ...; first.\n"
+    "diagpart(A) — every ascii output reads back as the same expression.  A\n"
+    "subexpression the result repeats is named once when that is no longer:\n"
+    "'diag(t1 ⊙ (1 - t1))·A where t1 = sigmoid(A·x + b)' (ascii: the definition\n"
+    "first, 't1 = sigmoid(A*x + b); diag(t1 .* (1 - t1))*A'); a very large result\n"
+    "is printed as definitions, one per line, then the formula.\n"
     "\n"
     "example: nabla diff 'sum(w .* x) + b' --wrt w --let 'w, x: vector(n); b: scalar'\n";
 
