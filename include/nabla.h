@@ -140,10 +140,16 @@ nb_expr *nb_jvp(nb_ctx *ctx, nb_expr *f, nb_expr *v, nb_expr *t);
 nb_expr *nb_vjp(nb_ctx *ctx, nb_expr *f, nb_expr *v, nb_expr *u);
 
 /* ---- printing ---------------------------------------------------------- */
-/* Returns a malloc'd string (free with free()); NULL on allocation failure. */
+/* Returns a malloc'd string (free with free()); NULL on allocation failure or
+ * a bad argument (nb_error says which).  A column prints [a, b], a row
+ * [a, b]ᵀ (ASCII [a, b]'; LaTeX a bmatrix row).  NB_FMT_ASCII is the input
+ * language: nb_parse reads it back as an expression of the same type and
+ * value (ones(n), ones(n)', zeros(m, n), eye(n), sign, diagpart, indexing,
+ * definitions "t1 = …; …").  Unicode and LaTeX use the paper's notation: 𝟏,
+ * 𝟏ᵀ, 𝟎, I, 1[u > 0], and "… where t1 = …" for a repeated subexpression. */
 char *nb_to_string(nb_ctx *ctx, const nb_expr *e, nb_format fmt);
-/* Like nb_to_string, but a row of listed entries (a gradient w.r.t. several
- * scalars) prints as the paper writes it, [6*x*y, 3*x^2], without the ᵀ. */
+/* The same as nb_to_string (kept for the derivative printing of earlier
+ * versions, which dropped the ᵀ of a row of listed entries). */
 char *nb_derivative_to_string(nb_ctx *ctx, const nb_expr *J, nb_format fmt);
 
 /* ---- reference evaluation (f64) ----------------------------------------- */
