@@ -144,6 +144,16 @@ bool nb_api_string(nb_ctx *ctx, const char *fn, const char *s, const char *what)
 }
 
 /* ---- exact numbers ---------------------------------------------------- */
+static int64_t gcd64(int64_t a, int64_t b) {
+    uint64_t x = a < 0 ? -(uint64_t)a : (uint64_t)a, y = b < 0 ? -(uint64_t)b : (uint64_t)b;
+    while (y) {
+        uint64_t t = x % y;
+        x = y;
+        y = t;
+    }
+    return (int64_t)x; /* gcd(num, den) with den >= 1 is at most den */
+}
+
 static nb_int gcd128(nb_int a, nb_int b) {
     if (a < 0) a = -a;
     if (b < 0) b = -b;
@@ -160,19 +170,21 @@ static nb_int gcd128(nb_int a, nb_int b) {
 #define EXACT_BITS 125
 static int bit_length(nb_int v) {
     unsigned __int128 u = v < 0 ? -(unsigned __int128)v : (unsigned __int128)v;
-    int n = 0;
-    while (u) u >>= 1, n++;
-    return n;
+    uint64_t high = (uint64_t)(u >> 64), low = (uint64_t)u;
+    return high ? 128 - __builtin_clzll(high) : low ? 64 - __builtin_clzll(low) : 0;
 }
 static bool exact_range(nb_int v) { return bit_length(v) <= EXACT_BITS; }
+static bool fits_int64(nb_int v) { return v >= INT64_MIN && v <= INT64_MAX; }
 
-/* num/den reduced, den > 0; inexact when out of range. */
+/* num/den reduced, den > 0; inexact when out of range.  The common small
+ * case stays in 64-bit arithmetic. */
 static nb_number make_exact(nb_int num, nb_int den) {
     if (den < 0) num = -num, den = -den;
-    nb_int g = gcd128(num, den);
+    nb_int g = den == 1 ? 1 : fits_int64(num) && fits_int64(den) ? (nb_int)gcd64((int64_t)num, (int64_t)den) : gcd128(num, den);
     if (g > 1) num /= g, den /= g;
     if (!exact_range(num) || !exact_range(den)) return nb_number_double((double)num / (double)den);
-    nb_number n = {true, num, den, (double)num / (double)den};
+    double val = fits_int64(num) && fits_int64(den) ? (double)(int64_t)num / (double)(int64_t)den : (double)num / (double)den;
+    nb_number n = {true, num, den, val};
     return n;
 }
 
@@ -186,7 +198,10 @@ nb_number nb_number_rational(int64_t num, int64_t den) {
     return make_exact(num, den);
 }
 
-nb_number nb_number_int(int64_t v) { return nb_number_rational(v, 1); }
+nb_number nb_number_int(int64_t v) {
+    nb_number n = {true, v, 1, (double)v};
+    return n;
+}
 
 /* a·b when it stays in the exact range. */
 static bool exact_product(nb_int a, nb_int b, nb_int *out) {
