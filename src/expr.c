@@ -510,6 +510,7 @@ bool nb_is_zero(const nb_node *e) { return nb_is_const(e, 0); }
 
 nb_expr *nb_num(nb_ctx *ctx, double v) {
     if (!ctx) return NULL;
+    if (!isfinite(v)) return nb_set_error(ctx, "nb_num: %g is not a finite number", v), NULL;
     if (v == floor(v) && fabs(v) < 9e15) return nb_const(ctx, nb_number_int((int64_t)v), nb_scalar_type());
     return nb_const(ctx, nb_number_double(v), nb_scalar_type());
 }

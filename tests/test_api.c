@@ -7,6 +7,7 @@
 #include "nabla.h"
 #include "test.h"
 
+#include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -162,6 +163,9 @@ static void test_sizes_and_enums(void) {
     CHECK(nb_matrix_lit(ctx, SIZE_MAX / 2, 4, elems) == NULL && error_mentions(ctx, "too large"), "matrix literal overflow");
     CHECK(nb_matrix_lit(ctx, 0, 4, elems) == NULL && error_mentions(ctx, "empty"), "empty matrix literal");
     CHECK(nb_vector_lit(ctx, 0, NULL) == NULL && error_mentions(ctx, "empty"), "empty vector literal");
+    CHECK(nb_num(ctx, NAN) == NULL && error_mentions(ctx, "not a finite number"), "nb_num(NaN)");
+    CHECK(nb_num(ctx, -INFINITY) == NULL && error_mentions(ctx, "not a finite number"), "nb_num(-inf)");
+    CHECK(nb_rational(ctx, INT64_MIN, -1) != NULL, "nb_rational(INT64_MIN, -1) is the exact 2^63");
 
     nb_type bad_kind = {(nb_kind)7, 1, 1};
     CHECK(nb_var(ctx, "q", bad_kind) == NULL && error_mentions(ctx, "invalid type"), "nb_var(invalid kind)");
