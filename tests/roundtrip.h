@@ -7,7 +7,7 @@
  * values, of e's values (relative 1e-9).
  * roundtrip_derivatives(ctx, f): the same for every derivative of f — with
  * respect to each variable f uses, in both layouts, and w.r.t. the list of
- * its scalar variables. */
+ * its scalar variables; for a scalar f also its gradients and Hessians. */
 #ifndef NB_TEST_ROUNDTRIP_H
 #define NB_TEST_ROUNDTRIP_H
 
@@ -81,6 +81,13 @@ static void roundtrip_derivatives(nb_ctx *ctx, nb_expr *f) {
             if (J) roundtrip_expr(ctx, J);
             nb_clear_error(ctx);
         }
+        /* the gradient and, through it, the Hessian */
+        nb_expr *g = nb_type_of(f).kind == NB_SCALAR ? nb_gradient(ctx, f, v) : NULL;
+        nb_expr *H = g && nb_type_of(v).kind != NB_MATRIX && nb_type_of(v).kind != NB_ROW
+                         ? nb_derivative(ctx, g, 1, &v, NB_NUMERATOR) : NULL;
+        if (g) roundtrip_expr(ctx, g);
+        if (H) roundtrip_expr(ctx, H);
+        nb_clear_error(ctx);
     }
     if (nscalars > 1)
         for (int layout = 0; layout < 2; layout++) {
