@@ -157,6 +157,9 @@ static const char *describe_token(const parser *p, token t, char *buf, size_t si
     return buf;
 }
 
+typedef struct function_info function_info;
+static const function_info *find_function(const char *name);
+
 /* An error at the current token; at the end of input it points just after
  * the last token, where the missing piece belongs. */
 static void fail_unexpected(parser *p, const char *expected) {
@@ -165,7 +168,8 @@ static void fail_unexpected(parser *p, const char *expected) {
     size_t at = p->tok.kind == TOK_EOF ? p->prev_end : p->tok.start;
     if (p->tok.kind == TOK_BAD && strncmp(p->src + p->tok.start, UTF8_OTIMES, 3) == 0)
         fail_at(p, at, "'⊗' is ambiguous: the paper writes it for the element-wise product, most texts for the "
-                       "Kronecker product; write ⊙ or .* for the element-wise product");
+                       "Kronecker product; write ⊙ or .* for the element-wise product%s",
+                find_function("kron") ? ", kron(A, B) for the Kronecker product" : "");
     else if (expected && p->tok.kind != TOK_BAD) fail_at(p, at, "expected %s, found %s", expected, found);
     else fail_at(p, at, "unexpected %s", found);
 }
@@ -405,12 +409,12 @@ static nb_expr *parse_number(parser *p) {
 static nb_expr *parse_expression(parser *p);
 static nb_expr *parse_unary(parser *p);
 
-typedef struct {
+struct function_info {
     const char *name;
     int arity;
     nb_expr *(*unary)(nb_ctx *, nb_expr *);
     nb_expr *(*binary)(nb_ctx *, nb_expr *, nb_expr *);
-} function_info;
+};
 
 /* Operators without a public builder that printed derivatives use. */
 static nb_expr *parse_sign(nb_ctx *ctx, nb_expr *a) { return nb_unary(ctx, NB_OP_SIGN, a); }
