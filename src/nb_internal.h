@@ -174,6 +174,9 @@ void nb_print_number(nb_strbuf *sb, nb_number c);
 /* Short description of an expression for error messages (truncated). */
 const char *nb_describe(nb_ctx *ctx, const nb_node *e, char *buf, size_t size);
 
+/* The constant pi (π) of the language: the double nearest π (parse.c, print.c). */
+#define NB_PI 3.141592653589793238462643383279502884
+
 /* ---- argument checks of the public functions (expr.c) ---- */
 /* Whether e is a node of ctx (checked without dereferencing a foreign pointer). */
 bool nb_owns(const nb_ctx *ctx, const nb_node *e);

@@ -29,7 +29,6 @@
  * error rather than a risk to the stack. */
 #define MAX_NESTING 200
 
-#define PI_DOUBLE 3.141592653589793238462643383279502884 /* the double nearest π */
 
 /* UTF-8 spellings of the operator symbols. */
 #define UTF8_SUPERSCRIPT_T "\xE1\xB5\x80" /* ᵀ U+1D40 */
@@ -537,7 +536,7 @@ static nb_expr *parse_name(parser *p) {
     }
     if (is_dimension_symbol(p->ctx, p->name)) e = nb_dimval(p->ctx, nb_dim_symbol(p->ctx, p->name));
     else if (strcmp(p->name, "e") == 0) e = nb_exp(p->ctx, nb_num(p->ctx, 1));
-    else if (strcmp(p->name, "pi") == 0 || strcmp(p->name, UTF8_PI) == 0) e = nb_num(p->ctx, PI_DOUBLE);
+    else if (strcmp(p->name, "pi") == 0 || strcmp(p->name, UTF8_PI) == 0) e = nb_num(p->ctx, NB_PI);
     else e = nb_var(p->ctx, p->name, nb_scalar_type());
     return check_built(p, e, t.start);
 }

@@ -126,8 +126,6 @@ static void print_superscript(printer *p, int64_t v) {
     for (char *c = tmp; *c; c++) nb_sb_puts(&p->sb, *c == '-' ? "⁻" : digits[*c - '0']);
 }
 
-/* π as the parser reads it (pi, π): the double nearest π. */
-#define PI_DOUBLE 3.141592653589793238462643383279502884
 
 /* Whether the double v is (num/den)·π exactly as the builders fold it
  * (den <= 12), so that it prints as num/den·π and re-reads as the same bits.
@@ -135,10 +133,10 @@ static void print_superscript(printer *p, int64_t v) {
 static bool pi_multiple(const printer *p, double v, nb_number *ratio) {
     if (!isfinite(v) || v == 0 || fabs(v) > 1e3 || nb_lookup(p->ctx, "pi")) return false;
     for (int64_t den = 1; den <= 12; den++) {
-        double k = nearbyint(v / PI_DOUBLE * (double)den);
+        double k = nearbyint(v / NB_PI * (double)den);
         if (k == 0) continue;
         nb_number r = nb_number_rational((int64_t)k, den);
-        if (r.den == den && nb_number_mul(r, nb_number_double(PI_DOUBLE)).val == v) return *ratio = r, true;
+        if (r.den == den && nb_number_mul(r, nb_number_double(NB_PI)).val == v) return *ratio = r, true;
     }
     return false;
 }
