@@ -10,8 +10,32 @@
  * (numerator layout).  Denominator layout is the transpose.
  *
  * Errors: every builder returns NULL on error and leaves a message in
- * nb_error(ctx); passing NULL into a builder propagates the NULL, so a chain of
- * calls needs one check at the end.  Nothing aborts on bad input. */
+ * nb_error(ctx); passing NULL into a builder propagates the NULL (and the
+ * message of the builder that failed), so a chain of calls needs one check at
+ * the end.  Nothing aborts on bad input: every function checks its arguments
+ * — a NULL context, expression, string or output pointer, an expression that
+ * belongs to another context (detected by address, without reading it),
+ * sizes whose entry count overflows, enum values out of range — and reports
+ * through nb_error (nb_error(NULL) is a message too).  What cannot be
+ * checked: a pointer to a freed context or program, a buffer shorter than
+ * its stated size.
+ *
+ * Restrictions (threads):
+ *  - nb_ctx: not thread-safe.  A context and everything built in it
+ *    (expressions, values, dimension bindings, its error message) belong to
+ *    one thread at a time: every call that takes the context, or an
+ *    expression of it, must be serialised by the caller.  Distinct contexts
+ *    share nothing and may be used concurrently from different threads.
+ *  - nb_expr: immutable once built and owned by its context until
+ *    nb_ctx_free; reading it (nb_type_of) from several threads is safe only
+ *    while no thread calls into the context.  Builders hash-cons, so building
+ *    is a write to the context even when the result already exists.
+ *  - nb_program: independent of its context once compiled (the context may be
+ *    freed).  Calls on one program must not overlap (runs write its
+ *    workspace and its error message); distinct programs may run
+ *    concurrently.  nb_program_set_threads uses threads inside one run.
+ *  - The library has no global mutable state; strings returned by nb_error
+ *    and nb_program_error stay valid until the next call on that object. */
 #ifndef NABLA_H
 #define NABLA_H
 
@@ -146,10 +170,16 @@ typedef void (*nb_rewrite_log)(void *user, const char *rule, const nb_expr *at, 
 void nb_set_rewrite_log(nb_ctx *ctx, nb_rewrite_log fn, void *user);
 
 /* ---- printing ---------------------------------------------------------- */
-/* Returns a malloc'd string (free with free()); NULL on allocation failure. */
+/* Returns a malloc'd string (free with free()); NULL on allocation failure or
+ * a bad argument (nb_error says which).  A column prints [a, b], a row
+ * [a, b]ᵀ (ASCII [a, b]'; LaTeX a bmatrix row).  NB_FMT_ASCII is the input
+ * language: nb_parse reads it back as an expression of the same type and
+ * value (ones(n), ones(n)', zeros(m, n), eye(n), sign, diagpart, indexing,
+ * definitions "t1 = …; …").  Unicode and LaTeX use the paper's notation: 𝟏,
+ * 𝟏ᵀ, 𝟎, I, 1[u > 0], and "… where t1 = …" for a repeated subexpression. */
 char *nb_to_string(nb_ctx *ctx, const nb_expr *e, nb_format fmt);
-/* Like nb_to_string, but a row of listed entries (a gradient w.r.t. several
- * scalars) prints as the paper writes it, [6*x*y, 3*x^2], without the ᵀ. */
+/* The same as nb_to_string (kept for the derivative printing of earlier
+ * versions, which dropped the ᵀ of a row of listed entries). */
 char *nb_derivative_to_string(nb_ctx *ctx, const nb_expr *J, nb_format fmt);
 
 /* ---- reference evaluation (f64) ----------------------------------------- */
@@ -169,9 +199,12 @@ void nb_matrix_free(nb_matrix *m);
 
 /* ---- finite-difference checking ---- */
 /* Compares ∂f/∂wrt (nb_derivative, numerator layout, evaluated at the bound
- * values) with central differences of f, step h = 1e-6·max(1, |x|) per entry
- * of each wrt variable; *max_rel_err = max over entries of
- * |a − b| / max(1, |a|, |b|).  Returns 0, or -1 with nb_error set. */
+ * values) with central differences of f, step h = 1e-6·max(1, |x|)·∛F per
+ * entry of each wrt variable, where F = max(1, max |f|) at the point;
+ * *max_rel_err = max over entries of max(0, |a − b| − r) / max(1, |a|, |b|),
+ * where r = 4ε·max(|f(x+h)|, |f(x−h)|)/(2h) bounds the rounding noise of the
+ * difference quotient (so a large |f|, as in 1e10 + x, is no false alarm).
+ * Returns 0, or -1 with nb_error set. */
 int nb_check(nb_ctx *ctx, nb_expr *f, size_t nwrt, nb_expr *const *wrt, double *max_rel_err);
 /* A random test point: every variable e uses that has no value gets entries
  * uniform in [lo, hi]; unbound dimension symbols e uses first get a size in

@@ -2,6 +2,7 @@
  * differences of the function, and random test points. */
 #include "nb_internal.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,9 +17,12 @@ static size_t entries(const nb_matrix *m) { return (size_t)m->rows * (size_t)m->
 
 /* Central differences of f w.r.t. every entry of var, compared with column
  * `first_column` onwards of the dense derivative D (m rows of f entries,
- * `ncols` columns in all).  Restores var's value.  Returns 0 or -1. */
+ * `ncols` columns in all).  f_scale is max(1, max |f|) at the point: the step
+ * grows with its cube root, and the rounding noise of f's values,
+ * 4·ε·max(|f(x+h)|, |f(x−h)|)/(2h), is not counted as error — so that
+ * 1e10 + x checks as well as x does.  Restores var's value.  Returns 0 or -1. */
 static int check_variable(nb_ctx *ctx, nb_expr *f, const nb_node *var, const nb_matrix *D, size_t m, size_t ncols,
-                          size_t first_column, double *max_rel_err) {
+                          size_t first_column, double f_scale, double *max_rel_err) {
     nb_binding *b = binding_of(ctx, var);
     if (!b || !b->value.data) return nb_set_error(ctx, "'%s' has no value", var->a.name);
     nb_matrix x = b->value; /* nb_set_value replaces b->value: work on a copy */
@@ -28,7 +32,7 @@ static int check_variable(nb_ctx *ctx, nb_expr *f, const nb_node *var, const nb_
     memcpy(point, x.data, n * sizeof *point);
     int status = 0;
     for (size_t k = 0; k < n && status == 0; k++) {
-        double x0 = point[k], h = 1e-6 * fmax(1.0, fabs(x0));
+        double x0 = point[k], h = 1e-6 * fmax(1.0, fabs(x0)) * cbrt(f_scale);
         nb_matrix plus = {0, 0, NULL}, minus = {0, 0, NULL};
         point[k] = x0 + h;
         status = nb_set_value(ctx, var->a.name, x.rows, x.cols, point);
@@ -43,7 +47,8 @@ static int check_variable(nb_ctx *ctx, nb_expr *f, const nb_node *var, const nb_
         for (size_t i = 0; status == 0 && i < m; i++) {
             double numeric = (plus.data[i] - minus.data[i]) / step;
             double symbolic = D->data[i * ncols + first_column + k];
-            double err = fabs(numeric - symbolic) / fmax(1.0, fmax(fabs(numeric), fabs(symbolic)));
+            double noise = 4 * DBL_EPSILON * fmax(fabs(plus.data[i]), fabs(minus.data[i])) / step;
+            double err = fmax(0.0, fabs(numeric - symbolic) - noise) / fmax(1.0, fmax(fabs(numeric), fabs(symbolic)));
             if (!(err <= *max_rel_err)) *max_rel_err = isnan(err) ? INFINITY : err;
         }
         nb_matrix_free(&plus);
@@ -56,8 +61,8 @@ static int check_variable(nb_ctx *ctx, nb_expr *f, const nb_node *var, const nb_
 }
 
 int nb_check(nb_ctx *ctx, nb_expr *f, size_t nwrt, nb_expr *const *wrt, double *max_rel_err) {
-    if (!ctx) return -1;
-    if (!f || !wrt || nwrt == 0 || !max_rel_err) return nb_set_error(ctx, "nb_check: missing function or variables");
+    if (!NB_API_OK(ctx, f) || !nb_api_array(ctx, __func__, nwrt, wrt)) return -1;
+    if (nwrt == 0 || !max_rel_err) return nb_set_error(ctx, "nb_check: no variables, or max_rel_err is NULL");
     *max_rel_err = 0;
     for (size_t j = 0; j < nwrt; j++)
         if (!wrt[j] || wrt[j]->op != NB_OP_VAR) return nb_set_error(ctx, "nb_check: can only differentiate with respect to variables");
@@ -67,6 +72,8 @@ int nb_check(nb_ctx *ctx, nb_expr *f, size_t nwrt, nb_expr *const *wrt, double *
     if (nb_eval(ctx, derivative, &D) != 0) return -1;
     int status = nb_eval(ctx, f, &value);
     size_t m = entries(&value), ncols = 0;
+    double f_scale = 1;
+    for (size_t i = 0; status == 0 && i < m; i++) f_scale = fmax(f_scale, fabs(value.data[i]));
     nb_matrix_free(&value);
     for (size_t j = 0; status == 0 && j < nwrt; j++) {
         nb_binding *b = binding_of(ctx, wrt[j]);
@@ -77,7 +84,7 @@ int nb_check(nb_ctx *ctx, nb_expr *f, size_t nwrt, nb_expr *const *wrt, double *
         status = nb_set_error(ctx, "nb_check: the derivative has %lldx%lld entries, expected %zu x %zu", (long long)D.rows,
                               (long long)D.cols, m, ncols);
     for (size_t j = 0, column = 0; status == 0 && j < nwrt; j++) {
-        status = check_variable(ctx, f, wrt[j], &D, m, ncols, column, max_rel_err);
+        status = check_variable(ctx, f, wrt[j], &D, m, ncols, column, f_scale, max_rel_err);
         column += entries(&binding_of(ctx, wrt[j])->value);
     }
     nb_matrix_free(&D);
@@ -106,8 +113,9 @@ static int bind_random_dim(nb_ctx *ctx, nb_dim d, uint64_t *rng) {
 }
 
 int nb_randomize(nb_ctx *ctx, const nb_expr *e, uint64_t *rng, double lo, double hi) {
-    if (!ctx) return -1;
-    if (!e || !rng) return nb_set_error(ctx, "nb_randomize: missing expression or generator");
+    if (!NB_API_OK(ctx, e)) return -1;
+    if (!rng) return nb_set_error(ctx, "nb_randomize: the generator state is NULL");
+    if (!(isfinite(lo) && isfinite(hi) && lo <= hi)) return nb_set_error(ctx, "nb_randomize: invalid range [%g, %g]", lo, hi);
     /* Operands have smaller ids, so one downward sweep marks what e uses. */
     bool *used = calloc(e->id + 1, sizeof *used);
     if (!used) return nb_set_error(ctx, "out of memory");

@@ -323,7 +323,7 @@ static nb_expr *derivative(nb_ctx *ctx, nb_expr *f, size_t nwrt, nb_expr *const 
 /* The chain rule in raw mode (every factor as its rule built it), then the
  * simplifier: the canonical form is a pass over the raw derivative. */
 nb_expr *nb_derivative(nb_ctx *ctx, nb_expr *f, size_t nwrt, nb_expr *const *wrt, nb_layout layout) {
-    if (!ctx) return NULL;
+    if (!NB_API_OK(ctx, f) || !nb_api_array(ctx, __func__, nwrt, wrt) || !nb_api_layout(ctx, __func__, layout)) return NULL;
     if (ctx->raw) return derivative(ctx, f, nwrt, wrt, layout);
     ctx->raw = true;
     nb_node *J = derivative(ctx, f, nwrt, wrt, layout);
@@ -332,7 +332,7 @@ nb_expr *nb_derivative(nb_ctx *ctx, nb_expr *f, size_t nwrt, nb_expr *const *wrt
 }
 
 nb_expr *nb_derivative_raw(nb_ctx *ctx, nb_expr *f, size_t nwrt, nb_expr *const *wrt, nb_layout layout) {
-    if (!ctx) return NULL;
+    if (!NB_API_OK(ctx, f) || !nb_api_array(ctx, __func__, nwrt, wrt) || !nb_api_layout(ctx, __func__, layout)) return NULL;
     bool raw = ctx->raw;
     ctx->raw = true;
     nb_node *J = derivative(ctx, f, nwrt, wrt, layout);
@@ -341,6 +341,7 @@ nb_expr *nb_derivative_raw(nb_ctx *ctx, nb_expr *f, size_t nwrt, nb_expr *const 
 }
 
 nb_expr *nb_gradient(nb_ctx *ctx, nb_expr *f, nb_expr *v) {
+    if (!NB_API_OK(ctx, f, v)) return NULL;
     char tf[64];
     if (!f || !v) return NULL;
     if (f->type.kind != NB_SCALAR) {
@@ -353,6 +354,7 @@ nb_expr *nb_gradient(nb_ctx *ctx, nb_expr *f, nb_expr *v) {
 
 /* uᵀ·(∂f/∂v) is the derivative of the scalar Σ u ⊙ f: one reverse pass. */
 nb_expr *nb_vjp(nb_ctx *ctx, nb_expr *f, nb_expr *v, nb_expr *u) {
+    if (!NB_API_OK(ctx, f, v, u)) return NULL;
     char tf[64], tu[64];
     if (!f || !u) return NULL;
     if (!nb_type_eq(f->type, u->type)) {
@@ -413,6 +415,7 @@ done:
 }
 
 nb_expr *nb_jvp(nb_ctx *ctx, nb_expr *f, nb_expr *v, nb_expr *t) {
+    if (!NB_API_OK(ctx, f, v, t)) return NULL;
     char tv[64], tt[64];
     if (!ctx || !f || !v || !t) return NULL;
     if (!is_variable(ctx, v, "")) return NULL;
@@ -453,13 +456,13 @@ done:
 
 /* ∇²f·t = the tangent of ∇f along t (forward over reverse). */
 nb_expr *nb_hvp(nb_ctx *ctx, nb_expr *f, nb_expr *v, nb_expr *t) {
-    if (!ctx || !f || !v || !t) return NULL;
+    if (!NB_API_OK(ctx, f, v, t)) return NULL;
     return nb_jvp(ctx, nb_gradient(ctx, f, v), v, t);
 }
 
 nb_expr *nb_hessian(nb_ctx *ctx, nb_expr *f, nb_expr *v) {
     char tv[64];
-    if (!ctx || !f || !v) return NULL;
+    if (!NB_API_OK(ctx, f, v)) return NULL;
     if (v->type.kind == NB_MATRIX) {
         nb_set_error(ctx, "the Hessian with respect to the %s %s is a tensor (rank 4); take a Hessian-vector product instead",
                      nb_type_str(ctx, v->type, tv, sizeof tv), v->op == NB_OP_VAR ? v->a.name : "expression");

@@ -92,7 +92,8 @@ done:
 }
 
 int nb_eval(nb_ctx *ctx, const nb_expr *e, nb_matrix *out) {
-    if (!e || !out) return nb_set_error(ctx, "nothing to evaluate");
+    if (!NB_API_OK(ctx, e)) return -1;
+    if (!out) return nb_set_error(ctx, "nb_eval: the output matrix is NULL");
     out->data = NULL;
     return eval_node(ctx, e, out);
 }

@@ -14,11 +14,17 @@ struct nb_arena_block {
     max_align_t data[];
 };
 
+/* Blocks double in size (64 KiB, 128 KiB, … up to 64 MiB), so a context
+ * holds few of them and nb_arena_owns stays cheap. */
+#define ARENA_FIRST_BLOCK ((size_t)1 << 16)
+#define ARENA_LARGEST_BLOCK ((size_t)1 << 26)
+
 void *nb_arena_alloc(nb_arena *a, size_t size) {
     size = (size + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t);
     nb_arena_block *b = a->head;
     if (!b || b->size - b->used < size) {
-        size_t cap = size > 65536 ? size : 65536;
+        size_t cap = b ? (b->size < ARENA_LARGEST_BLOCK ? 2 * b->size : b->size) : ARENA_FIRST_BLOCK;
+        if (cap < size) cap = size;
         b = malloc(sizeof *b + cap);
         if (!b) return NULL;
         b->next = a->head;
@@ -29,6 +35,17 @@ void *nb_arena_alloc(nb_arena *a, size_t size) {
     void *p = (char *)b->data + b->used;
     b->used += size;
     return p;
+}
+
+/* Whether p points into one of the arena's blocks.  Compares addresses as
+ * integers, so a pointer from elsewhere is never dereferenced. */
+bool nb_arena_owns(const nb_arena *a, const void *p) {
+    uintptr_t at = (uintptr_t)p;
+    for (const nb_arena_block *b = a->head; b; b = b->next) {
+        uintptr_t start = (uintptr_t)b->data;
+        if (at >= start && at < start + b->used) return true;
+    }
+    return false;
 }
 
 void nb_arena_free(nb_arena *a) {
@@ -74,23 +91,101 @@ int nb_set_error(nb_ctx *ctx, const char *fmt, ...) {
     return -1;
 }
 
-const char *nb_error(const nb_ctx *ctx) { return ctx->error; }
-int nb_error_column(const nb_ctx *ctx) { return ctx->error_column; }
+const char *nb_error(const nb_ctx *ctx) { return ctx ? ctx->error : "no context (NULL nb_ctx)"; }
+int nb_error_column(const nb_ctx *ctx) { return ctx ? ctx->error_column : -1; }
 void nb_clear_error(nb_ctx *ctx) {
+    if (!ctx) return;
     ctx->error[0] = 0;
     ctx->error_column = -1;
 }
 
+/* ---- argument checks of the public functions ---------------------------- */
+bool nb_owns(const nb_ctx *ctx, const nb_node *e) {
+    return nb_arena_owns(&ctx->arena, e) && e->id < ctx->nnodes && ctx->nodes[e->id] == e;
+}
+
+bool nb_api_exprs(nb_ctx *ctx, const char *fn, size_t n, const nb_node *const *e) {
+    if (!ctx) return false;
+    for (size_t i = 0; i < n; i++) {
+        if (!e[i]) {
+            /* a NULL from a failed builder keeps that builder's message */
+            if (!ctx->error[0]) nb_set_error(ctx, "%s: expression argument %zu is NULL", fn, i + 1);
+            return false;
+        }
+        if (!nb_owns(ctx, e[i])) {
+            nb_set_error(ctx, "%s: expression argument %zu belongs to another (or a freed) context", fn, i + 1);
+            return false;
+        }
+    }
+    return true;
+}
+
+bool nb_api_array(nb_ctx *ctx, const char *fn, size_t n, nb_expr *const *e) {
+    if (!ctx) return false;
+    if (n && !e) {
+        nb_set_error(ctx, "%s: the array of %zu expressions is NULL", fn, n);
+        return false;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!nb_api_exprs(ctx, fn, 1, (const nb_node *const *)&e[i])) return false;
+    return true;
+}
+
+bool nb_api_layout(nb_ctx *ctx, const char *fn, nb_layout layout) {
+    if (!ctx) return false;
+    if (layout != NB_NUMERATOR && layout != NB_DENOMINATOR) nb_set_error(ctx, "%s: invalid layout %d", fn, (int)layout);
+    return layout == NB_NUMERATOR || layout == NB_DENOMINATOR;
+}
+
+bool nb_api_string(nb_ctx *ctx, const char *fn, const char *s, const char *what) {
+    if (!ctx) return false;
+    if (!s) nb_set_error(ctx, "%s: %s is NULL", fn, what);
+    return s != NULL;
+}
+
 /* ---- exact numbers ---------------------------------------------------- */
 static int64_t gcd64(int64_t a, int64_t b) {
+    uint64_t x = a < 0 ? -(uint64_t)a : (uint64_t)a, y = b < 0 ? -(uint64_t)b : (uint64_t)b;
+    while (y) {
+        uint64_t t = x % y;
+        x = y;
+        y = t;
+    }
+    return (int64_t)x; /* gcd(num, den) with den >= 1 is at most den */
+}
+
+static nb_int gcd128(nb_int a, nb_int b) {
     if (a < 0) a = -a;
     if (b < 0) b = -b;
     while (b) {
-        int64_t t = a % b;
+        nb_int t = a % b;
         a = b;
         b = t;
     }
     return a;
+}
+
+/* Exact numbers stay below 2^125 in magnitude, so that a sum of two cannot
+ * overflow nb_int; products are checked by bit length. */
+#define EXACT_BITS 125
+static int bit_length(nb_int v) {
+    unsigned __int128 u = v < 0 ? -(unsigned __int128)v : (unsigned __int128)v;
+    uint64_t high = (uint64_t)(u >> 64), low = (uint64_t)u;
+    return high ? 128 - __builtin_clzll(high) : low ? 64 - __builtin_clzll(low) : 0;
+}
+static bool exact_range(nb_int v) { return bit_length(v) <= EXACT_BITS; }
+static bool fits_int64(nb_int v) { return v >= INT64_MIN && v <= INT64_MAX; }
+
+/* num/den reduced, den > 0; inexact when out of range.  The common small
+ * case stays in 64-bit arithmetic. */
+static nb_number make_exact(nb_int num, nb_int den) {
+    if (den < 0) num = -num, den = -den;
+    nb_int g = den == 1 ? 1 : fits_int64(num) && fits_int64(den) ? (nb_int)gcd64((int64_t)num, (int64_t)den) : gcd128(num, den);
+    if (g > 1) num /= g, den /= g;
+    if (!exact_range(num) || !exact_range(den)) return nb_number_double((double)num / (double)den);
+    double val = fits_int64(num) && fits_int64(den) ? (double)(int64_t)num / (double)(int64_t)den : (double)num / (double)den;
+    nb_number n = {true, num, den, val};
+    return n;
 }
 
 nb_number nb_number_double(double v) {
@@ -100,54 +195,91 @@ nb_number nb_number_double(double v) {
 
 nb_number nb_number_rational(int64_t num, int64_t den) {
     if (den == 0) return nb_number_double(num == 0 ? NAN : (num > 0 ? INFINITY : -INFINITY));
-    if (den < 0) {
-        if (num == INT64_MIN || den == INT64_MIN) return nb_number_double((double)num / (double)den);
-        num = -num;
-        den = -den;
-    }
-    int64_t g = gcd64(num, den);
-    if (g > 1) {
-        num /= g;
-        den /= g;
-    }
-    nb_number n = {true, num, den, (double)num / (double)den};
+    return make_exact(num, den);
+}
+
+nb_number nb_number_int(int64_t v) {
+    nb_number n = {true, v, 1, (double)v};
     return n;
 }
 
-nb_number nb_number_int(int64_t v) { return nb_number_rational(v, 1); }
-
-/* Exact rationals stay exact while numerator and denominator fit in 2^53. */
-static bool small(int64_t v) { return v > -(INT64_C(1) << 53) && v < (INT64_C(1) << 53); }
+/* a·b when it stays in the exact range. */
+static bool exact_product(nb_int a, nb_int b, nb_int *out) {
+    if (bit_length(a) + bit_length(b) > EXACT_BITS) return false;
+    *out = a * b;
+    return true;
+}
 
 nb_number nb_number_add(nb_number a, nb_number b) {
-    if (a.exact && b.exact) {
-        int64_t num, t1, t2, den;
-        if (!__builtin_mul_overflow(a.num, b.den, &t1) && !__builtin_mul_overflow(b.num, a.den, &t2) &&
-            !__builtin_add_overflow(t1, t2, &num) && !__builtin_mul_overflow(a.den, b.den, &den)) {
-            nb_number r = nb_number_rational(num, den);
-            if (small(r.num) && small(r.den)) return r;
-        }
+    nb_int t1, t2, den;
+    if (a.exact && b.exact && exact_product(a.num, b.den, &t1) && exact_product(b.num, a.den, &t2) &&
+        exact_product(a.den, b.den, &den)) {
+        nb_number r = make_exact(t1 + t2, den);
+        if (r.exact) return r;
     }
     return nb_number_double(a.val + b.val);
 }
 
 nb_number nb_number_mul(nb_number a, nb_number b) {
-    if (a.exact && b.exact) {
-        int64_t num, den;
-        if (!__builtin_mul_overflow(a.num, b.num, &num) && !__builtin_mul_overflow(a.den, b.den, &den)) {
-            nb_number r = nb_number_rational(num, den);
-            if (small(r.num) && small(r.den)) return r;
-        }
+    nb_int num, den;
+    if (a.exact && b.exact && exact_product(a.num, b.num, &num) && exact_product(a.den, b.den, &den)) {
+        nb_number r = make_exact(num, den);
+        if (r.exact) return r;
     }
     return nb_number_double(a.val * b.val);
 }
 
+nb_number nb_number_inverse(nb_number a) {
+    if (a.exact && a.num != 0) return make_exact(a.den, a.num);
+    return nb_number_double(1 / a.val);
+}
+
+/* base^k for an exact base and integer k >= 0, by squaring; inexact once it
+ * leaves the exact range. */
+static nb_number int_power(nb_number base, nb_int k) {
+    if (base.den == 1 && (base.num == 1 || base.num == -1)) /* (±1)^k: the parity of k */
+        return nb_number_int(base.num == -1 && (k & 1) ? -1 : 1);
+    nb_number r = nb_number_int(1), b = base;
+    for (; k && r.exact; k >>= 1) {
+        if (k & 1) r = nb_number_mul(r, b);
+        if (k > 1) b = nb_number_mul(b, b);
+    }
+    return r;
+}
+
+/* The exact q-th root of v >= 0 (q >= 2), if v is a perfect q-th power. */
+static bool int_root(nb_int v, nb_int q, nb_int *root) {
+    if (q > 128) return v == 0 || v == 1 ? (*root = v, true) : false;
+    nb_int r = (nb_int)llround(pow((double)v, 1.0 / (double)q));
+    for (nb_int c = r > 0 ? r - 1 : 0; c <= r + 1; c++) {
+        nb_number p = int_power(nb_number_int((int64_t)c), q);
+        if (p.exact && p.num == v) return *root = c, true;
+    }
+    return false;
+}
+
+bool nb_number_power(nb_number base, nb_number e, nb_number *out) {
+    if (!base.exact || !e.exact || (base.num == 0 && e.num < 0)) return false;
+    nb_number b = base;
+    if (e.den != 1) { /* base^(p/q) = (q-th root of base)^p, for a root of a non-negative base */
+        nb_int num, den;
+        if (base.num < 0 || !int_root(base.num, e.den, &num) || !int_root(base.den, e.den, &den)) return false;
+        b = make_exact(num, den);
+    }
+    nb_number r = int_power(b, e.num < 0 ? -e.num : e.num);
+    if (!r.exact) return false;
+    *out = e.num < 0 ? nb_number_inverse(r) : r;
+    return true;
+}
+
 nb_number nb_number_neg(nb_number a) { return nb_number_mul(a, nb_number_int(-1)); }
-bool nb_number_is(nb_number a, int64_t v) { return a.exact ? (a.den == 1 && a.num == v) : a.val == (double)v; }
+bool nb_number_is(nb_number a, int64_t v) { return a.exact ? (a.den == 1 && a.num == (nb_int)v) : a.val == (double)v; }
 bool nb_number_is_int(nb_number a) { return a.exact ? a.den == 1 : (a.val == floor(a.val) && fabs(a.val) < 1e15); }
 
 /* ---- dimensions and types --------------------------------------------- */
 nb_dim nb_dim_symbol(nb_ctx *ctx, const char *name) {
+    if (!nb_api_string(ctx, __func__, name, "the name")) return 0;
+    if (!*name) return nb_set_error(ctx, "nb_dim_symbol: empty name"), 0;
     for (size_t i = 0; i < ctx->ndims; i++)
         if (strcmp(ctx->dims[i].name, name) == 0) return -(nb_dim)(i + 1);
     if (ctx->ndims == ctx->cap_dims) {
@@ -167,7 +299,7 @@ nb_dim nb_dim_symbol(nb_ctx *ctx, const char *name) {
 }
 
 const char *nb_dim_name(const nb_ctx *ctx, nb_dim d, char *buf, size_t size) {
-    if (d > 0) snprintf(buf, size, "%lld", (long long)d);
+    if (d > 0 || !ctx) snprintf(buf, size, "%lld", (long long)d);
     else if (d < 0 && (size_t)(-d) <= ctx->ndims) snprintf(buf, size, "%s", ctx->dims[-d - 1].name);
     else snprintf(buf, size, "?");
     return buf;
@@ -181,7 +313,12 @@ int64_t nb_dim_value(const nb_ctx *ctx, nb_dim d) {
 
 int nb_bind_dim(nb_ctx *ctx, nb_dim d, int64_t size) {
     char name[64];
+    if (!ctx) return -1;
     if (size <= 0) return nb_set_error(ctx, "dimension %s must be positive, got %lld", nb_dim_name(ctx, d, name, sizeof name), (long long)size);
+    /* sizes up to 2^31 - 1, so that the entry count of any matrix fits in int64 */
+    if (size > INT32_MAX)
+        return nb_set_error(ctx, "dimension %s is %lld, more than the largest size %d", nb_dim_name(ctx, d, name, sizeof name),
+                            (long long)size, INT32_MAX);
     if (d > 0) {
         if (d != size) return nb_set_error(ctx, "size %lld does not match the declared %lld", (long long)size, (long long)d);
         return 0;
@@ -195,6 +332,7 @@ int nb_bind_dim(nb_ctx *ctx, nb_dim d, int64_t size) {
 }
 
 void nb_unbind_all(nb_ctx *ctx) {
+    if (!ctx) return;
     for (size_t i = 0; i < ctx->ndims; i++) ctx->dims[i].bound = 0;
     for (size_t i = 0; i < ctx->nvars; i++) {
         free(ctx->vars[i].value.data);
@@ -206,12 +344,13 @@ nb_type nb_scalar_type(void) { return (nb_type){NB_SCALAR, 1, 1}; }
 nb_type nb_vector_type(nb_dim n) { return (nb_type){NB_VECTOR, n, 1}; }
 nb_type nb_row_type(nb_dim n) { return (nb_type){NB_ROW, 1, n}; }
 nb_type nb_matrix_type(nb_dim rows, nb_dim cols) { return (nb_type){NB_MATRIX, rows, cols}; }
-nb_type nb_type_of(const nb_expr *e) { return e->type; }
+nb_type nb_type_of(const nb_expr *e) { return e ? e->type : (nb_type){NB_SCALAR, 0, 0}; }
 bool nb_type_eq(nb_type a, nb_type b) { return a.kind == b.kind && a.rows == b.rows && a.cols == b.cols; }
 nb_dim nb_type_length(nb_type t) { return t.kind == NB_ROW ? t.cols : t.rows; }
 
 const char *nb_type_str(const nb_ctx *ctx, nb_type t, char *buf, size_t size) {
     char r[48], c[48];
+    if (!buf || !size) return "";
     nb_dim_name(ctx, t.rows, r, sizeof r);
     nb_dim_name(ctx, t.cols, c, sizeof c);
     switch (t.kind) {
@@ -219,6 +358,7 @@ const char *nb_type_str(const nb_ctx *ctx, nb_type t, char *buf, size_t size) {
     case NB_VECTOR: snprintf(buf, size, "vector(%s)", r); break;
     case NB_ROW: snprintf(buf, size, "row(%s)", c); break;
     case NB_MATRIX: snprintf(buf, size, "matrix(%s, %s)", r, c); break;
+    default: snprintf(buf, size, "(invalid type kind %d)", (int)t.kind); break;
     }
     return buf;
 }
@@ -281,7 +421,8 @@ nb_node *nb_make(nb_ctx *ctx, nb_op op, nb_type type, size_t nargs, nb_node *con
     if (op == NB_OP_VAR) h = hash_bytes(h, *(const char *const *)attr, strlen(*(const char *const *)attr));
     else if (op == NB_OP_CONST) {
         const nb_number *c = attr;
-        h = c->exact ? mix(mix(h, (uint64_t)c->num), (uint64_t)c->den) : hash_bytes(h, &c->val, sizeof c->val);
+        h = c->exact ? mix(mix(mix(h, (uint64_t)c->num), (uint64_t)(c->num >> 64)), (uint64_t)c->den)
+                     : hash_bytes(h, &c->val, sizeof c->val);
     } else if (attr_size) h = hash_bytes(h, attr, attr_size);
 
     for (nb_node *e = ctx->buckets[h & (ctx->nbuckets - 1)]; e; e = e->hash_next) {
@@ -368,11 +509,14 @@ bool nb_is_const(const nb_node *e, int64_t v) { return e && e->op == NB_OP_CONST
 bool nb_is_zero(const nb_node *e) { return nb_is_const(e, 0); }
 
 nb_expr *nb_num(nb_ctx *ctx, double v) {
+    if (!ctx) return NULL;
+    if (!isfinite(v)) return nb_set_error(ctx, "nb_num: %g is not a finite number", v), NULL;
     if (v == floor(v) && fabs(v) < 9e15) return nb_const(ctx, nb_number_int((int64_t)v), nb_scalar_type());
     return nb_const(ctx, nb_number_double(v), nb_scalar_type());
 }
 
 nb_expr *nb_rational(nb_ctx *ctx, int64_t num, int64_t den) {
+    if (!ctx) return NULL;
     if (den == 0) {
         nb_set_error(ctx, "division by zero in the constant %lld/0", (long long)num);
         return NULL;
@@ -380,12 +524,22 @@ nb_expr *nb_rational(nb_ctx *ctx, int64_t num, int64_t den) {
     return nb_const(ctx, nb_number_rational(num, den), nb_scalar_type());
 }
 
+static bool valid_dim(const nb_ctx *ctx, nb_dim d) { return d > 0 || (d < 0 && (size_t)(-d) <= ctx->ndims); }
+
+static bool api_dim(nb_ctx *ctx, const char *fn, nb_dim d) {
+    if (!ctx) return false;
+    if (!valid_dim(ctx, d)) nb_set_error(ctx, "%s: %lld is neither a size nor a dimension symbol of this context", fn, (long long)d);
+    return valid_dim(ctx, d);
+}
+
 nb_expr *nb_dimval(nb_ctx *ctx, nb_dim d) {
+    if (!api_dim(ctx, __func__, d)) return NULL;
     if (d > 0) return nb_const(ctx, nb_number_int(d), nb_scalar_type());
     return nb_make(ctx, NB_OP_DIMVAL, nb_scalar_type(), 0, NULL, &d, sizeof d);
 }
 
 nb_expr *nb_identity(nb_ctx *ctx, nb_dim n) {
+    if (!api_dim(ctx, __func__, n)) return NULL;
     return nb_make(ctx, NB_OP_IDENTITY, nb_matrix_type(n, n), 0, NULL, &n, sizeof n);
 }
 
@@ -396,19 +550,20 @@ static nb_binding *find_binding(nb_ctx *ctx, const char *name) {
 }
 
 nb_expr *nb_lookup(nb_ctx *ctx, const char *name) {
+    if (!nb_api_string(ctx, __func__, name, "the name")) return NULL;
     nb_binding *b = find_binding(ctx, name);
     return b ? b->var : NULL;
 }
 
-static bool valid_dim(const nb_ctx *ctx, nb_dim d) { return d > 0 || (d < 0 && (size_t)(-d) <= ctx->ndims); }
-
 nb_expr *nb_var(nb_ctx *ctx, const char *name, nb_type t) {
     char a[64], b[64];
+    if (!ctx) return NULL;
     if (!name || !*name) {
         nb_set_error(ctx, "a variable needs a name");
         return NULL;
     }
-    if (!valid_dim(ctx, t.rows) || !valid_dim(ctx, t.cols) || (t.kind == NB_SCALAR && (t.rows != 1 || t.cols != 1)) ||
+    if ((t.kind != NB_SCALAR && t.kind != NB_VECTOR && t.kind != NB_ROW && t.kind != NB_MATRIX) ||
+        !valid_dim(ctx, t.rows) || !valid_dim(ctx, t.cols) || (t.kind == NB_SCALAR && (t.rows != 1 || t.cols != 1)) ||
         (t.kind == NB_VECTOR && t.cols != 1) || (t.kind == NB_ROW && t.rows != 1)) {
         nb_set_error(ctx, "invalid type for variable '%s'", name);
         return NULL;
@@ -439,6 +594,10 @@ nb_expr *nb_var(nb_ctx *ctx, const char *name, nb_type t) {
 /* ---- values -------------------------------------------------------------- */
 int nb_set_value(nb_ctx *ctx, const char *name, int64_t rows, int64_t cols, const double *data) {
     char a[64];
+    if (!nb_api_string(ctx, __func__, name, "the name")) return -1;
+    if (rows > 0 && cols > 0 && rows > INT64_MAX / cols / (int64_t)sizeof(double))
+        return nb_set_error(ctx, "nb_set_value: %lld x %lld entries is too large", (long long)rows, (long long)cols);
+    if (!data && rows > 0 && cols > 0) return nb_set_error(ctx, "nb_set_value: the data of '%s' is NULL", name);
     nb_binding *b = find_binding(ctx, name);
     if (!b) return nb_set_error(ctx, "'%s' is not a variable of the expression", name);
     nb_type t = b->var->type;

@@ -107,7 +107,7 @@ int nb_preorder_ranks(nb_ctx *ctx, const nb_node *root, nb_node *const *nodes, s
 
 size_t nb_variables(nb_ctx *ctx, const nb_expr *e, nb_expr **vars, size_t cap) {
     size_t count = 0;
-    if (!ctx) return 0;
+    if (!ctx || (e && !NB_API_OK(ctx, e))) return 0;
     if (!e) {
         for (size_t i = 0; i < ctx->nvars; i++, count++)
             if (vars && count < cap) vars[count] = ctx->vars[i].var;

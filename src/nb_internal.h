@@ -45,11 +45,14 @@ typedef nb_expr *(*nb_builder2)(nb_ctx *, nb_expr *, nb_expr *);
 #define NB_BUILDER2(f) _Generic((f), nb_builder2: (f), default: (nb_builder2)0)
 #define NB_BUILDER_ARITY(f) _Generic((f), nb_builder1: 1, nb_builder2: 2, default: 0)
 
-/* A constant: exact rational num/den when exact, else the double val. */
+/* A constant: exact rational num/den when exact, else the double val.  The
+ * 128-bit integers keep integer arithmetic exact well past int64 (2^63 − 1
+ * is exact, so (−1)^(2^63 − 1) is −1), up to |num|, |den| < 2^125. */
+__extension__ typedef __int128 nb_int;
 typedef struct {
     bool exact;
-    int64_t num, den; /* den > 0, gcd(num, den) == 1 when exact */
-    double val;       /* always set */
+    nb_int num, den; /* den > 0, gcd(num, den) == 1 when exact */
+    double val;      /* always set: num/den rounded when exact */
 } nb_number;
 
 struct nb_node {
@@ -75,6 +78,7 @@ typedef struct {
 } nb_arena;
 void *nb_arena_alloc(nb_arena *a, size_t size);
 void nb_arena_free(nb_arena *a);
+bool nb_arena_owns(const nb_arena *a, const void *p);
 
 typedef struct {
     char *name;
@@ -142,6 +146,10 @@ nb_number nb_number_double(double v);
 nb_number nb_number_add(nb_number a, nb_number b);
 nb_number nb_number_mul(nb_number a, nb_number b);
 nb_number nb_number_neg(nb_number a);
+nb_number nb_number_inverse(nb_number a);
+/* base^e when it is an exact rational (integer e, or e = p/q and base a perfect
+ * q-th power): true and *out; false otherwise. */
+bool nb_number_power(nb_number base, nb_number e, nb_number *out);
 bool nb_number_is(nb_number a, int64_t v);
 bool nb_number_is_int(nb_number a);
 
@@ -224,5 +232,22 @@ void nb_sb_printf(nb_strbuf *sb, const char *fmt, ...) __attribute__((format(pri
 void nb_print_number(nb_strbuf *sb, nb_number c);
 /* Short description of an expression for error messages (truncated). */
 const char *nb_describe(nb_ctx *ctx, const nb_node *e, char *buf, size_t size);
+
+/* The constant pi (π) of the language: the double nearest π (parse.c, print.c). */
+#define NB_PI 3.141592653589793238462643383279502884
+
+/* ---- argument checks of the public functions (expr.c) ---- */
+/* Whether e is a node of ctx (checked without dereferencing a foreign pointer). */
+bool nb_owns(const nb_ctx *ctx, const nb_node *e);
+/* false (with nb_error set, naming fn) when ctx is NULL, an expression is NULL
+ * or belongs to another context; a NULL keeps the message already there. */
+bool nb_api_exprs(nb_ctx *ctx, const char *fn, size_t n, const nb_node *const *e);
+bool nb_api_array(nb_ctx *ctx, const char *fn, size_t n, nb_expr *const *e);
+bool nb_api_string(nb_ctx *ctx, const char *fn, const char *s, const char *what);
+bool nb_api_layout(nb_ctx *ctx, const char *fn, nb_layout layout);
+/* NB_API_OK(ctx, a, b, ...): the check above for the calling function. */
+#define NB_API_OK(ctx, ...)                                                                                  \
+    nb_api_exprs((ctx), __func__, sizeof((const nb_node *const[]){__VA_ARGS__}) / sizeof(const nb_node *), \
+                 (const nb_node *const[]){__VA_ARGS__})
 
 #endif

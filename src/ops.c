@@ -585,18 +585,6 @@ done:
 }
 
 /* ---- POW --------------------------------------------------------------- */
-static bool exact_int_power(nb_number base, int64_t e, nb_number *out) {
-    if (!base.exact || e > 64 || e < -64 || (e < 0 && base.num == 0)) return false;
-    nb_number r = nb_number_int(1);
-    for (int64_t i = 0; i < (e < 0 ? -e : e); i++) {
-        r = nb_number_mul(r, base);
-        if (!r.exact) return false;
-    }
-    if (e < 0) r = nb_number_rational(r.den, r.num);
-    *out = r;
-    return true;
-}
-
 static nb_node *pow_build(nb_ctx *ctx, nb_node *a, nb_node *b) {
     nb_type type;
     if (!broadcast(a->type, b->type, &type)) return shape_error(ctx, ".^", a, b);
@@ -608,7 +596,7 @@ static nb_node *pow_build(nb_ctx *ctx, nb_node *a, nb_node *b) {
     if (nb_number_is(e, 0)) return nb_ones(ctx, type);
     if (nb_number_is(e, 1)) return a;
     nb_number folded;
-    if (is_scalar_const(a) && nb_number_is_int(e) && exact_int_power(node_number(a), (int64_t)e.val, &folded))
+    if (is_scalar_const(a) && nb_number_power(node_number(a), e, &folded))
         return nb_const(ctx, folded, nb_scalar_type());
     bool int_exp = nb_number_is_int(e);
     if (a->op == NB_OP_POW && is_scalar_const(a->args[1]) && int_exp)
@@ -637,7 +625,7 @@ static bool fold_unary(nb_op op, nb_number c, nb_number *out) {
     case NB_OP_TANH: return zero ? (*out = nb_number_int(0), true) : false;
     case NB_OP_COS: return zero ? (*out = nb_number_int(1), true) : false;
     case NB_OP_SIGMOID: return zero ? (*out = nb_number_rational(1, 2), true) : false;
-    case NB_OP_ABS: return *out = nb_number_rational(c.num < 0 ? -c.num : c.num, c.den), true;
+    case NB_OP_ABS: return *out = c.num < 0 ? nb_number_neg(c) : c, true;
     case NB_OP_SIGN: return *out = nb_number_int((c.num > 0) - (c.num < 0)), true;
     default: return false;
     }
@@ -855,7 +843,6 @@ static nb_node *sum_rewrite(nb_ctx *ctx, nb_node *a) {
 
 static nb_node *diag_rewrite(nb_ctx *ctx, nb_node *v) {
     char tv[80];
-    if (!v) return NULL;
     if (v->type.kind == NB_ROW) v = nb_transpose(ctx, v);
     if (v->type.kind != NB_VECTOR) {
         nb_set_error(ctx, "diag expects a vector, got %s", nb_type_str(ctx, v->type, tv, sizeof tv));
@@ -898,6 +885,7 @@ static bool all_scalar(nb_ctx *ctx, size_t n, nb_expr *const *e, const char *wha
 }
 
 nb_expr *nb_vector_lit(nb_ctx *ctx, size_t n, nb_expr *const *elems) {
+    if (!nb_api_array(ctx, __func__, n, elems)) return NULL;
     if (n == 0) {
         nb_set_error(ctx, "empty vector literal");
         return NULL;
@@ -907,6 +895,7 @@ nb_expr *nb_vector_lit(nb_ctx *ctx, size_t n, nb_expr *const *elems) {
 }
 
 nb_expr *nb_matrix_lit(nb_ctx *ctx, size_t rows, size_t cols, nb_expr *const *elems) {
+    if (!nb_api_array(ctx, __func__, rows <= UINT16_MAX && cols <= UINT16_MAX ? rows * cols : 0, elems)) return NULL;
     if (rows == 0 || cols == 0) {
         nb_set_error(ctx, "empty matrix literal");
         return NULL;
@@ -1079,13 +1068,13 @@ nb_node *nb_binary(nb_ctx *ctx, nb_op op, nb_node *a, nb_node *b) {
 }
 
 nb_expr *nb_transpose(nb_ctx *ctx, nb_expr *a) {
-    if (!a) return NULL;
+    if (!NB_API_OK(ctx, a)) return NULL;
     if (ctx->raw) return a->type.kind == NB_SCALAR ? a : raw_node(ctx, NB_OP_TRANSPOSE, transposed(a->type), 1, &a);
     return keep_type(ctx, "a transpose", transposed(a->type), transpose_rewrite(ctx, a));
 }
 
 nb_expr *nb_matmul(nb_ctx *ctx, nb_expr *a, nb_expr *b) {
-    if (!a || !b) return NULL;
+    if (!NB_API_OK(ctx, a, b)) return NULL;
     bool scalar = a->type.kind == NB_SCALAR || b->type.kind == NB_SCALAR;
     if (scalar) return nb_mul(ctx, a, b);
     nb_type t = matmul_type(a->type, b->type);
@@ -1095,13 +1084,14 @@ nb_expr *nb_matmul(nb_ctx *ctx, nb_expr *a, nb_expr *b) {
 }
 
 nb_expr *nb_sum(nb_ctx *ctx, nb_expr *a) {
-    if (!a) return NULL;
+    if (!NB_API_OK(ctx, a)) return NULL;
     if (ctx->raw) return a->type.kind == NB_SCALAR ? a : raw_node(ctx, NB_OP_SUM, nb_scalar_type(), 1, &a);
     return keep_type(ctx, "a sum of entries", nb_scalar_type(), sum_rewrite(ctx, a));
 }
 
 nb_expr *nb_diag(nb_ctx *ctx, nb_expr *v) {
-    if (v && ctx->raw && v->type.kind == NB_ROW) v = nb_transpose(ctx, v);
+    if (!NB_API_OK(ctx, v)) return NULL;
+    if (ctx->raw && v->type.kind == NB_ROW) v = nb_transpose(ctx, v);
     if (v && ctx->raw && v->type.kind == NB_VECTOR)
         return raw_node(ctx, NB_OP_DIAG, nb_matrix_type(v->type.rows, v->type.rows), 1, &v);
     nb_node *r = v ? diag_rewrite(ctx, v) : NULL;
@@ -1110,7 +1100,8 @@ nb_expr *nb_diag(nb_ctx *ctx, nb_expr *v) {
 }
 
 nb_node *nb_diagpart(nb_ctx *ctx, nb_node *a) {
-    if (a && ctx->raw && a->type.kind == NB_MATRIX && dim_eq(a->type.rows, a->type.cols))
+    if (!NB_API_OK(ctx, a)) return NULL;
+    if (ctx->raw && a->type.kind == NB_MATRIX && dim_eq(a->type.rows, a->type.cols))
         return raw_node(ctx, NB_OP_DIAGPART, nb_vector_type(a->type.rows), 1, &a);
     nb_node *r = a ? diagpart_rewrite(ctx, a) : NULL;
     return r ? keep_type(ctx, "diagpart", nb_vector_type(a->type.rows), r) : NULL;
@@ -1147,18 +1138,21 @@ static bool need_matrix(nb_ctx *ctx, const char *what, nb_node *z) {
 
 /* Row-wise over a matrix of samples; a vector is one sample (VSOFTMAX). */
 nb_expr *nb_softmax(nb_ctx *ctx, nb_expr *z) {
-    if (z && z->type.kind == NB_VECTOR) return nb_make(ctx, NB_OP_VSOFTMAX, z->type, 1, &z, NULL, 0);
-    if (!z || !need_matrix(ctx, "softmax", z)) return NULL;
+    if (!NB_API_OK(ctx, z)) return NULL;
+    if (z->type.kind == NB_VECTOR) return nb_make(ctx, NB_OP_VSOFTMAX, z->type, 1, &z, NULL, 0);
+    if (!need_matrix(ctx, "softmax", z)) return NULL;
     return nb_make(ctx, NB_OP_SOFTMAX, z->type, 1, &z, NULL, 0);
 }
 
 nb_expr *nb_logsoftmax(nb_ctx *ctx, nb_expr *z) {
-    if (!z || !need_matrix(ctx, "logsoftmax", z)) return NULL;
+    if (!NB_API_OK(ctx, z)) return NULL;
+    if (!need_matrix(ctx, "logsoftmax", z)) return NULL;
     return nb_make(ctx, NB_OP_LOGSOFTMAX, z->type, 1, &z, NULL, 0);
 }
 
 nb_expr *nb_softmax_xent(nb_ctx *ctx, nb_expr *z, nb_expr *y) {
-    if (!z || !y || !need_matrix(ctx, "softmax_xent", z)) return NULL;
+    if (!NB_API_OK(ctx, z, y)) return NULL;
+    if (!need_matrix(ctx, "softmax_xent", z)) return NULL;
     if (!nb_type_eq(z->type, y->type)) return shape_error(ctx, "softmax_xent(Z, Y)", z, y);
     nb_node *args[2] = {z, y};
     return nb_make(ctx, NB_OP_SOFTMAX_XENT, nb_scalar_type(), 2, args, NULL, 0);
@@ -1166,39 +1160,44 @@ nb_expr *nb_softmax_xent(nb_ctx *ctx, nb_expr *z, nb_expr *y) {
 
 /* ---- public builders --------------------------------------------------------- */
 nb_expr *nb_add(nb_ctx *ctx, nb_expr *a, nb_expr *b) {
+    if (!NB_API_OK(ctx, a, b)) return NULL;
     nb_node *t[2] = {a, b};
     return nb_add_n(ctx, 2, t);
 }
-nb_expr *nb_neg(nb_ctx *ctx, nb_expr *a) { return a ? nb_scale(ctx, nb_number_int(-1), a) : NULL; }
+nb_expr *nb_neg(nb_ctx *ctx, nb_expr *a) { return NB_API_OK(ctx, a) ? nb_scale(ctx, nb_number_int(-1), a) : NULL; }
 nb_expr *nb_sub(nb_ctx *ctx, nb_expr *a, nb_expr *b) {
+    if (!NB_API_OK(ctx, a, b)) return NULL;
     nb_type t;
-    if (a && b && !broadcast(a->type, b->type, &t)) return shape_error(ctx, "-", a, b);
+    if (!broadcast(a->type, b->type, &t)) return shape_error(ctx, "-", a, b);
     return nb_add(ctx, a, nb_neg(ctx, b));
 }
 nb_expr *nb_mul(nb_ctx *ctx, nb_expr *a, nb_expr *b) {
+    if (!NB_API_OK(ctx, a, b)) return NULL;
     nb_node *f[2] = {a, b};
     return nb_mul_n(ctx, 2, f);
 }
 nb_expr *nb_div(nb_ctx *ctx, nb_expr *a, nb_expr *b) {
+    if (!NB_API_OK(ctx, a, b)) return NULL;
     nb_type t;
-    if (a && b && !broadcast(a->type, b->type, &t)) return shape_error(ctx, "⊘", a, b);
+    if (!broadcast(a->type, b->type, &t)) return shape_error(ctx, "⊘", a, b);
     return nb_mul(ctx, a, nb_pow(ctx, b, num(ctx, -1)));
 }
-nb_expr *nb_pow(nb_ctx *ctx, nb_expr *a, nb_expr *b) { return nb_binary(ctx, NB_OP_POW, a, b); }
-nb_expr *nb_exp(nb_ctx *ctx, nb_expr *a) { return nb_unary(ctx, NB_OP_EXP, a); }
-nb_expr *nb_log(nb_ctx *ctx, nb_expr *a) { return nb_unary(ctx, NB_OP_LOG, a); }
-nb_expr *nb_sin(nb_ctx *ctx, nb_expr *a) { return nb_unary(ctx, NB_OP_SIN, a); }
-nb_expr *nb_cos(nb_ctx *ctx, nb_expr *a) { return nb_unary(ctx, NB_OP_COS, a); }
-nb_expr *nb_tan(nb_ctx *ctx, nb_expr *a) { return nb_unary(ctx, NB_OP_TAN, a); }
-nb_expr *nb_tanh(nb_ctx *ctx, nb_expr *a) { return nb_unary(ctx, NB_OP_TANH, a); }
-nb_expr *nb_abs(nb_ctx *ctx, nb_expr *a) { return nb_unary(ctx, NB_OP_ABS, a); }
-nb_expr *nb_sigmoid(nb_ctx *ctx, nb_expr *a) { return nb_unary(ctx, NB_OP_SIGMOID, a); }
-nb_expr *nb_sqrt(nb_ctx *ctx, nb_expr *a) { return nb_pow(ctx, a, nb_rational(ctx, 1, 2)); }
-nb_expr *nb_relu(nb_ctx *ctx, nb_expr *a) { return nb_max(ctx, num(ctx, 0), a); }
-nb_expr *nb_max(nb_ctx *ctx, nb_expr *a, nb_expr *b) { return nb_binary(ctx, NB_OP_MAX, a, b); }
-nb_expr *nb_min(nb_ctx *ctx, nb_expr *a, nb_expr *b) { return nb_binary(ctx, NB_OP_MIN, a, b); }
+nb_expr *nb_pow(nb_ctx *ctx, nb_expr *a, nb_expr *b) { return NB_API_OK(ctx, a, b) ? nb_binary(ctx, NB_OP_POW, a, b) : NULL; }
+nb_expr *nb_exp(nb_ctx *ctx, nb_expr *a) { return NB_API_OK(ctx, a) ? nb_unary(ctx, NB_OP_EXP, a) : NULL; }
+nb_expr *nb_log(nb_ctx *ctx, nb_expr *a) { return NB_API_OK(ctx, a) ? nb_unary(ctx, NB_OP_LOG, a) : NULL; }
+nb_expr *nb_sin(nb_ctx *ctx, nb_expr *a) { return NB_API_OK(ctx, a) ? nb_unary(ctx, NB_OP_SIN, a) : NULL; }
+nb_expr *nb_cos(nb_ctx *ctx, nb_expr *a) { return NB_API_OK(ctx, a) ? nb_unary(ctx, NB_OP_COS, a) : NULL; }
+nb_expr *nb_tan(nb_ctx *ctx, nb_expr *a) { return NB_API_OK(ctx, a) ? nb_unary(ctx, NB_OP_TAN, a) : NULL; }
+nb_expr *nb_tanh(nb_ctx *ctx, nb_expr *a) { return NB_API_OK(ctx, a) ? nb_unary(ctx, NB_OP_TANH, a) : NULL; }
+nb_expr *nb_abs(nb_ctx *ctx, nb_expr *a) { return NB_API_OK(ctx, a) ? nb_unary(ctx, NB_OP_ABS, a) : NULL; }
+nb_expr *nb_sigmoid(nb_ctx *ctx, nb_expr *a) { return NB_API_OK(ctx, a) ? nb_unary(ctx, NB_OP_SIGMOID, a) : NULL; }
+nb_expr *nb_sqrt(nb_ctx *ctx, nb_expr *a) { return NB_API_OK(ctx, a) ? nb_pow(ctx, a, nb_rational(ctx, 1, 2)) : NULL; }
+nb_expr *nb_relu(nb_ctx *ctx, nb_expr *a) { return NB_API_OK(ctx, a) ? nb_max(ctx, num(ctx, 0), a) : NULL; }
+nb_expr *nb_max(nb_ctx *ctx, nb_expr *a, nb_expr *b) { return NB_API_OK(ctx, a, b) ? nb_binary(ctx, NB_OP_MAX, a, b) : NULL; }
+nb_expr *nb_min(nb_ctx *ctx, nb_expr *a, nb_expr *b) { return NB_API_OK(ctx, a, b) ? nb_binary(ctx, NB_OP_MIN, a, b) : NULL; }
 
 nb_expr *nb_compare(nb_ctx *ctx, const char *op, nb_expr *a, nb_expr *b) {
+    if (!NB_API_OK(ctx, a, b)) return NULL;
     static const struct {
         const char *s;
         nb_op op;
@@ -1214,11 +1213,12 @@ static nb_node *entry_count(nb_ctx *ctx, nb_node *a) {
 }
 
 nb_expr *nb_mean(nb_ctx *ctx, nb_expr *a) {
-    if (!a) return NULL;
+    if (!NB_API_OK(ctx, a)) return NULL;
     return nb_div(ctx, nb_sum(ctx, a), entry_count(ctx, a));
 }
 
 nb_expr *nb_dot(nb_ctx *ctx, nb_expr *a, nb_expr *b) {
+    if (!NB_API_OK(ctx, a, b)) return NULL;
     char ta[80], tb[80];
     if (!a || !b) return NULL;
     if (a->type.kind != NB_VECTOR || b->type.kind != NB_VECTOR) {
@@ -1229,9 +1229,9 @@ nb_expr *nb_dot(nb_ctx *ctx, nb_expr *a, nb_expr *b) {
     return nb_matmul(ctx, nb_transpose(ctx, a), b);
 }
 
-nb_expr *nb_norm2(nb_ctx *ctx, nb_expr *a) { return nb_sqrt(ctx, nb_sum(ctx, nb_pow(ctx, a, num(ctx, 2)))); }
+nb_expr *nb_norm2(nb_ctx *ctx, nb_expr *a) { return NB_API_OK(ctx, a) ? nb_sqrt(ctx, nb_sum(ctx, nb_pow(ctx, a, num(ctx, 2)))) : NULL; }
 
-nb_expr *nb_sign(nb_ctx *ctx, nb_expr *a) { return nb_unary(ctx, NB_OP_SIGN, a); }
+nb_expr *nb_sign(nb_ctx *ctx, nb_expr *a) { return NB_API_OK(ctx, a) ? nb_unary(ctx, NB_OP_SIGN, a) : NULL; }
 
 nb_node *nb_rebuild(nb_ctx *ctx, const nb_node *y, nb_node *const *args) {
     if (!all_present(y->nargs, args)) return NULL;

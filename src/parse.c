@@ -12,7 +12,7 @@
  *   multiplicative := unary { ('*' | '·' | '/' | '.*' | '⊙' | './' | '⊘') unary }
  *   unary      := ('-' | '+') unary | power
  *   power      := postfix [ ('^' | '.^') unary ]          (right associative)
- *   postfix    := primary { "'" | 'ᵀ' }
+ *   postfix    := primary { "'" | 'ᵀ' | '[' index ']' | '[' index ',' index ']' | '[' ':' ',' index ']' }
  *   primary    := number | name | name '(' args ')' | '(' expression ')'
  *               | '[' expression, ... ']' | '[' '[' ... ']', ... ']'
  *
@@ -29,11 +29,14 @@
  * error rather than a risk to the stack. */
 #define MAX_NESTING 200
 
+
 /* UTF-8 spellings of the operator symbols. */
 #define UTF8_SUPERSCRIPT_T "\xE1\xB5\x80" /* ᵀ U+1D40 */
 #define UTF8_ODOT "\xE2\x8A\x99"          /* ⊙ U+2299 */
 #define UTF8_OSLASH "\xE2\x8A\x98"        /* ⊘ U+2298 */
 #define UTF8_MIDDLE_DOT "\xC2\xB7"        /* · U+00B7 */
+#define UTF8_OTIMES "\xE2\x8A\x97"        /* ⊗ U+2297 */
+#define UTF8_PI "\xCF\x80"                 /* π U+03C0 */
 
 typedef enum {
     TOK_EOF,
@@ -94,6 +97,7 @@ typedef struct {
     char *name;      /* scratch: the current name, NUL-terminated */
     size_t name_cap;
     definition_table defs;
+    token defining; /* the name of the definition being parsed (len 0: none or a redefinition) */
 } parser;
 
 /* ---- errors ----------------------------------------------------------- */
@@ -152,13 +156,20 @@ static const char *describe_token(const parser *p, token t, char *buf, size_t si
     return buf;
 }
 
+typedef struct function_info function_info;
+static const function_info *find_function(const char *name);
+
 /* An error at the current token; at the end of input it points just after
  * the last token, where the missing piece belongs. */
 static void fail_unexpected(parser *p, const char *expected) {
     char what[96];
     const char *found = describe_token(p, p->tok, what, sizeof what);
     size_t at = p->tok.kind == TOK_EOF ? p->prev_end : p->tok.start;
-    if (expected && p->tok.kind != TOK_BAD) fail_at(p, at, "expected %s, found %s", expected, found);
+    if (p->tok.kind == TOK_BAD && strncmp(p->src + p->tok.start, UTF8_OTIMES, 3) == 0)
+        fail_at(p, at, "'⊗' is ambiguous: the paper writes it for the element-wise product, most texts for the "
+                       "Kronecker product; write ⊙ or .* for the element-wise product%s",
+                find_function("kron") ? ", kron(A, B) for the Kronecker product" : "");
+    else if (expected && p->tok.kind != TOK_BAD) fail_at(p, at, "expected %s, found %s", expected, found);
     else fail_at(p, at, "unexpected %s", found);
 }
 
@@ -215,6 +226,7 @@ static void advance(parser *p) {
     else if (strncmp(s + i, UTF8_ODOT, 3) == 0) t = (token){TOK_DOT_STAR, i, 3};
     else if (strncmp(s + i, UTF8_OSLASH, 3) == 0) t = (token){TOK_DOT_SLASH, i, 3};
     else if (strncmp(s + i, UTF8_MIDDLE_DOT, 2) == 0) t = (token){TOK_STAR, i, 2};
+    else if (strncmp(s + i, UTF8_PI, 2) == 0) t = (token){TOK_NAME, i, 2};
     else {
         switch (c) {
         case '+': t.kind = TOK_PLUS; break;
@@ -396,12 +408,12 @@ static nb_expr *parse_number(parser *p) {
 static nb_expr *parse_expression(parser *p);
 static nb_expr *parse_unary(parser *p);
 
-typedef struct {
+struct function_info {
     const char *name;
     int arity;
     nb_expr *(*unary)(nb_ctx *, nb_expr *);
     nb_expr *(*binary)(nb_ctx *, nb_expr *, nb_expr *);
-} function_info;
+};
 
 /* Generated from the registry: every operator with a call syntax, then the
  * other spellings (ops.def).  Operators without one have the name "". */
@@ -499,7 +511,13 @@ static nb_expr *parse_name(parser *p) {
     nb_expr *e = nb_lookup(p->ctx, p->name);
     if (!e) e = lookup_definition(&p->defs, p->src + t.start, t.len);
     if (e) return e;
+    if (p->defining.len == t.len && memcmp(p->src + p->defining.start, p->src + t.start, t.len) == 0) {
+        fail_at(p, t.start, "'%s' is used in its own definition, before it has a value", p->name);
+        return NULL;
+    }
     if (is_dimension_symbol(p->ctx, p->name)) e = nb_dimval(p->ctx, nb_dim_symbol(p->ctx, p->name));
+    else if (strcmp(p->name, "e") == 0) e = nb_exp(p->ctx, nb_num(p->ctx, 1));
+    else if (strcmp(p->name, "pi") == 0 || strcmp(p->name, UTF8_PI) == 0) e = nb_num(p->ctx, NB_PI);
     else e = nb_var(p->ctx, p->name, nb_scalar_type());
     return check_built(p, e, t.start);
 }
@@ -605,10 +623,80 @@ static nb_expr *parse_primary(parser *p) {
     }
 }
 
+/* One 1-based index within a dimension of size `size` (a number: an index
+ * into a symbolic size could not be checked before evaluation); returns it
+ * 0-based, or -1 after an error. */
+static int64_t parse_index(parser *p, nb_dim size) {
+    token t = p->tok;
+    const char *s = p->src + t.start;
+    if (t.kind != TOK_NUMBER || strspn(s, "0123456789") != t.len) {
+        fail_unexpected(p, "an index (a positive integer)");
+        return -1;
+    }
+    char dim[32];
+    if (size < 0) { /* its size is only known when values are given */
+        fail_at(p, t.start, "indexing needs a numeric size, not %s", nb_dim_name(p->ctx, size, dim, sizeof dim));
+        return -1;
+    }
+    int64_t k = 0;
+    for (size_t i = 0; i < t.len && k <= INT32_MAX; i++) k = k * 10 + (s[i] - '0');
+    if (k < 1 || k > size) {
+        fail_at(p, t.start, "index %.*s is outside 1..%lld", (int)(t.len > 20 ? 20 : t.len), s, (long long)size);
+        return -1;
+    }
+    advance(p);
+    return k - 1;
+}
+
+/* e[i] (vector or row), e[i, j] (matrix), e[:, k] (column k); 1-based. */
+static nb_expr *parse_index_suffix(parser *p, nb_expr *e) {
+    size_t open = p->tok.start;
+    nb_type t = nb_type_of(e);
+    char type[96];
+    open_bracket(p);
+    nb_expr *r = NULL;
+    if (t.kind == NB_SCALAR) {
+        fail_at(p, open, "a scalar cannot be indexed");
+        return NULL;
+    }
+    if (p->tok.kind == TOK_COLON) {
+        advance(p);
+        if (p->tok.kind != TOK_COMMA) {
+            fail_unexpected(p, "',' after ':'");
+            return NULL;
+        }
+        advance(p);
+        int64_t k = parse_index(p, t.cols);
+        if (k < 0) return NULL;
+        r = nb_column(p->ctx, e, k);
+    } else {
+        int64_t i = parse_index(p, t.kind == NB_ROW ? t.cols : t.rows);
+        if (i < 0) return NULL;
+        if (t.kind == NB_MATRIX) {
+            if (p->tok.kind != TOK_COMMA) {
+                fail_at(p, open, "a matrix (%s) takes two indices, [i, j] or [:, j]", nb_type_str(p->ctx, t, type, sizeof type));
+                return NULL;
+            }
+            advance(p);
+            int64_t j = parse_index(p, t.cols);
+            if (j < 0) return NULL;
+            r = nb_entry(p->ctx, e, i, j);
+        } else {
+            r = t.kind == NB_ROW ? nb_entry(p->ctx, e, 0, i) : nb_entry(p->ctx, e, i, 0);
+        }
+    }
+    if (!close_bracket(p, TOK_RBRACKET, "']'")) return NULL;
+    return check_built(p, r, open);
+}
+
 static nb_expr *parse_postfix(parser *p) {
     nb_expr *e = parse_primary(p);
-    while (e && p->tok.kind == TOK_TRANSPOSE) {
+    while (e && (p->tok.kind == TOK_TRANSPOSE || p->tok.kind == TOK_LBRACKET)) {
         size_t at = p->tok.start;
+        if (p->tok.kind == TOK_LBRACKET) {
+            e = parse_index_suffix(p, e);
+            continue;
+        }
         advance(p);
         e = check_built(p, nb_transpose(p->ctx, e), at);
     }
@@ -628,6 +716,8 @@ static nb_expr *parse_power(parser *p) {
                 nb_type_str(p->ctx, nb_type_of(base), type, sizeof type));
         return NULL;
     }
+    /* e^x is exp(x), so that it differentiates to itself */
+    if (base == nb_exp(p->ctx, nb_num(p->ctx, 1))) return check_built(p, nb_exp(p->ctx, exponent), op.start);
     return check_built(p, nb_pow(p->ctx, base, exponent), op.start);
 }
 
@@ -757,7 +847,10 @@ static nb_expr *parse_program(parser *p) {
             }
             advance(p);
             advance(p);
+            /* u = u*2 means the earlier u; without one it is an error */
+            p->defining = lookup_definition(&p->defs, p->src + name.start, name.len) ? (token){TOK_NAME, 0, 0} : name;
             nb_expr *value = parse_expression(p);
+            p->defining.len = 0;
             if (!value || !end_statement(p)) return NULL;
             if (!define(&p->defs, p->src + name.start, name.len, value)) {
                 fail_at(p, name.start, "out of memory");

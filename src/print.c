@@ -1,8 +1,13 @@
 /* Printing expressions as text (ASCII, Unicode) or LaTeX, the way the paper
  * writes them: coefficient first, division for negative powers, minus signs
- * pulled out of sums, ⊙/.* only between arrays.  nb_to_string's ASCII parses
- * back (array constants as ones(n), zeros(m, n), eye(n)); derivatives and the
- * display formats use the paper's 1, 1ᵀ, 0 and I.
+ * pulled out of sums, ⊙/.* only between arrays.
+ *
+ * ASCII is the input language: everything it prints parses back to an
+ * expression of the same type and value (array constants as ones(n),
+ * zeros(m, n), eye(n); a row literal as [a, b]').  Unicode and LaTeX use the
+ * paper's notation: 𝟏, 𝟏ᵀ, 𝟎 and I (bold, so that the ones vector does not
+ * read as the number 1), and a row literal as [a, b]ᵀ — a column is [a, b]
+ * in every format, as the parser reads it.
  * A large or deeply nested DAG is printed with definitions (t1 = …; …) for
  * its shared or deep parts, so the output stays linear in the graph size. */
 #include "nb_internal.h"
@@ -52,10 +57,23 @@ static void print_double(nb_strbuf *sb, double v) {
     nb_sb_puts(sb, tmp);
 }
 
+/* An exact integer in decimal (nb_int has no printf conversion). */
+static void print_int(nb_strbuf *sb, nb_int v) {
+    char digits[48], *d = digits + sizeof digits;
+    unsigned __int128 u = v < 0 ? -(unsigned __int128)v : (unsigned __int128)v;
+    *--d = 0;
+    do *--d = (char)('0' + (int)(u % 10)); while (u /= 10);
+    if (v < 0) *--d = '-';
+    nb_sb_puts(sb, d);
+}
+
 void nb_print_number(nb_strbuf *sb, nb_number c) {
     if (!c.exact) print_double(sb, c.val);
-    else if (c.den == 1) nb_sb_printf(sb, "%lld", (long long)c.num);
-    else nb_sb_printf(sb, "%lld/%lld", (long long)c.num, (long long)c.den);
+    else {
+        print_int(sb, c.num);
+        if (c.den != 1) nb_sb_puts(sb, "/");
+        if (c.den != 1) print_int(sb, c.den);
+    }
 }
 
 /* ---- printer state ------------------------------------------------------------ */
@@ -64,10 +82,12 @@ enum { P_LOW, P_CMP, P_ADD, P_MUL, P_NEG, P_POW, P_POST, P_ATOM };
 typedef struct {
     nb_ctx *ctx;
     nb_format fmt;
-    bool paper; /* 1, 1ᵀ, 0, I as the paper writes them; else ones(n), eye(n)… */
+    bool paper; /* 𝟏, 𝟏ᵀ, 𝟎, I as the paper writes them; else ones(n), eye(n)… */
     nb_strbuf sb;
     uint32_t *name; /* by id: 0, or k for a node printed as definition tk */
     uint32_t base;  /* smallest id reachable (name indexes from it) */
+    char prefix[16]; /* of the definitions' names: t1, t2, … unless a variable is called so */
+    bool repeats;    /* names only repeated subexpressions of a small tree ("… where t1 = …") */
 } printer;
 
 static void print_node(printer *p, const nb_node *e, int prec);
@@ -106,11 +126,42 @@ static void print_superscript(printer *p, int64_t v) {
     for (char *c = tmp; *c; c++) nb_sb_puts(&p->sb, *c == '-' ? "⁻" : digits[*c - '0']);
 }
 
+
+/* Whether the double v is (num/den)·π exactly as the builders fold it
+ * (den <= 12), so that it prints as num/den·π and re-reads as the same bits.
+ * Not when a variable called pi would capture the name. */
+static bool pi_multiple(const printer *p, double v, nb_number *ratio) {
+    if (!isfinite(v) || v == 0 || fabs(v) > 1e3 || nb_lookup(p->ctx, "pi")) return false;
+    for (int64_t den = 1; den <= 12; den++) {
+        double k = nearbyint(v / NB_PI * (double)den);
+        if (k == 0) continue;
+        nb_number r = nb_number_rational((int64_t)k, den);
+        if (r.den == den && nb_number_mul(r, nb_number_double(NB_PI)).val == v) return *ratio = r, true;
+    }
+    return false;
+}
+
 static void print_number(printer *p, nb_number c, int prec) {
+    nb_number ratio;
+    if (!c.exact && pi_multiple(p, c.val, &ratio)) {
+        bool paren = (negative(c) && prec > P_NEG) || (!nb_number_is(ratio, 1) && prec > P_MUL);
+        open_paren(p, paren);
+        if (nb_number_is(ratio, -1)) nb_sb_puts(&p->sb, "-");
+        else if (!nb_number_is(ratio, 1)) {
+            print_number(p, ratio, P_MUL);
+            nb_sb_puts(&p->sb, pick(p, "*", "·", " "));
+        }
+        nb_sb_puts(&p->sb, pick(p, "pi", "π", "\\pi"));
+        close_paren(p, paren);
+        return;
+    }
     bool paren = (negative(c) && prec > P_NEG) || (c.exact && c.den != 1 && prec > P_MUL);
     if (latex(p) && c.exact && c.den != 1) {
-        nb_sb_printf(&p->sb, "%s\\frac{%lld}{%lld}", c.num < 0 ? "-" : "", (long long)(c.num < 0 ? -c.num : c.num),
-                     (long long)c.den);
+        nb_sb_puts(&p->sb, c.num < 0 ? "-\\frac{" : "\\frac{");
+        print_int(&p->sb, c.num < 0 ? -c.num : c.num);
+        nb_sb_puts(&p->sb, "}{");
+        print_int(&p->sb, c.den);
+        nb_sb_puts(&p->sb, "}");
         return;
     }
     open_paren(p, paren);
@@ -204,8 +255,8 @@ static void print_product(printer *p, const nb_node *e, bool negate, int prec) {
     if (latex(p) && any_den) nb_sb_puts(&p->sb, "\\frac{");
     if (show_coef) {
         nb_strbuf *sb = &p->sb;
-        if (frac) nb_sb_printf(sb, "%lld", (long long)coef.num);
-        else nb_print_number(sb, coef);
+        if (frac) print_int(sb, coef.num);
+        else print_number(p, coef, P_MUL);
         if (nn) nb_sb_puts(sb, pick(p, "*", "·", " "));
     }
     if (nn) print_factors(p, num, nn, false);
@@ -217,7 +268,7 @@ static void print_product(printer *p, const nb_node *e, bool negate, int prec) {
         bool group = count > 1 && !latex(p);
         open_paren(p, group);
         if (frac) {
-            nb_sb_printf(&p->sb, "%lld", (long long)coef.den);
+            print_int(&p->sb, coef.den);
             if (nd) nb_sb_puts(&p->sb, pick(p, "*", "·", " "));
         }
         if (nd == 1 && !group && nb_number_is(den[0].exp, 1)) print_node(p, den[0].base, P_MUL + 1);
@@ -329,10 +380,10 @@ static void print_const(printer *p, const nb_node *e, int prec) {
         return;
     }
     if (nb_number_is(c, 0)) {
-        print_number(p, c, prec);
+        nb_sb_puts(&p->sb, latex(p) ? "\\mathbf{0}" : "𝟎");
         return;
     }
-    const char *one = latex(p) ? "\\mathbf{1}" : "1";
+    const char *one = latex(p) ? "\\mathbf{1}" : "𝟏";
     bool scaled = !nb_number_is(c, 1);
     bool paren = scaled && prec > P_MUL;
     open_paren(p, paren);
@@ -375,10 +426,20 @@ static void print_name(printer *p, const char *name) {
     else nb_sb_puts(&p->sb, name);
 }
 
+/* t1 (t_{1} in LaTeX, with the prefix's underscores escaped). */
+static void print_definition_name(printer *p, uint32_t k) {
+    if (!latex(p)) {
+        nb_sb_printf(&p->sb, "%s%u", p->prefix, k);
+        return;
+    }
+    for (const char *c = p->prefix; *c; c++) nb_sb_puts(&p->sb, *c == '_' ? "\\_" : (char[]){*c, 0});
+    nb_sb_printf(&p->sb, "_{%u}", k);
+}
+
 static void print_node(printer *p, const nb_node *e, int prec) {
     char buf[64];
     if (p->name && e->id >= p->base && p->name[e->id - p->base]) {
-        nb_sb_printf(&p->sb, "t%u", p->name[e->id - p->base]);
+        print_definition_name(p, p->name[e->id - p->base]);
         return;
     }
     switch ((nb_op)e->op) {
@@ -448,6 +509,13 @@ static void print_node(printer *p, const nb_node *e, int prec) {
     case NB_OP_GE:
     case NB_OP_LT:
     case NB_OP_LE: print_compare(p, e, prec); return;
+    case NB_OP_EXP:
+        if (is_scalar_const(e->args[0]) && nb_number_is(e->args[0]->a.c, 1) && !nb_lookup(p->ctx, "e")) {
+            nb_sb_puts(&p->sb, "e"); /* as the parser reads it */
+            return;
+        }
+        print_call(p, ascii(p) ? nb_ops[e->op].ascii : nb_ops[e->op].name, e);
+        return;
     default: print_call(p, ascii(p) ? nb_ops[e->op].ascii : nb_ops[e->op].name, e); return;
     }
 }
@@ -455,6 +523,42 @@ static void print_node(printer *p, const nb_node *e, int prec) {
 /* ---- definitions for large or deep graphs ------------------------------------ */
 #define TREE_LIMIT 4000 /* nodes in the printed tree before sharing is named */
 #define DEPTH_LIMIT 150 /* nesting before a definition breaks the chain */
+
+/* Length of e printed alone in ASCII, so that every format names the same. */
+static size_t printed_length(const printer *p, const nb_node *e) {
+    printer alone = {p->ctx, NB_FMT_ASCII, false, {NULL, 0, 0, false}, NULL, 0, "t", false};
+    print_node(&alone, e, P_LOW);
+    free(alone.sb.buf);
+    return alone.sb.len;
+}
+
+/* In a tree small enough to print whole, a subexpression that the text would
+ * show k >= 2 times is named when that makes the text no longer: k copies
+ * of its L characters cost at least k names, its definition and
+ * " where t1 = ", (k − 1)·L >= 2k + 12.  Outermost first: occurrences flow from each node to
+ * its operands, once only out of a named node (its body is printed once). */
+#define REPEAT_MIN_SIZE 5 /* nodes: smaller repeats are never worth a name */
+
+static bool name_repeats(printer *p, const nb_node *root, const bool *live, const double *size, uint32_t *count) {
+    uint32_t lo = p->base;
+    double *occurs = calloc((size_t)root->id + 1 - lo, sizeof *occurs);
+    if (!occurs) return false;
+    occurs[root->id - lo] = 1;
+    for (size_t id = (size_t)root->id + 1; id-- > lo;) {
+        if (!live[id] || occurs[id - lo] == 0) continue;
+        const nb_node *e = p->ctx->nodes[id];
+        double k = occurs[id - lo];
+        bool named = id != root->id && k >= 2 && size[id] >= REPEAT_MIN_SIZE &&
+                     (k - 1) * (double)printed_length(p, e) >= 2 * k + 12;
+        p->name[id - lo] = named;
+        for (size_t i = 0; i < e->nargs; i++) occurs[e->args[i]->id - lo] += named ? 1 : occurs[id - lo];
+    }
+    for (size_t id = lo; id <= root->id; id++) /* numbered inside out: operands first */
+        if (p->name[id - lo]) p->name[id - lo] = ++*count;
+    p->repeats = *count > 0;
+    free(occurs);
+    return true;
+}
 
 static bool plan_names(printer *p, const nb_node *root, uint32_t *count) {
     uint32_t lo = root->id;
@@ -484,11 +588,14 @@ static bool plan_names(printer *p, const nb_node *root, uint32_t *count) {
             if (height[e->args[i]->id] + 1 > height[id]) height[id] = height[e->args[i]->id] + 1;
         }
     }
-    if (size[root->id] <= TREE_LIMIT && height[root->id] <= DEPTH_LIMIT) goto done;
     p->base = lo;
     p->name = calloc(n - lo, sizeof *p->name);
     if (!p->name) {
         ok = false;
+        goto done;
+    }
+    if (size[root->id] <= TREE_LIMIT && height[root->id] <= DEPTH_LIMIT) {
+        ok = name_repeats(p, root, live, size, count);
         goto done;
     }
     for (size_t id = lo; id < n; id++) {
@@ -519,28 +626,56 @@ done:
     return ok;
 }
 
-static char *to_string(nb_ctx *ctx, const nb_expr *e, nb_format fmt, bool list_rows) {
-    if (!e) return NULL;
-    printer p = {ctx, fmt, list_rows || fmt != NB_FMT_ASCII, {NULL, 0, 0, false}, NULL, 0};
+/* Whether a variable or dimension is called prefix followed by digits. */
+static bool numbered_name(const char *name, const char *prefix) {
+    size_t n = strlen(prefix);
+    return strncmp(name, prefix, n) == 0 && name[n] && strspn(name + n, "0123456789") == strlen(name + n);
+}
+
+static bool prefix_taken(const nb_ctx *ctx, const char *prefix) {
+    for (size_t i = 0; i < ctx->nvars; i++)
+        if (numbered_name(ctx->vars[i].var->a.name, prefix)) return true;
+    for (size_t i = 0; i < ctx->ndims; i++)
+        if (numbered_name(ctx->dims[i].name, prefix)) return true;
+    return false;
+}
+
+/* lead, then each definition "tk = body" in id order (operands before their
+ * users), each followed (ASCII: statements) or separated by sep. */
+static void print_definitions(printer *p, const nb_node *root, const char *lead, const char *sep) {
+    uint32_t *order = p->name;
+    bool first = true;
+    nb_sb_puts(&p->sb, lead);
+    for (uint32_t id = p->base; id <= root->id; id++) {
+        uint32_t k = order[id - p->base];
+        if (!k) continue;
+        if (!first && !ascii(p) && p->repeats) nb_sb_puts(&p->sb, sep);
+        first = false;
+        print_definition_name(p, k);
+        nb_sb_puts(&p->sb, " = ");
+        order[id - p->base] = 0; /* print the body itself, not its name */
+        print_node(p, p->ctx->nodes[id], P_LOW);
+        order[id - p->base] = k;
+        if (ascii(p) || !p->repeats) nb_sb_puts(&p->sb, sep);
+    }
+}
+
+static char *to_string(nb_ctx *ctx, const nb_expr *e, nb_format fmt, const char *fn) {
+    if (!nb_api_exprs(ctx, fn, 1, &e)) return NULL;
+    if (fmt != NB_FMT_UNICODE && fmt != NB_FMT_ASCII && fmt != NB_FMT_LATEX) {
+        nb_set_error(ctx, "%s: invalid format %d", fn, (int)fmt);
+        return NULL;
+    }
+    printer p = {ctx, fmt, fmt != NB_FMT_ASCII, {NULL, 0, 0, false}, NULL, 0, "t", false};
     uint32_t named;
     if (!plan_names(&p, e, &named)) return NULL;
-    if (named) {
-        /* Definitions in id order: each one's operands are printed before it. */
-        uint32_t *order = p.name;
-        for (uint32_t id = p.base; id <= e->id; id++) {
-            uint32_t k = order[id - p.base];
-            if (!k) continue;
-            nb_sb_printf(&p.sb, "t%u = ", k);
-            order[id - p.base] = 0; /* print the body itself, not its name */
-            print_node(&p, ctx->nodes[id], P_LOW);
-            order[id - p.base] = k;
-            nb_sb_puts(&p.sb, latex(&p) ? " \\\\\n" : "\n");
-        }
-    }
-    if (list_rows && e->op == NB_OP_TRANSPOSE && e->args[0]->op == NB_OP_VECLIT &&
-        (!p.name || !p.name[e->args[0]->id - p.base]))
-        print_literal(&p, e->args[0], true);
-    else print_node(&p, e, P_LOW);
+    while (named && strlen(p.prefix) + 2 < sizeof p.prefix && prefix_taken(ctx, p.prefix)) strcat(p.prefix, "_");
+    /* ASCII (and any large result): the definitions first, as the language
+     * reads them; the display formats name repeats after: "… where t1 = …". */
+    bool after = p.repeats && !ascii(&p);
+    if (named && !after) print_definitions(&p, e, "", p.repeats ? "; " : latex(&p) ? " \\\\\n" : "\n");
+    print_node(&p, e, P_LOW);
+    if (named && after) print_definitions(&p, e, latex(&p) ? " \\quad\\text{where } " : " where ", ", ");
     free(p.name);
     if (p.sb.failed) {
         free(p.sb.buf);
@@ -549,11 +684,8 @@ static char *to_string(nb_ctx *ctx, const nb_expr *e, nb_format fmt, bool list_r
     return p.sb.buf;
 }
 
-char *nb_to_string(nb_ctx *ctx, const nb_expr *e, nb_format fmt) { return to_string(ctx, e, fmt, false); }
-
-/* A derivative as the paper writes it: a row of entries (the gradient w.r.t.
- * listed scalars) prints as its list [a, b], like a column of entries. */
-char *nb_derivative_to_string(nb_ctx *ctx, const nb_expr *J, nb_format fmt) { return to_string(ctx, J, fmt, true); }
+char *nb_to_string(nb_ctx *ctx, const nb_expr *e, nb_format fmt) { return to_string(ctx, e, fmt, __func__); }
+char *nb_derivative_to_string(nb_ctx *ctx, const nb_expr *J, nb_format fmt) { return to_string(ctx, J, fmt, __func__); }
 
 const char *nb_describe(nb_ctx *ctx, const nb_node *e, char *buf, size_t size) {
     char *s = nb_to_string(ctx, e, NB_FMT_ASCII);

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 
 nb_expr *nb_simplify(nb_ctx *ctx, nb_expr *e) {
-    if (!ctx || !e) return NULL;
+    if (!NB_API_OK(ctx, e)) return NULL;
     size_t n;
     nb_node **nodes = nb_toposort(ctx, 1, &e, &n);
     nb_node **done = nodes ? malloc(n * sizeof *done) : NULL;

@@ -4,40 +4,42 @@
 set -u
 NABLA=${NABLA:-./nabla}
 passed=0 failed=0
+err_file=$(mktemp)  # private: other runs of this script may be going on at the same time
+trap 'rm -f "$err_file"' EXIT
 fail() { failed=$((failed + 1)); printf 'FAIL: %s\n' "$*" >&2; }
 
 # expect_out WANT ARGS...: stdout equals WANT, exit 0
 expect_out() {
     local want=$1; shift
     local got rc
-    got=$("$NABLA" "$@" 2>/tmp/nabla_cli_err); rc=$?
+    got=$("$NABLA" "$@" 2>"$err_file"); rc=$?
     if [ "$rc" -eq 0 ] && [ "$got" = "$want" ]; then passed=$((passed + 1))
-    else fail "nabla $* -> rc=$rc out=[$got] err=[$(cat /tmp/nabla_cli_err)] want [$want]"; fi
+    else fail "nabla $* -> rc=$rc out=[$got] err=[$(cat "$err_file")] want [$want]"; fi
 }
 
 # expect_err STATUS PATTERN ARGS...: exit STATUS, stderr matches PATTERN, stdout empty
 expect_err() {
     local want_rc=$1 pattern=$2; shift 2
     local got rc
-    got=$("$NABLA" "$@" 2>/tmp/nabla_cli_err); rc=$?
-    if [ "$rc" -eq "$want_rc" ] && [ -z "$got" ] && grep -qE -- "$pattern" /tmp/nabla_cli_err; then passed=$((passed + 1))
-    else fail "nabla $* -> rc=$rc out=[$got] err=[$(cat /tmp/nabla_cli_err)] want rc $want_rc /$pattern/"; fi
+    got=$("$NABLA" "$@" 2>"$err_file"); rc=$?
+    if [ "$rc" -eq "$want_rc" ] && [ -z "$got" ] && grep -qE -- "$pattern" "$err_file"; then passed=$((passed + 1))
+    else fail "nabla $* -> rc=$rc out=[$got] err=[$(cat "$err_file")] want rc $want_rc /$pattern/"; fi
 }
 
 VEC='w, x: vector(n); z: scalar'
 NEURON='w: vector(n); X: matrix(N, n); y: vector(N); b: scalar'
 
 # formulas (the issue's examples)
-expect_out '[6*x*y, 3*x^2]' diff '3*x^2*y' --wrt x,y --format ascii
+expect_out "[6*x*y, 3*x^2]'" diff '3*x^2*y' --wrt x,y --format ascii
 expect_out '[[6*x*y, 3*x^2], [2, 8*y^7]]' diff '[3*x^2*y, 2*x + y^8]' --wrt x,y --format ascii
 expect_out '[[6*x*y, 2], [3*x^2, 8*y^7]]' diff '[3*x^2*y, 2*x + y^8]' --wrt x,y --format ascii --layout denominator
 expect_out 'diag(x)' diff 'w .* x' --wrt w --let "$VEC" --format ascii
-expect_out '-I' diff 'w - x' --wrt x --let "$VEC" --format ascii
-expect_out 'I' diff 'x' --wrt x --let "$VEC" --format ascii
-expect_out "1'" diff 'sum(x)' --wrt x --let "$VEC" --format ascii
+expect_out '-eye(n)' diff 'w - x' --wrt x --let "$VEC" --format ascii
+expect_out 'eye(n)' diff 'x' --wrt x --let "$VEC" --format ascii
+expect_out "ones(n)'" diff 'sum(x)' --wrt x --let "$VEC" --format ascii
 expect_out "x'" diff 'dot(w, x)' --wrt w --let "$VEC" --format ascii
-expect_out '1' diff 'x + z' --wrt z --let "$VEC" --format ascii
-expect_out '1ᵀ' diff 'sum(x)' --wrt x --let "$VEC"
+expect_out 'ones(n)' diff 'x + z' --wrt z --let "$VEC" --format ascii
+expect_out '𝟏ᵀ' diff 'sum(x)' --wrt x --let "$VEC"
 expect_out 'diag(-w ⊘ x²)' diff 'w ./ x' --wrt x --let "$VEC"
 expect_out '0' diff '99' --wrt x --format ascii
 expect_out '2*x' diff - --wrt x --format ascii <<<'x^2'
@@ -83,6 +85,40 @@ expect_err 2 '' diff $'\x01\x02\xff' --wrt x
 expect_err 2 '' diff 'x' --wrt
 expect_err 2 '' diff 'x' --bogus
 expect_err 2 '' eval 'x' --at 'x=1e999'
+# check: a large |f| is no false alarm, and a derivative that disagrees still fails
+expect_out 'max relative error: 0' check '1e10 + x' --wrt x
+expect_out 'max relative error: 0' check '1e10 + sin(x)*x' --wrt x --seed 5
+out=$("$NABLA" check '1e10 + max(0, x)' --wrt x --at 'x=0' 2>&1); rc=$?
+if [ $rc -eq 1 ] && [[ $out == "max relative error: 0.4"* ]]; then passed=$((passed + 1)); else fail "check kink: rc=$rc $out"; fi
+
+# the paper's notation, rows, self-reference
+expect_out "[6·x·y, 3·x²]ᵀ" diff '3*x^2*y' --wrt x,y
+expect_out "[6·x·y, 3·x²]" diff '3*x^2*y' --wrt x,y --layout denominator
+expect_out 'exp(x)' diff 'e^x' --wrt x --format ascii
+expect_out '2·π·x' diff 'π*x^2' --wrt x
+expect_out "2*sum(x)*ones(n)" diff "sum(x*x')" --wrt x --let 'x: vector(n)' --layout denominator --format ascii
+expect_err 2 "Kronecker" diff 'x ⊗ y' --wrt x
+expect_err 2 '^    \^$' diff 'x ⊗ y' --wrt x
+expect_err 2 "'u' is used in its own definition" eval 'u = u*2; u*10' --at 'u=1'
+expect_err 2 '^      \^$' eval 'u = u*2; u*10'
+
+# output that cannot be written is an error: a full disk, a closed pipe
+"$NABLA" diff 'x^2' --wrt x >/dev/full 2>"$err_file"; rc=$?
+if [ $rc -eq 2 ] && grep -q 'writing the output failed' "$err_file"; then passed=$((passed + 1)); else fail "/dev/full: rc=$rc"; fi
+"$NABLA" --help >/dev/full 2>/dev/null; rc=$?
+if [ $rc -eq 2 ]; then passed=$((passed + 1)); else fail "--help >/dev/full: rc=$rc"; fi
+# closed_pipe IGNORE_SIGPIPE: exit status of nabla writing into a pipe whose reader is gone
+closed_pipe() {
+    python3 -c 'import os, subprocess, sys
+r, w = os.pipe(); os.close(r)
+p = subprocess.run(sys.argv[2:], stdout=w, stderr=subprocess.DEVNULL, restore_signals=sys.argv[1] == "0")
+print(p.returncode)' "$1" "$NABLA" eval 'x' --at 'x=1'
+}
+rc=$(closed_pipe 1)
+if [ "$rc" = 2 ]; then passed=$((passed + 1)); else fail "closed pipe (SIGPIPE ignored): rc=$rc"; fi
+rc=$(closed_pipe 0)
+if [ "$rc" != 0 ]; then passed=$((passed + 1)); else fail "closed pipe: rc=$rc"; fi
+
 expect_out "nabla $(sed -n 's/#define NABLA_VERSION "\(.*\)"/\1/p' include/nabla.h)" --version
 
 echo "$passed passed, $failed failed"

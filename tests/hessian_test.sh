@@ -29,7 +29,7 @@ expect_err() {
 QUAD='x: vector(n); A: matrix(n, n)'
 expect_out 'A + Aᵀ' hessian "x'*A*x" --wrt x --let "$QUAD"
 expect_out "A + A'" hessian "x'*A*x" --wrt x --let "$QUAD" --format ascii
-expect_out '2·1·1ᵀ' hessian 'sum(x)^2' --wrt x --let "$QUAD"
+expect_out '2·𝟏·𝟏ᵀ' hessian 'sum(x)^2' --wrt x --let "$QUAD"
 expect_out 'diag(exp(x))' hessian 'sum(exp(x))' --wrt x --let "$QUAD"
 expect_out '6·x·y' hessian 'x^3*y' --wrt x
 expect_out $'2 6\n6 4' hessian "x'*A*x" --wrt x --let "$QUAD" --at 'x=[5, 6]; A=[[1, 2], [4, 2]]'

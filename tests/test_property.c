@@ -33,6 +33,7 @@
 #include "nabla.h"
 #include "ops_table.h"
 #include "test.h"
+#include "roundtrip.h"
 
 #include <math.h>
 #include <signal.h>
@@ -1359,6 +1360,7 @@ static void check_expression(uint64_t seed) {
                 break;
             }
         if (npoints == 1) check_roundtrip(g, f, &F);
+        if (npoints == 1) roundtrip_derivatives(g->ctx, f);
         nb_matrix_free(&F);
     }
     if (npoints) st.exprs++;

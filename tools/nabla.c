@@ -3,6 +3,8 @@
  * tolerance, 2 an error (reported on stderr, nothing on stdout). */
 #include "cli.h"
 
+#include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,11 +30,14 @@ static const char main_help[] =
     "  A * B     matrix product (a plain product when either side is a scalar); also ·\n"
     "  A .* B    element-wise product (also ⊙); ./ (⊘) division; .^ power\n"
     "  A'        transpose (also Aᵀ)\n"
-    "  [a, b]    a column vector; [[a, b], [c, d]] a matrix by rows\n"
-    "  exp log ln sin cos tan tanh sqrt abs sigmoid relu softmax logsoftmax\n"
-    "  sum mean norm2 diag, max(a, b) min(a, b) dot(a, b) softmax_xent(Z, Y)\n"
-    "  ones(n) zeros(m, n) eye(n)   constant arrays (the 1, 0 and I of derivatives)\n"
-    "  u = X*w + b; sum(u.^2)   definitions, separated by ';' or newlines\n"
+    "  [a, b]    a column vector, [a, b]' a row; [[a, b], [c, d]] a matrix by rows\n"
+    "  x[i] A[i, j] A[:, j]   entries and columns (from 1)\n"
+    "  exp log ln sin cos tan tanh sqrt abs sign sigmoid relu softmax logsoftmax\n"
+    "  sum mean norm2 diag diagpart, max(a, b) min(a, b) dot(a, b) softmax_xent(Z, Y)\n"
+    "  ones(n) zeros(m, n) eye(n)   constant arrays (the 𝟏, 𝟎 and I of derivatives)\n"
+    "  e, pi (π)  the constants; e^x is exp(x).  ⊗ is refused: write ⊙ or .*\n"
+    "  u = X*w + b; sum(u.^2)   definitions, separated by ';' or newlines; a name\n"
+    "            may be redefined from its earlier value (u = u*2), not before it has one\n"
     "  A name not declared with --let is a scalar.\n"
     "\n"
     "declarations (--let):  'w, x: vector(n); X: matrix(N, n); b: scalar'  (also row(n))\n"
@@ -65,6 +70,17 @@ static const char diff_help[] =
     "  --format F      unicode (default), ascii (parses back) or latex\n"
     "  --at VALUES     'x=1; w=[1, 2, 3]; X=[[1, 2], [3, 4]]'\n"
     "\n"
+    "How derivatives print: a column is [a, b] and a row [a, b]ᵀ ([a, b]' in\n"
+    "ascii; in latex a bmatrix with rows \\\\ or entries &), so the gradient of\n"
+    "3*x^2*y w.r.t. x,y is the row [6·x·y, 3·x²]ᵀ.  Unicode and latex write the\n"
+    "ones vector 𝟏 (row 𝟏ᵀ), the zero array 𝟎 and the identity I; ascii writes\n"
+    "ones(n), ones(n)', zeros(m, n), eye(n), indicators (u > 0), sign(u),\n"
+    "diagpart(A) — every ascii output reads back as the same expression.  A\n"
+    "subexpression the result repeats is named once when that is no longer:\n"
+    "'diag(t1 ⊙ (1 - t1))·A where t1 = sigmoid(A·x + b)' (ascii: the definition\n"
+    "first, 't1 = sigmoid(A*x + b); diag(t1 .* (1 - t1))*A'); a very large result\n"
+    "is printed as definitions, one per line, then the formula.\n"
+    "\n"
     "example: nabla diff 'sum(w .* x) + b' --wrt w --let 'w, x: vector(n); b: scalar'\n";
 
 static const char eval_help[] =
@@ -83,7 +99,9 @@ static const char check_help[] =
     "Compares the symbolic derivative of EXPR with central finite differences and\n"
     "prints the largest relative error.  Variables missing from --at get random\n"
     "values in [-2, 2] (and unbound dimensions a size in 2..5).  Exit status 0 when\n"
-    "the error is at most the tolerance, 1 when it is larger.\n"
+    "the error is at most the tolerance, 1 when it is larger.  The step grows with\n"
+    "|x| and with the cube root of |f|, and the rounding noise of f's values is not\n"
+    "counted as error, so a large |f| (1e10 + x) is no false alarm.\n"
     "\n"
     "  --wrt VARS      one variable, or several scalars: 'x, y'\n"
     "  --let DECLS     variable types: 'w, x: vector(n); X: matrix(N, n); b: scalar'\n"
@@ -232,10 +250,16 @@ int main(int argc, char **argv) {
     } commands[] = {{"diff", nb_cmd_diff}, {"eval", nb_cmd_eval}, {"check", nb_cmd_check}, {"time", nb_cmd_time},
                     {"hessian", nb_cmd_hessian}, {"fit", nb_cmd_fit}, {"train", nb_cmd_train},
                     {"evaluate", nb_cmd_evaluate}, {"predict", nb_cmd_predict}};
+    int status = -1;
     if (argc < 2) return nb_cli_usage_error(main_usage, "missing command");
-    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0) return fputs(main_help, stdout), 0;
-    if (strcmp(argv[1], "--version") == 0) return puts("nabla " NABLA_VERSION), 0;
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (strcmp(argv[1], commands[i].name) == 0) return commands[i].run(argc - 1, argv + 1);
-    return nb_cli_usage_error(main_usage, "unknown command '%s'", argv[1]);
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0) status = fputs(main_help, stdout) < 0;
+    else if (strcmp(argv[1], "--version") == 0) status = puts("nabla " NABLA_VERSION) < 0;
+    for (size_t i = 0; status < 0 && i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(argv[1], commands[i].name) == 0) status = commands[i].run(argc - 1, argv + 1);
+    if (status < 0) return nb_cli_usage_error(main_usage, "unknown command '%s'", argv[1]);
+    /* Output that did not reach its destination (a full disk, a closed pipe) is an error. */
+    bool write_failed = ferror(stdout) != 0;
+    write_failed |= fclose(stdout) != 0;
+    if (write_failed) return nb_cli_error(NULL, -1, "writing the output failed: %s", strerror(errno));
+    return status;
 }

@@ -10,6 +10,7 @@
  *
  * Build and run: tests/fuzz/run.sh [SECONDS]. */
 #include "nb_internal.h"
+#include "fuzz_input.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -60,17 +61,9 @@ static void evaluate(nb_ctx *ctx, const nb_expr *e) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    char *text = malloc(size + 1);
+    const char *decls, *src;
+    char *text = fuzz_split_input(data, size, &decls, &src);
     if (!text) return 0;
-    memcpy(text, data, size);
-    text[size] = '\0';
-    char *nl = strchr(text, '\n');
-    const char *decls = "", *src = text;
-    if (nl) {
-        *nl = '\0';
-        decls = text;
-        src = nl + 1;
-    }
     nb_ctx *ctx = nb_ctx_new();
     if (!ctx) {
         free(text);
