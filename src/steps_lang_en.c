@@ -1,0 +1,41 @@
+/* English narrative of a derivation (see steps_lang.h). */
+#include "steps_lang.h"
+
+const nb_steps_lang nb_steps_lang_en = {
+    .code = "en",
+    .title = "The derivative of %s with respect to %s (%s).",
+    .numerator_layout = "numerator layout",
+    .denominator_layout = "denominator layout",
+    .intermediates = "Introduce intermediate variables, one per operation on the path from the variable to the function:",
+    .no_intermediates = "No intermediate variables are needed: the function is a single operation of the variable.",
+    .partials = "The partial derivative of each intermediate variable with respect to its inputs:",
+    .chain_single = "The single-variable chain rule (dy/dx = dy/du · du/dx):",
+    .chain_total = "The total-derivative rule (one term per path from the variable to the function):",
+    .chain_numerator = "The vector chain rule in numerator layout: the factors multiply from the function back to the variable:",
+    .chain_denominator = "The vector chain rule in denominator layout: each factor is the transpose of its numerator-layout "
+                         "Jacobian, so the order flips: the factors multiply from the variable up to the function:",
+    .paths_add = "total derivative: the paths add",
+    .direct = "The partial derivative above is the whole derivative: there is no chain to follow.",
+    .tensor = "The Jacobians of the intermediate variables with respect to a matrix would be tensors, so the "
+              "gradient is accumulated directly in reverse mode, shaped like the matrix:",
+    .substitute = "Substituting each partial derivative as its rule gives it (nothing simplified yet):",
+    .simplify = "Simplifying, one named rule at a time:",
+    .nothing_to_simplify = "Nothing to simplify.",
+    .by = "by",
+    .result = "Result, in the original variables:",
+    .several_scalars = "Several scalar variables (%s): the derivative with respect to each, then side by side.",
+    .section = "With respect to %s:",
+    .assemble_gradient = "The gradient is the row of the partial derivatives:",
+    .assemble_jacobian = "The Jacobian matrix has one column per variable:",
+    .scalar = "scalar",
+    .zero = "zero",
+    .identity = "identity matrix",
+    .scaled_identity = "scaled identity matrix",
+    .diagonal = "element-wise: diagonal matrix",
+    .ones_row = "row of ones",
+    .ones_column = "column of ones",
+    .row = "gradient: row vector",
+    .column = "column vector",
+    .matrix = "Jacobian matrix",
+    .matrix_gradient = "gradient, shaped like the matrix",
+};
