@@ -281,8 +281,8 @@ static void put_shape(nb_strbuf *sb, const derivation *d, nb_type t) {
     if (t.kind == NB_SCALAR) return;
     nb_dim_name(d->ctx, t.rows, r, sizeof r);
     nb_dim_name(d->ctx, t.cols, c, sizeof c);
-    const char *times = d->fmt == OUT_UNICODE ? "×" : d->fmt == OUT_ASCII ? "x" : " \\times ";
-    cat(sb, "(", r, times, c, ")", NULL);
+    const char *times = d->fmt == OUT_UNICODE ? "×" : d->fmt == OUT_ASCII ? " x " : " \\times ";
+    cat(sb, r, times, c, NULL);
 }
 
 /* The structure of a partial derivative J, in words. */
