@@ -134,7 +134,7 @@ static void put_rule(nb_strbuf *sb, out_format fmt, const char *rule) {
         }
         if (latex && s[0] == '^' && s[1] == '(') {
             nb_sb_puts(sb, "^{");
-            open_superscript = ++depth;
+            open_superscript = depth + 1; /* closed with the parenthesis that follows */
             s++;
             continue;
         }
