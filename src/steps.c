@@ -195,6 +195,8 @@ typedef struct {
     log_entry *log;
     size_t nlog, cap_log;
     bool log_failed;
+    const char *vlabel; /* the variable's printed name */
+    bool chain_written; /* a chain-rule product was written out */
     bool in_list; /* markdown: the last line was a list item */
     size_t several; /* how many variables (a section each when > 1) */
     bool total;   /* f and v scalars: the total derivative is written df/dx */
@@ -416,7 +418,7 @@ static int introduce(derivation *d) {
         stack[top++] = i;
         while (top) {
             const nb_node *y = d->nodes[stack[--top]];
-            for (size_t k = y->nargs; k-- > 0;) {
+            for (size_t k = 0; k < y->nargs; k++) {
                 size_t a = nb_topo_index(d->nodes, n, y->args[k]);
                 if (!d->dep[a]) continue;
                 if (!d->symbol[a]) {
@@ -509,10 +511,15 @@ static int put_chain_rule(derivation *d) {
         put_text(d, L->direct);
         return 0;
     }
-    bool paths = false, scalars = d->f->type.kind == NB_SCALAR && d->v->type.kind == NB_SCALAR;
-    for (size_t i = 0; i < n && !paths; i++) paths = d->users[i] && d->users[i]->next;
+    bool paths = false, scalars = true;
+    for (size_t i = 0; i < n; i++) {
+        paths |= d->users[i] && d->users[i]->next;
+        scalars &= !d->dep[i] || d->nodes[i]->type.kind == NB_SCALAR;
+    }
+    d->chain_written = true;
     put_text(d, scalars && paths ? L->chain_total
-                : scalars ? L->chain_single
+                : d->scalar_chain ? L->chain_single
+                : scalars ? L->chain_partial
                 : d->layout == NB_NUMERATOR ? L->chain_numerator
                                             : L->chain_denominator);
     char **adjoint = calloc(n, sizeof *adjoint); /* NULL: f itself (the identity) */
@@ -634,24 +641,37 @@ static int put_simplification(derivation *d, nb_node *raw, nb_node **result) {
     nb_ctx *ctx = d->ctx;
     const nb_steps_lang *L = d->lang;
     nb_strbuf lhs = {0};
-    put_partial(&lhs, d, d->label[d->n - 1], d->label[nb_topo_index(d->nodes, d->n, d->v)], d->total);
+    put_partial(&lhs, d, d->label[d->n - 1], d->vlabel, d->total);
     char *name = take(d, &lhs), *text = name ? display(d, raw) : NULL;
     if (text) {
         put_text(d, L->substitute);
-        put_equation(d, name, text, NULL, NULL, false);
+        put_equation(d, name, text, d->chain_written && d->layout == NB_DENOMINATOR && raw->op == NB_OP_TRANSPOSE ? L->raw_transposed : NULL,
+                     NULL, false);
     }
     free(text);
-    free(name);
-    if (!text) return -1;
+    if (!text) {
+        free(name);
+        return -1;
+    }
+    /* the memo of recursive rewrites is a cache: emptied, every rule that
+     * applies fires (and is logged) here */
+    if (ctx->memo) memset(ctx->memo, 0, ctx->memo_cap * sizeof *ctx->memo);
+    ctx->memo_count = 0;
     d->nlog = 0;
     nb_rewrite_log saved = ctx->rewrite_log;
     void *saved_user = ctx->rewrite_log_user;
     nb_set_rewrite_log(ctx, record_rewrite, d);
     *result = nb_simplify(ctx, raw);
     nb_set_rewrite_log(ctx, saved, saved_user);
-    if (!*result) return -1;
-    if (d->log_failed) return nb_set_error(ctx, "out of memory");
-    put_text(d, d->nlog ? L->simplify : L->nothing_to_simplify);
+    char *raw_text = *result ? display(d, raw) : NULL, *simplified = raw_text ? display(d, *result) : NULL;
+    bool changed = simplified && strcmp(raw_text, simplified) != 0;
+    free(raw_text);
+    if (!simplified || d->log_failed) {
+        free(name);
+        free(simplified);
+        return d->log_failed ? nb_set_error(ctx, "out of memory") : -1;
+    }
+    put_text(d, d->nlog || changed ? L->simplify : L->nothing_to_simplify);
     for (size_t i = 0; i < d->nlog;) {
         size_t j = i;
         nb_strbuf rules = {0};
@@ -670,10 +690,13 @@ static int put_simplification(derivation *d, nb_node *raw, nb_node **result) {
         free(a);
         free(b);
         free(r);
-        if (*ctx->error) return -1;
+        if (*ctx->error) break;
         i = j;
     }
-    return 0;
+    if (changed && !*ctx->error) put_equation(d, name, simplified, L->collected, NULL, false);
+    free(name);
+    free(simplified);
+    return *ctx->error ? -1 : 0;
 }
 
 /* The derivation of ∂f/∂v; *result receives the derivative it reaches. */
@@ -681,14 +704,17 @@ static int derive(derivation *d, nb_node *f, nb_node *v, nb_node **result) {
     nb_ctx *ctx = d->ctx;
     d->f = f;
     d->v = v;
-    d->scalar_chain = false;
+    d->scalar_chain = d->chain_written = false;
     d->total = f->type.kind == NB_SCALAR && v->type.kind == NB_SCALAR && d->several == 0;
     d->nodes = nb_toposort(ctx, 1, &f, &d->n);
     if (!d->nodes) return -1;
     int rc = -1;
     nb_node *raw = nb_derivative_raw(ctx, f, 1, &v, d->layout);
-    if (!raw) goto out;
-    if (nb_topo_index(d->nodes, d->n, v) < d->n) {
+    char *vname = raw ? print(d, v) : NULL;
+    d->vlabel = vname ? dup_string(d, vname) : NULL;
+    free(vname);
+    if (!d->vlabel) goto out;
+    if (nb_topo_index(d->nodes, d->n, v) < d->n && f != v) {
         if (introduce(d)) goto out;
         d->scalar_chain = single_variable(d);
         int partials = 0;
@@ -696,20 +722,13 @@ static int derive(derivation *d, nb_node *f, nb_node *v, nb_node **result) {
         if (partials == 1) put_text(d, d->lang->tensor);
         else if (put_chain_rule(d)) goto out;
     } else {
-        /* f does not use v: nothing to introduce, the derivative is 0 */
-        if (!(d->symbol = nb_arena_alloc(&d->tmp, d->n * sizeof *d->symbol)) ||
-            !(d->label = nb_arena_alloc(&d->tmp, (d->n + 1) * sizeof *d->label)))
-            goto out;
+        /* f does not use v (the derivative is 0) or is v (the identity) */
+        put_text(d, f == v ? d->lang->itself : d->lang->constant);
+        d->symbol = nb_arena_alloc(&d->tmp, d->n * sizeof *d->symbol);
+        d->label = nb_arena_alloc(&d->tmp, d->n * sizeof *d->label);
+        const char *fname = definition_name(ctx, f);
+        if (!d->symbol || !d->label || !(d->label[d->n - 1] = dup_string(d, fname ? fname : "f"))) goto out;
         memset(d->symbol, 0, d->n * sizeof *d->symbol);
-        d->nodes = realloc(d->nodes, (d->n + 1) * sizeof *d->nodes);
-        if (!d->nodes) goto out;
-        d->nodes[d->n] = v; /* v's label, after f's */
-        d->label[d->n - 1] = dup_string(d, "f");
-        d->label[d->n] = print(d, v);
-        char *copy = d->label[d->n] ? dup_string(d, d->label[d->n]) : NULL;
-        free(d->label[d->n]);
-        d->label[d->n] = copy;
-        if (!d->label[d->n - 1] || !copy) goto out;
     }
     rc = put_simplification(d, raw, result);
 out:

@@ -14,6 +14,7 @@ typedef struct {
     const char *no_intermediates; /* the function is one operation of the variable */
     const char *partials;         /* heading of the partial derivatives */
     const char *chain_single;     /* heading: single-variable chain rule (scalars, one path) */
+    const char *chain_partial;    /* heading: chain rule of partial derivatives (scalars, one path, f of several) */
     const char *chain_total;      /* heading: total-derivative rule (scalars, several paths) */
     const char *chain_numerator;  /* heading: vector chain rule in numerator layout */
     const char *chain_denominator;/* heading: vector chain rule in denominator layout (the order flips) */
@@ -21,6 +22,10 @@ typedef struct {
     const char *direct;           /* heading: no chain, the partial derivative is the result */
     const char *tensor;           /* the intermediate Jacobians would be tensors: reverse mode directly */
     const char *substitute;       /* heading: the raw chain-rule product */
+    const char *raw_transposed;   /* note: denominator layout's raw product is the numerator one transposed */
+    const char *constant;         /* f does not depend on v */
+    const char *itself;           /* f is v */
+    const char *collected;        /* note on the simplified whole: the steps above and plain arithmetic */
     const char *simplify;         /* heading: the named simplifications */
     const char *nothing_to_simplify;
     const char *by;               /* before a rule's name: "by" */

@@ -8,8 +8,9 @@ const nb_steps_lang nb_steps_lang_en = {
     .denominator_layout = "denominator layout",
     .intermediates = "Introduce intermediate variables, one per operation on the path from the variable to the function:",
     .no_intermediates = "No intermediate variables are needed: the function is a single operation of the variable.",
-    .partials = "The partial derivative of each intermediate variable with respect to its inputs:",
+    .partials = "The partial derivative of each step with respect to its inputs:",
     .chain_single = "The single-variable chain rule (dy/dx = dy/du · du/dx):",
+    .chain_partial = "The chain rule, along the one path from the variable to the function:",
     .chain_total = "The total-derivative rule (one term per path from the variable to the function):",
     .chain_numerator = "The vector chain rule in numerator layout: the factors multiply from the function back to the variable:",
     .chain_denominator = "The vector chain rule in denominator layout: each factor is the transpose of its numerator-layout "
@@ -19,6 +20,10 @@ const nb_steps_lang nb_steps_lang_en = {
     .tensor = "The Jacobians of the intermediate variables with respect to a matrix would be tensors, so the "
               "gradient is accumulated directly in reverse mode, shaped like the matrix:",
     .substitute = "Substituting each partial derivative as its rule gives it (nothing simplified yet):",
+    .raw_transposed = "the numerator-layout product transposed: (A·B)ᵀ = Bᵀ·Aᵀ gives the flipped order above",
+    .constant = "The function does not depend on the variable: its derivative is zero.",
+    .itself = "The function is the variable itself: its derivative is the identity.",
+    .collected = "the steps above, with 1·a = a, a + 0 = a and constant arithmetic",
     .simplify = "Simplifying, one named rule at a time:",
     .nothing_to_simplify = "Nothing to simplify.",
     .by = "by",
