@@ -202,9 +202,16 @@ typedef struct {
     bool total;   /* f and v scalars: the total derivative is written df/dx */
 } derivation;
 
+/* The printers' text of e.  A raw (Aᵀ)ᵀ prints in LaTeX as A^{\top}^{\top},
+ * a double superscript that LaTeX refuses: written A^{\top\top} here. */
 static char *print(derivation *d, const nb_node *e) {
+    static const char twice[] = "^{\\top}^{\\top}", once[] = "^{\\top\\top}";
     char *s = nb_to_string(d->ctx, e, d->pfmt);
     if (!s) nb_set_error(d->ctx, "out of memory");
+    for (char *at = s ? strstr(s, twice) : NULL; at; at = strstr(at, twice)) {
+        memmove(at + strlen(once), at + strlen(twice), strlen(at + strlen(twice)) + 1);
+        memcpy(at, once, strlen(once));
+    }
     return s;
 }
 

@@ -1,7 +1,8 @@
 /* The narrative words of a derivation (nb_derivation, steps.c), one table per
  * language: the mathematics comes from the printers, only these connecting
  * words change.  Adding a language is one file defining a table and one line
- * in STEPS_LANGUAGES below.  Strings marked (printf) take the %s arguments
+ * in STEPS_LANGUAGES below.  Notes that LaTeX sets in \text{} keep to words
+ * (no ᵀ, ⊙: pdflatex has no glyph for them).  Strings marked (printf) take the %s arguments
  * named in their comment, in that order. */
 #ifndef NB_STEPS_LANG_H
 #define NB_STEPS_LANG_H

@@ -20,10 +20,10 @@ const nb_steps_lang nb_steps_lang_en = {
     .tensor = "The Jacobians of the intermediate variables with respect to a matrix would be tensors, so the "
               "gradient is accumulated directly in reverse mode, shaped like the matrix:",
     .substitute = "Substituting each partial derivative as its rule gives it (nothing simplified yet):",
-    .raw_transposed = "the numerator-layout product transposed: (A·B)ᵀ = Bᵀ·Aᵀ gives the flipped order above",
+    .raw_transposed = "the numerator-layout product transposed; transposing a product reverses its factors: the order above",
     .constant = "The function does not depend on the variable: its derivative is zero.",
     .itself = "The function is the variable itself: its derivative is the identity.",
-    .collected = "the steps above, with 1·a = a, a + 0 = a and constant arithmetic",
+    .collected = "the steps above and plain arithmetic: multiplying by 1, adding 0, folding constants",
     .simplify = "Simplifying, one named rule at a time:",
     .nothing_to_simplify = "Nothing to simplify.",
     .by = "by",
