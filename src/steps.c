@@ -243,11 +243,11 @@ static void put_equation(derivation *d, const char *lhs, const char *rhs, const 
                          bool shape_first) {
     bool words = note_words && *note_words, math = note_math && *note_math;
     const char *w = words ? note_words : "", *m = math ? note_math : "";
-    const char *gap = words && math ? (shape_first ? "; " : " ") : "";
+    const char *gap = words && math ? (shape_first ? d->lang->separator : " ") : "";
     bool latex = d->fmt == OUT_LATEX, md = d->fmt == OUT_MARKDOWN;
     const char *w_open = latex && words ? "\\text{" : "", *w_close = latex && words ? "}" : "";
     const char *m_open = md && math ? "$" : "", *m_close = md && math ? "$" : "";
-    if (latex && words && math) gap = shape_first ? "\\text{; }" : "\\ ";
+    if (latex && words && math && !shape_first) gap = "\\ ";
     switch (d->fmt) {
     case OUT_UNICODE:
     case OUT_ASCII: cat(&d->out, "  ", lhs, *lhs ? " " : "", "= ", rhs, NULL); break;
@@ -255,10 +255,11 @@ static void put_equation(derivation *d, const char *lhs, const char *rhs, const 
     case OUT_MARKDOWN: cat(&d->out, "- $", lhs, " = ", rhs, "$", NULL), d->in_list = true; break;
     }
     if (words || math) {
-        cat(&d->out, latex ? " && " : md ? " (" : "    (", NULL);
-        if (shape_first) cat(&d->out, m_open, m, m_close, gap, w_open, w, w_close, NULL);
+        cat(&d->out, latex ? " && " : md ? " " : "    ", latex ? "" : d->lang->note_open, NULL);
+        if (shape_first && latex) cat(&d->out, m, "\\text{", gap, w, "}", NULL);
+        else if (shape_first) cat(&d->out, m_open, m, m_close, gap, w_open, w, w_close, NULL);
         else cat(&d->out, w_open, w, w_close, gap, m_open, m, m_close, NULL);
-        if (!latex) nb_sb_puts(&d->out, ")");
+        if (!latex) nb_sb_puts(&d->out, d->lang->note_close);
     }
     if (latex) nb_sb_puts(&d->out, "\\\\");
     nb_sb_puts(&d->out, "\n");
@@ -292,6 +293,21 @@ static void put_shape(nb_strbuf *sb, const derivation *d, nb_type t) {
     nb_dim_name(d->ctx, t.cols, c, sizeof c);
     const char *times = d->fmt == OUT_UNICODE ? "×" : d->fmt == OUT_ASCII ? " x " : " \\times ";
     cat(sb, r, times, c, NULL);
+}
+
+/* A type in the language's words: scalar, vector(n), … */
+static void put_type(nb_strbuf *sb, const derivation *d, nb_type t) {
+    char r[64], c[64];
+    nb_dim_name(d->ctx, t.rows, r, sizeof r);
+    nb_dim_name(d->ctx, t.cols, c, sizeof c);
+    const char *rows[] = {r, c}, *cols[] = {c};
+    switch (t.kind) {
+    case NB_SCALAR: nb_sb_puts(sb, d->lang->type_scalar); break;
+    case NB_VECTOR: put_words(sb, d->lang->type_vector, rows, 1); break;
+    case NB_ROW: put_words(sb, d->lang->type_row, cols, 1); break;
+    case NB_MATRIX: put_words(sb, d->lang->type_matrix, rows, 2); break;
+    }
+    nb_sb_puts(sb, "");
 }
 
 /* The structure of a partial derivative J, in words. */
@@ -474,9 +490,13 @@ static int put_intermediates(derivation *d) {
         if (!d->dep[i] || d->nodes[i] == d->v || (!d->symbol[i] && i + 1 < d->n)) continue;
         char *rhs = print(d, d->def[i]);
         if (!rhs) return -1;
-        char tb[64];
-        put_equation(d, d->label[i], rhs, nb_type_str(d->ctx, d->nodes[i]->type, tb, sizeof tb), NULL, false);
+        nb_strbuf type = {0};
+        put_type(&type, d, d->nodes[i]->type);
+        char *t = take(d, &type);
+        if (t) put_equation(d, d->label[i], rhs, t, NULL, false);
         free(rhs);
+        free(t);
+        if (!t) return -1;
     }
     return 0;
 }
@@ -686,7 +706,7 @@ static int put_simplification(derivation *d, nb_node *raw, nb_node **result) {
             bool repeated = false;
             for (size_t k = i; k < j && !repeated; k++) repeated = strcmp(d->log[k].rule, d->log[j].rule) == 0;
             if (repeated) continue;
-            if (j > i) nb_sb_puts(&rules, "; ");
+            if (j > i) nb_sb_puts(&rules, d->fmt == OUT_UNICODE || d->fmt == OUT_ASCII ? d->lang->separator : ";\\ ");
             put_rule(&rules, d->fmt, d->log[j].rule);
         }
         const nb_node *at = d->log[i].at;

@@ -34,6 +34,10 @@ typedef struct {
     const char *several_scalars;  /* (printf) variable list: one derivation per variable follows */
     const char *section;          /* (printf) variable: heading of one variable's derivation */
     const char *assemble_gradient, *assemble_jacobian; /* the partials side by side */
+    const char *note_open, *note_close; /* around a note after an equation: "(" ")" */
+    const char *separator;              /* between the parts of a note: "; " */
+    /* (printf) the type of an intermediate: dimensions as arguments */
+    const char *type_scalar, *type_vector, *type_row, *type_matrix;
     /* structure of a partial derivative */
     const char *scalar, *zero, *identity, *scaled_identity, *diagonal, *ones_row, *ones_column, *row, *column,
         *matrix, *matrix_gradient;
