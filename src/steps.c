@@ -714,6 +714,8 @@ static int put_simplification(derivation *d, nb_node *raw, nb_node **result) {
         nb_node *after = before ? nb_rebuild(ctx, at, d->log[i].args) : NULL;
         char *b = before ? display(d, before) : NULL, *a = after ? display(d, after) : NULL, *r = take(d, &rules);
         if (a && b && r) put_equation(d, b, a, L->by, r, false);
+        /* the last step's result is the whole when the root was rewritten last */
+        changed &= !a || strcmp(a, simplified) != 0;
         free(a);
         free(b);
         free(r);
