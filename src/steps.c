@@ -502,24 +502,31 @@ static int put_intermediates(derivation *d) {
 }
 
 /* Each named node's partial derivatives w.r.t. its inputs.  Returns 0, 1 when
- * one of them is a tensor (the error cleared), -1 on error. */
+ * one of them is a tensor (nothing written, the error cleared), -1 on error. */
 static int put_partials(derivation *d) {
     nb_ctx *ctx = d->ctx;
-    put_text(d, d->lang->partials);
-    for (size_t i = 0; i < d->n; i++) {
-        for (size_t k = 0; k < d->ninputs[i]; k++) {
-            nb_node *x = d->symbol[d->inputs[i][k]];
-            nb_node *J = nb_derivative(ctx, d->def[i], 1, &x, d->layout);
-            if (!J) {
+    size_t count = 0;
+    for (size_t i = 0; i < d->n; i++) count += d->ninputs[i];
+    nb_node **J = nb_arena_alloc(&d->tmp, (count + 1) * sizeof *J);
+    if (!J) return nb_set_error(ctx, "out of memory");
+    count = 0;
+    for (size_t i = 0; i < d->n; i++)
+        for (size_t k = 0; k < d->ninputs[i]; k++, count++)
+            if (!(J[count] = nb_derivative(ctx, d->def[i], 1, &d->symbol[d->inputs[i][k]], d->layout))) {
                 nb_clear_error(ctx);
                 return 1;
             }
+    put_text(d, d->lang->partials);
+    count = 0;
+    for (size_t i = 0; i < d->n; i++) {
+        for (size_t k = 0; k < d->ninputs[i]; k++, count++) {
             nb_strbuf lhs = {0}, shape = {0};
             put_partial(&lhs, d, d->label[i], d->label[d->inputs[i][k]], false);
-            put_shape(&shape, d, J->type);
+            put_shape(&shape, d, J[count]->type);
             nb_sb_puts(&shape, "");
-            char *rhs = print(d, J), *l = take(d, &lhs), *s = take(d, &shape);
-            if (rhs && l && s) put_equation(d, l, rhs, structure(d, J, x->type), s, true);
+            char *rhs = print(d, J[count]), *l = take(d, &lhs), *s = take(d, &shape);
+            if (rhs && l && s)
+                put_equation(d, l, rhs, structure(d, J[count], d->symbol[d->inputs[i][k]]->type), s, true);
             free(rhs);
             free(l);
             free(s);
@@ -876,7 +883,8 @@ char *nb_derivation(nb_ctx *ctx, nb_expr *f, size_t nwrt, nb_expr *const *wrt, n
         free(d.log);
         d.log = NULL;
         d.nlog = d.cap_log = 0;
-        if (ok && nwrt == 1 && reached != answer) {
+        /* the derivation ends where plain nb_derivative does (hash-consed: the same node) */
+        if (ok && reached != (nwrt == 1 ? answer : nb_derivative(ctx, f, 1, &wrt[i], layout))) {
             nb_set_error(ctx, "internal error: the derivation does not reach nabla diff's result");
             ok = false;
         }
