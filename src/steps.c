@@ -3,7 +3,8 @@
  * A derivation is data read off three things nabla already has:
  *   1. f's DAG: every node on a path from v to f that is a real operation gets
  *      an intermediate variable (the user's own name where a definition of the
- *      last nb_parse gives one, else u₁, u₂, … in topological order); negation,
+ *      last nb_parse gives one, else u₁, u₂, … in topological order: v₁, … when
+ *      the user has a u); negation,
  *      scaling by a constant scalar and transposition are folded into their
  *      user.  Each intermediate's definition is its node with the operands
  *      replaced by their variables, and its partial derivatives are
@@ -196,6 +197,7 @@ typedef struct {
     size_t nlog, cap_log;
     bool log_failed;
     const char *vlabel; /* the variable's printed name */
+    const char *prefix; /* of the introduced names: u (u₁, u₂, …), or v, t, s when the user has a u */
     bool chain_written; /* a chain-rule product was written out */
     bool in_list; /* markdown: the last line was a list item */
     size_t several; /* how many variables (a section each when > 1) */
@@ -354,12 +356,12 @@ static nb_node *fresh_symbol(derivation *d, unsigned *k, nb_type t) {
         char name[64], digits[16];
         snprintf(digits, sizeof digits, "%u", *k);
         if (d->fmt == OUT_UNICODE) {
-            strcpy(name, "u");
+            strcpy(name, d->prefix);
             for (const char *c = digits; *c; c++) strcat(name, subscript[*c - '0']);
         } else if (d->fmt == OUT_ASCII) {
-            snprintf(name, sizeof name, "u%s", digits);
+            snprintf(name, sizeof name, "%s%s", d->prefix, digits);
         } else {
-            snprintf(name, sizeof name, "u_{%s}", digits);
+            snprintf(name, sizeof name, "%s_{%s}", d->prefix, digits);
         }
         nb_node *old = nb_lookup(d->ctx, name);
         bool taken = old && (!nb_type_eq(old->type, t) || nb_topo_index(d->nodes, d->n, old) < d->n);
@@ -384,6 +386,15 @@ static int introduce(derivation *d) {
     nb_ctx *ctx = d->ctx;
     size_t n = d->n;
     unsigned counter = 1;
+    static const char *const prefixes[] = {"u", "v", "t", "s"};
+    d->prefix = "u";
+    for (size_t k = 0; k < sizeof prefixes / sizeof prefixes[0]; k++) {
+        d->prefix = prefixes[k];
+        bool taken = false;
+        for (const nb_definition *def = ctx->definitions; def && !taken; def = def->next) taken = strcmp(def->name, d->prefix) == 0;
+        nb_node *var = nb_lookup(ctx, d->prefix);
+        if (!taken && !(var && nb_topo_index(d->nodes, n, var) < n)) break;
+    }
     d->dep = nb_arena_alloc(&d->tmp, n * sizeof *d->dep);
     d->symbol = nb_arena_alloc(&d->tmp, n * sizeof *d->symbol);
     d->ref = nb_arena_alloc(&d->tmp, n * sizeof *d->ref);
@@ -891,8 +902,10 @@ char *nb_derivation(nb_ctx *ctx, nb_expr *f, size_t nwrt, nb_expr *const *wrt, n
     }
     char *answer_text = ok ? final_text(&d, answer) : NULL;
     if (answer_text) {
-        put_text(&d, nwrt > 1 ? (f->type.kind == NB_SCALAR ? d.lang->assemble_gradient : d.lang->assemble_jacobian)
-                              : d.lang->result);
+        bool numerator = layout == NB_NUMERATOR;
+        const char *gradient = numerator ? d.lang->assemble_gradient_row : d.lang->assemble_gradient_column;
+        const char *jacobian = numerator ? d.lang->assemble_jacobian_columns : d.lang->assemble_jacobian_rows;
+        put_text(&d, nwrt > 1 ? (f->type.kind == NB_SCALAR ? gradient : jacobian) : d.lang->result);
         nb_strbuf lhs = {0};
         if (nwrt > 1) {
             nb_sb_puts(&lhs, "[");

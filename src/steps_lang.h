@@ -33,7 +33,10 @@ typedef struct {
     const char *result;           /* heading of the final result */
     const char *several_scalars;  /* (printf) variable list: one derivation per variable follows */
     const char *section;          /* (printf) variable: heading of one variable's derivation */
-    const char *assemble_gradient, *assemble_jacobian; /* the partials side by side */
+    /* the partials side by side: the gradient (a row in numerator layout, a
+     * column in denominator layout), the Jacobian (a column per variable in
+     * numerator layout, a row per variable in denominator layout) */
+    const char *assemble_gradient_row, *assemble_gradient_column, *assemble_jacobian_columns, *assemble_jacobian_rows;
     const char *note_open, *note_close; /* around a note after an equation: "(" ")" */
     const char *separator;              /* between the parts of a note: "; " */
     /* (printf) the type of an intermediate: dimensions as arguments */

@@ -32,6 +32,23 @@ for lang in en zh; do
     done
 done
 
+# The other formats and the user's definitions, on the neuron and its cost.
+formats() {
+    local neuron='w, x: vector(n); b: scalar' data='X: matrix(N, n); w: vector(n); y: vector(N); b: scalar'
+    for args in "ascii en" "latex en" "markdown en" "markdown zh"; do
+        set -- $args
+        echo "### --format $1 --lang $2"
+        "$NABLA" diff "max(0, w'*x + b)" --wrt w --let "$neuron" --steps --format "$1" --lang "$2" 2>&1
+        "$NABLA" diff 'u = X*w + b; e = y - max(0, u); C = sum(e.^2)/N; C' --wrt w --let "$data" --steps \
+            --format "$1" --lang "$2" --layout denominator 2>&1
+    done
+}
+if [ "${1:-}" = --regenerate ]; then formats >"$dir/formats.txt"; fi
+if formats | cmp -s - "$dir/formats.txt"; then ok; else
+    bad "the formats differ from $dir/formats.txt:"
+    formats | diff "$dir/formats.txt" - | head -20
+fi
+
 # The last line of every derivation is plain diff's result (every format: test_steps.c).
 while IFS='|' read -r expr vars decls; do
     for layout in numerator denominator; do
