@@ -155,7 +155,8 @@ size_t nb_definitions(const nb_ctx *ctx, const char **names, nb_expr **values, s
  * that the derivative with respect to u is ∂f/∂u. */
 nb_expr *nb_parse_keeping(nb_ctx *ctx, const char *src, size_t nkeep, const char *const *keep);
 /* The derivation of ∂f/∂wrt as the paper teaches it: intermediate variables
- * (the definitions of the last nb_parse, else u1, u2, …; either is declared
+ * (the definitions of the last nb_parse, else u1, u2, … — v1, … when the
+ * user has a u; either is declared
  * in ctx as a variable, so the source cannot be parsed again in ctx), each partial derivative with its shape and structure, the chain
  * rule in the layout's order, the raw chain-rule product and each named
  * simplification, ending in nb_derivative's result.  format: "unicode",

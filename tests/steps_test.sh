@@ -78,6 +78,11 @@ if command -v pdflatex >/dev/null 2>&1; then
                 "$NABLA" diff "$expr" --wrt "$vars" ${decls:+--let "$decls"} --layout $layout --steps --format latex
             done
         done <"$dir/cases.txt"
+        # more of the simplifier's rules (their names are transliterated to LaTeX)
+        for expr in 'sum(sigmoid(w .* x))' 'sum(exp(w) ./ (1 + exp(w)))' 'sum(softmax(w))' 'norm2(w)' \
+            "w'*diag(x)*w" 'mean(w .* x)' 'w .^ 2 .* w .^ 3'; do
+            "$NABLA" diff "$expr" --wrt w --let 'w, x: vector(n)' --steps --format latex || bad "--steps --format latex of $expr"
+        done
         echo '\end{document}'
     } >"$tex/steps.tex"
     if (cd "$tex" && pdflatex -interaction=nonstopmode -halt-on-error steps.tex >log.txt 2>&1); then ok; else
