@@ -200,7 +200,7 @@ typedef struct {
     const char *prefix; /* of the introduced names: u (u₁, u₂, …), or v, t, s when the user has a u */
     bool chain_written; /* a chain-rule product was written out */
     bool in_list; /* markdown: the last line was a list item */
-    size_t several; /* how many variables (a section each when > 1) */
+    bool several; /* a list of variables: a section each, partial derivatives */
     bool total;   /* f and v scalars: the total derivative is written df/dx */
 } derivation;
 
@@ -267,7 +267,8 @@ static void put_equation(derivation *d, const char *lhs, const char *rhs, const 
     nb_sb_puts(&d->out, "\n");
 }
 
-/* The name of a derivative: ∂y/∂x, d y/d x, \frac{\partial y}{\partial x}. */
+/* The name of a derivative: ∂y/∂x, or dy/dx for a total or single-variable
+ * derivative (\frac{\partial y}{\partial x} in LaTeX and markdown). */
 static void put_partial(nb_strbuf *sb, const derivation *d, const char *y, const char *x, bool total) {
     const char *letter = d->scalar_chain || total ? "d" : d->fmt == OUT_UNICODE ? "∂" : d->fmt == OUT_ASCII ? "d" : "\\partial ";
     if (d->fmt == OUT_LATEX || d->fmt == OUT_MARKDOWN) cat(sb, "\\frac{", letter, y, "}{", letter, x, "}", NULL);
@@ -287,7 +288,7 @@ static char *take(derivation *d, nb_strbuf *sb) {
     return sb->buf;
 }
 
-/* "(rows×cols)" in the format, or "" for a scalar. */
+/* "rows×cols" in the format, nothing for a scalar. */
 static void put_shape(nb_strbuf *sb, const derivation *d, nb_type t) {
     char r[64], c[64];
     if (t.kind == NB_SCALAR) return;
@@ -752,7 +753,7 @@ static int derive(derivation *d, nb_node *f, nb_node *v, nb_node **result) {
     d->f = f;
     d->v = v;
     d->scalar_chain = d->chain_written = false;
-    d->total = f->type.kind == NB_SCALAR && v->type.kind == NB_SCALAR && d->several == 0;
+    d->total = f->type.kind == NB_SCALAR && v->type.kind == NB_SCALAR && !d->several;
     d->nodes = nb_toposort(ctx, 1, &f, &d->n);
     if (!d->nodes) return -1;
     int rc = -1;
