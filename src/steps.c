@@ -732,7 +732,9 @@ static int put_simplification(derivation *d, nb_node *raw, nb_node **result) {
         nb_node *before = raw_rebuild(ctx, at, d->log[i].args);
         nb_node *after = before ? nb_rebuild(ctx, at, d->log[i].args) : NULL;
         char *b = before ? display(d, before) : NULL, *a = after ? display(d, after) : NULL, *r = take(d, &rules);
-        if (a && b && r) put_equation(d, b, a, L->by, r, false);
+        /* a rewrite of an inner form that prints the same (−1·diag(v) into
+         * diag(−v), say) shows nothing: no "A = A" step */
+        if (a && b && r && strcmp(a, b) != 0) put_equation(d, b, a, L->by, r, false);
         /* the last step's result is the whole when the root was rewritten last */
         changed &= !a || strcmp(a, simplified) != 0;
         free(a);
