@@ -6,6 +6,7 @@
  *     repeated subexpression is introduced once;
  *   - definitions name the intermediates; nb_parse_keeping makes one a
  *     variable (∂f/∂u);
+ *   - regressions found reading the goldens (checked without pdflatex);
  *   - every error path: unknown language (listing the available ones),
  *     unknown format, missing arguments. */
 #include "nabla.h"
@@ -202,7 +203,29 @@ static void errors(void) {
     nb_ctx_free(ctx);
 }
 
+/* Bugs found while reading the goldens, each checked without pdflatex. */
+static void regressions(void) {
+    nb_ctx *ctx = nb_ctx_new();
+    nb_declare(ctx, "x: vector(n); y: scalar");
+    nb_expr *x = nb_lookup(ctx, "x"), *y = nb_lookup(ctx, "y");
+    nb_expr *f = nb_sum(ctx, x), *g = nb_log(ctx, nb_pow(ctx, y, nb_num(ctx, 2)));
+    char *text = nb_derivation(ctx, f, 1, &x, NB_DENOMINATOR, "unicode", "en");
+    CHECK(text && !strstr(text, "1ᵀ = 1ᵀ"), "no step whose sides print alike");
+    free(text);
+    text = nb_derivation(ctx, f, 1, &x, NB_DENOMINATOR, "latex", "en");
+    CHECK(text && !strstr(text, "}^{\\top}^{"), "no double superscript in LaTeX");
+    free(text);
+    text = nb_derivation(ctx, g, 1, &y, NB_NUMERATOR, "latex", "en");
+    CHECK(text && strstr(text, "x^{(a + b)}"), "a rule's ^(…) becomes a LaTeX superscript group");
+    free(text);
+    text = nb_derivation(ctx, g, 1, &y, NB_NUMERATOR, "ascii", "en");
+    CHECK(text && strstr(text, "(by x^a .* x^b = x^(a + b))"), "rule names in ASCII");
+    free(text);
+    nb_ctx_free(ctx);
+}
+
 int main(void) {
+    regressions();
     random_expressions();
     long_chain_is_linear();
     repeated_subexpression_once();
