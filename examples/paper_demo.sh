@@ -79,6 +79,10 @@ echo "    $("$NABLA" diff "$cost" --wrt w --let "$data" --format latex)"
 echo "  Definitions read like the paper: u = X*w + b; e = y - max(0, u); sum(e.^2)/N"
 derive 'u = X*w + b; e = y - max(0, u); sum(e.^2)/N' w "$data"
 
+section "The derivations as the paper writes them (nabla diff --steps)"
+"$NABLA" diff "max(0, w'*x + b)" --wrt w --let "$neuron" --steps | sed 's/^/  /'
+"$NABLA" diff 'u = X*w + b; e = y - max(0, u); C = sum(e.^2)/N; C' --wrt w --let "$data" --steps | sed 's/^/  /'
+
 section "Numbers: the cost and one gradient-descent step on three samples"
 at='X = [[1, 2], [3, 4], [5, 6]]; y = [1, 2, 3]; w = [0.5, -0.25]; b = 0.5'
 echo "  at $at"

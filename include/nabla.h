@@ -169,6 +169,28 @@ nb_expr *nb_simplify(nb_ctx *ctx, nb_expr *e);
 typedef void (*nb_rewrite_log)(void *user, const char *rule, const nb_expr *at, const nb_expr *result);
 void nb_set_rewrite_log(nb_ctx *ctx, nb_rewrite_log fn, void *user);
 
+/* ---- derivations (src/steps.c) ------------------------------------------ */
+/* The definitions (name = expression) the last nb_parse in ctx read, in
+ * source order: writes the first cap names and values (either may be NULL to
+ * count) and returns how many there are. */
+size_t nb_definitions(const nb_ctx *ctx, const char **names, nb_expr **values, size_t cap);
+/* nb_parse, with the definitions named in keep[0..nkeep) made variables of
+ * their value's type (u = x^3; sin(u) reads as sin(u) for a variable u), so
+ * that the derivative with respect to u is ∂f/∂u. */
+nb_expr *nb_parse_keeping(nb_ctx *ctx, const char *src, size_t nkeep, const char *const *keep);
+/* The derivation of ∂f/∂wrt as the paper teaches it: intermediate variables
+ * (the definitions of the last nb_parse, else u1, u2, … — v1, … when the
+ * user has a u; either is declared
+ * in ctx as a variable, so the source cannot be parsed again in ctx), each partial derivative with its shape and structure, the chain
+ * rule in the layout's order, the raw chain-rule product and each named
+ * simplification, ending in nb_derivative's result.  format: "unicode",
+ * "ascii", "latex" (an align* block) or "markdown" ($…$ math); lang: one of
+ * nb_derivation_languages().  A malloc'd string, or NULL with the error set. */
+char *nb_derivation(nb_ctx *ctx, nb_expr *f, size_t nwrt, nb_expr *const *wrt, nb_layout layout, const char *format,
+                    const char *lang);
+/* The languages of nb_derivation, comma-separated: "en, zh". */
+const char *nb_derivation_languages(void);
+
 /* ---- printing ---------------------------------------------------------- */
 /* Returns a malloc'd string (free with free()); NULL on allocation failure or
  * a bad argument (nb_error says which).  A column prints [a, b], a row

@@ -120,6 +120,8 @@ struct nb_ctx {
     nb_rewrite_log rewrite_log; /* the simplifier's log hook (nb_set_rewrite_log) */
     void *rewrite_log_user;
     const nb_node *rewriting; /* the raw node nb_simplify is rebuilding, or NULL */
+    nb_node *const *rewriting_args; /* its operands as nb_simplify rebuilt them */
+    struct nb_definition *definitions, **definitions_end; /* of the last nb_parse (steps.c) */
 };
 
 /* ---- context, errors, dims (expr.c) ---- */
@@ -210,6 +212,16 @@ nb_node *nb_scale(nb_ctx *ctx, nb_number c, nb_node *a); /* c·a */
 /* A named rewrite fired, giving result: reports it to the log hook and
  * returns result, so a rewrite reads  return nb_rule(ctx, "x + x = 2x", r); */
 nb_node *nb_rule(nb_ctx *ctx, const char *name, nb_node *result);
+
+/* ---- definitions (steps.c) ---- */
+/* The parser's record of `name = value` (name is len bytes), in the arena. */
+typedef struct nb_definition {
+    const char *name;
+    nb_node *value;
+    struct nb_definition *next;
+} nb_definition;
+void nb_forget_definitions(nb_ctx *ctx);
+int nb_record_definition(nb_ctx *ctx, const char *name, size_t len, nb_node *value);
 
 /* ---- the one traversal (graph.c) ---- */
 /* The nodes reachable from roots, in id order (operands before users);

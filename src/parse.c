@@ -98,6 +98,8 @@ typedef struct {
     size_t name_cap;
     definition_table defs;
     token defining; /* the name of the definition being parsed (len 0: none or a redefinition) */
+    const char *const *keep; /* nb_parse_keeping: definitions made variables */
+    size_t nkeep;
 } parser;
 
 /* ---- errors ----------------------------------------------------------- */
@@ -852,7 +854,14 @@ static nb_expr *parse_program(parser *p) {
             nb_expr *value = parse_expression(p);
             p->defining.len = 0;
             if (!value || !end_statement(p)) return NULL;
-            if (!define(&p->defs, p->src + name.start, name.len, value)) {
+            for (size_t k = 0; k < p->nkeep; k++)
+                if (strlen(p->keep[k]) == name.len && memcmp(p->keep[k], p->src + name.start, name.len) == 0 &&
+                    !(value = nb_var(p->ctx, p->keep[k], value->type))) {
+                    fail_at(p, name.start, "%s", nb_error(p->ctx));
+                    return NULL;
+                }
+            if (!define(&p->defs, p->src + name.start, name.len, value) ||
+                nb_record_definition(p->ctx, p->src + name.start, name.len, value)) {
                 fail_at(p, name.start, "out of memory");
                 return NULL;
             }
@@ -884,7 +893,9 @@ static void parser_free(parser *p) {
     free(p->defs.slots);
 }
 
-nb_expr *nb_parse(nb_ctx *ctx, const char *src) {
+nb_expr *nb_parse(nb_ctx *ctx, const char *src) { return nb_parse_keeping(ctx, src, 0, NULL); }
+
+nb_expr *nb_parse_keeping(nb_ctx *ctx, const char *src, size_t nkeep, const char *const *keep) {
     if (!ctx) return NULL;
     if (!src) {
         nb_set_error(ctx, "nb_parse: no source text");
@@ -892,6 +903,9 @@ nb_expr *nb_parse(nb_ctx *ctx, const char *src) {
     }
     parser p;
     parser_init(&p, ctx, src);
+    p.keep = keep;
+    p.nkeep = keep ? nkeep : 0;
+    nb_forget_definitions(ctx);
     nb_expr *e = parse_program(&p);
     parser_free(&p);
     return e;

@@ -412,7 +412,7 @@ static void print_compare(printer *p, const nb_node *e, int prec) {
     int k = e->op - NB_OP_GT;
     bool indicator = !ascii(p);
     bool paren = !indicator && prec > P_CMP;
-    if (indicator) nb_sb_puts(&p->sb, latex(p) ? "\\mathbb{1}\\left[" : "1[");
+    if (indicator) nb_sb_puts(&p->sb, latex(p) ? "\\mathbf{1}\\left[" : "1[");
     open_paren(p, paren);
     print_node(p, e->args[0], P_ADD);
     nb_sb_puts(&p->sb, sym[k][p->fmt == NB_FMT_ASCII ? 0 : p->fmt == NB_FMT_UNICODE ? 1 : 2]);

@@ -28,6 +28,7 @@ nb_expr *nb_simplify(nb_ctx *ctx, nb_expr *e) {
         }
         for (size_t k = 0; k < y->nargs; k++) args[k] = done[nb_topo_index(nodes, n, y->args[k])];
         ctx->rewriting = y;
+        ctx->rewriting_args = args;
         done[i] = y->nargs ? nb_rebuild(ctx, y, args) : y;
         if (!done[i]) goto out;
     }
@@ -35,6 +36,7 @@ nb_expr *nb_simplify(nb_ctx *ctx, nb_expr *e) {
 out:
     if (!r && !*ctx->error) nb_set_error(ctx, "out of memory");
     ctx->rewriting = NULL;
+    ctx->rewriting_args = NULL;
     ctx->raw = raw;
     free(nodes);
     free(done);

@@ -73,7 +73,7 @@ expect_err 2 'matrix\(N, n\).*vector\(m\)' eval 'X*v' --let 'X: matrix(N, n); v:
 expect_err 2 "unknown function 'foo'" diff 'foo(x)' --wrt x
 expect_err 2 "inner product write a'\\*b or dot" diff 'w*x' --wrt w --let 'w, x: vector(n)'
 expect_err 2 'variable' diff 'x + 1' --wrt 'x+1'
-expect_err 2 'u' diff 'u = 2*x; u^2' --wrt u
+expect_out '2*u' diff 'u = 2*x; u^2' --wrt u --format ascii   # a definition differentiated against is a variable
 expect_err 2 "expected" eval 'x' --at 'x=[1,2'
 expect_err 2 'log of a negative' eval 'log(x)' --at 'x=-1'
 expect_err 2 'division by zero' eval '1/x' --at 'x=0'

@@ -70,7 +70,7 @@ static void test_formats(void) {
     CHECK_STR(str(ctx, J, NB_FMT_LATEX), "\\operatorname{diag}\\left(-\\frac{w}{x^{2}}\\right)");
     J = diff1(ctx, "max(0, dot(w, x) + b)", "w", NB_NUMERATOR);
     CHECK_STR(str(ctx, J, NB_FMT_UNICODE), "1[wᵀ·x + b > 0]·xᵀ");
-    CHECK_STR(str(ctx, J, NB_FMT_LATEX), "\\mathbb{1}\\left[w^{\\top} x + b > 0\\right] x^{\\top}");
+    CHECK_STR(str(ctx, J, NB_FMT_LATEX), "\\mathbf{1}\\left[w^{\\top} x + b > 0\\right] x^{\\top}");
     nb_expr *g = nb_parse(ctx, "3*t^2*s");
     nb_expr *ts[2] = {nb_lookup(ctx, "t"), nb_lookup(ctx, "s")};
     J = nb_derivative(ctx, g, 2, ts, NB_NUMERATOR);

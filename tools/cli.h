@@ -60,6 +60,14 @@ int nb_cmd_train(int argc, char **argv);    /* tools/train_cmd.c */
 int nb_cmd_evaluate(int argc, char **argv); /* tools/train_cmd.c */
 int nb_cmd_predict(int argc, char **argv);  /* tools/train_cmd.c */
 
+/* ---- derivations (tools/steps_cmd.c) ---- */
+/* Re-reads src into *f with each definition that the --wrt list names made a
+ * variable (so the derivative w.r.t. a definition u works).  0 or 2 (reported). */
+int nb_cli_wrt_definitions(nb_ctx *ctx, const char *src, nb_expr **f, const char *list);
+/* Prints nb_derivation (--steps).  0 or 2 (reported). */
+int nb_cli_print_derivation(nb_ctx *ctx, nb_expr *f, size_t nwrt, nb_expr *const *wrt, nb_layout layout,
+                            const char *format, const char *lang);
+
 /* ---- errors ---- */
 /* Prints "nabla: error: MESSAGE" and, when input is not NULL and offset >= 0,
  * the line of input containing byte `offset` and a caret under it.  Returns 2

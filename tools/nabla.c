@@ -53,7 +53,7 @@ static const char main_help[] =
 
 #define DIFF_USAGE                                                                                                   \
     "nabla diff EXPR --wrt VARS [--let DECLS] [--layout numerator|denominator] [--format unicode|ascii|latex] "      \
-    "[--at VALUES]"
+    "[--at VALUES] [--steps [--lang en|zh]]"
 #define EVAL_USAGE "nabla eval EXPR [--let DECLS] --at VALUES"
 #define CHECK_USAGE "nabla check EXPR --wrt VARS [--let DECLS] [--at VALUES] [--seed S] [--tol T]"
 
@@ -67,8 +67,13 @@ static const char diff_help[] =
     "  --let DECLS     variable types: 'w, x: vector(n); X: matrix(N, n); b: scalar'\n"
     "  --layout L      numerator (default: the gradient of a scalar is a row) or\n"
     "                  denominator (the transpose)\n"
-    "  --format F      unicode (default), ascii (parses back) or latex\n"
+    "  --format F      unicode (default), ascii (parses back) or latex; with\n"
+    "                  --steps also markdown ($...$ math)\n"
     "  --at VALUES     'x=1; w=[1, 2, 3]; X=[[1, 2], [3, 4]]'\n"
+    "  --steps         show the derivation: intermediate variables, partial\n"
+    "                  derivatives, the chain rule, each simplification named\n"
+    "  --lang L        language of --steps: en (default) or zh\n"
+    "VARS may name a definition of EXPR: 'u = x^3; sin(u)' --wrt u.\n"
     "\n"
     "How derivatives print: a column is [a, b] and a row [a, b]ᵀ ([a, b]' in\n"
     "ascii; in latex a bmatrix with rows \\\\ or entries &), so the gradient of\n"
@@ -148,7 +153,8 @@ static int print_value(nb_ctx *ctx, const nb_expr *e) {
 
 int nb_cmd_diff(int argc, char **argv) {
     nb_cli_option opts[] = {{"help", false, NULL},   {"let", true, NULL},    {"at", true, NULL},
-                            {"wrt", true, NULL},     {"layout", true, NULL}, {"format", true, NULL}};
+                            {"wrt", true, NULL},     {"layout", true, NULL}, {"format", true, NULL},
+                            {"steps", false, NULL},  {"lang", true, NULL}};
     const char *expr;
     size_t npos;
     if (PARSE_OPTIONS(DIFF_USAGE)) return 2;
@@ -163,15 +169,26 @@ int nb_cmd_diff(int argc, char **argv) {
         return nb_cli_usage_error(DIFF_USAGE, "invalid --layout '%s' (expected numerator or denominator)", layout_name);
     if (format_name && strcmp(format_name, "ascii") == 0) format = NB_FMT_ASCII;
     else if (format_name && strcmp(format_name, "latex") == 0) format = NB_FMT_LATEX;
-    else if (format_name && strcmp(format_name, "unicode") != 0)
-        return nb_cli_usage_error(DIFF_USAGE, "invalid --format '%s' (expected unicode, ascii or latex)", format_name);
+    else if (format_name && strcmp(format_name, "unicode") != 0 && !(OPTION("steps") && strcmp(format_name, "markdown") == 0))
+        return nb_cli_usage_error(DIFF_USAGE, "invalid --format '%s' (expected unicode, ascii or latex%s)", format_name,
+                                  OPTION("steps") ? " or markdown" : "");
+    if (OPTION("steps") && OPTION("at")) return nb_cli_usage_error(DIFF_USAGE, "--steps shows a formula; it takes no --at");
+    if (OPTION("lang") && !OPTION("steps")) return nb_cli_usage_error(DIFF_USAGE, "--lang is the language of --steps");
 
     session s = {NULL, NULL, NULL};
     nb_expr **wrt = NULL;
     size_t nwrt = 0;
     int status = session_load(&s, expr, OPTION("let"));
+    if (status == 0) status = nb_cli_wrt_definitions(s.ctx, s.src, &s.f, OPTION("wrt"));
     if (status == 0) status = nb_cli_wrt(s.ctx, s.src, OPTION("let"), OPTION("wrt"), &wrt, &nwrt);
     nb_expr *derivative = NULL;
+    if (status == 0 && OPTION("steps")) {
+        status = nb_cli_print_derivation(s.ctx, s.f, nwrt, wrt, layout, format_name ? format_name : "unicode",
+                                         OPTION("lang") ? OPTION("lang") : "en");
+        free(wrt);
+        session_free(&s);
+        return status;
+    }
     if (status == 0 && !(derivative = nb_derivative(s.ctx, s.f, nwrt, wrt, layout)))
         status = nb_cli_error(NULL, -1, "%s", nb_error(s.ctx));
     if (status == 0 && OPTION("at")) {
