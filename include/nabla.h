@@ -80,7 +80,22 @@ nb_expr *nb_transpose(nb_ctx *ctx, nb_expr *a);         /* aᵀ */
 nb_expr *nb_sum(nb_ctx *ctx, nb_expr *a);  /* Σᵢ aᵢ (all entries) */
 nb_expr *nb_mean(nb_ctx *ctx, nb_expr *a); /* sum(a) / (number of entries) */
 nb_expr *nb_dot(nb_ctx *ctx, nb_expr *a, nb_expr *b); /* aᵀb for vectors a, b */
-nb_expr *nb_norm2(nb_ctx *ctx, nb_expr *a); /* sqrt(sum(a.^2)) */
+nb_expr *nb_norm2(nb_ctx *ctx, nb_expr *a); /* ‖a‖ (vector 2-norm; Frobenius ‖A‖_F of a matrix) */
+nb_expr *nb_norm1(nb_ctx *ctx, nb_expr *a); /* ‖a‖₁ = Σ|aᵢ| */
+/* Matrix functions of a square X (src/matfn.c): tr X, det X, log det X (det X > 0), X⁻¹,
+ * solve(A, B) = A⁻¹·B (without forming A⁻¹), X^k (integer k; X·X·…). */
+nb_expr *nb_trace(nb_ctx *ctx, nb_expr *X);
+nb_expr *nb_det(nb_ctx *ctx, nb_expr *X);
+nb_expr *nb_logdet(nb_ctx *ctx, nb_expr *X);
+nb_expr *nb_inv(nb_ctx *ctx, nb_expr *X);
+nb_expr *nb_solve(nb_ctx *ctx, nb_expr *A, nb_expr *B);
+nb_expr *nb_matpow(nb_ctx *ctx, nb_expr *X, int64_t k);
+/* Stable losses: log Σ exp(aᵢ); log(1 + eˣ) and log σ(x) entry by entry;
+ * bce(z, y) = −Σ y ⊙ log σ(z) + (1 − y) ⊙ log(1 − σ(z)) of logits z, labels y. */
+nb_expr *nb_logsumexp(nb_ctx *ctx, nb_expr *a);
+nb_expr *nb_softplus(nb_ctx *ctx, nb_expr *a);
+nb_expr *nb_logsigmoid(nb_ctx *ctx, nb_expr *a);
+nb_expr *nb_bce(nb_ctx *ctx, nb_expr *z, nb_expr *y);
 nb_expr *nb_diag(nb_ctx *ctx, nb_expr *v);  /* diagonal matrix with v on its diagonal */
 nb_expr *nb_identity(nb_ctx *ctx, nb_dim n); /* I (n x n) */
 nb_expr *nb_exp(nb_ctx *ctx, nb_expr *a);

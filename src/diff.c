@@ -403,7 +403,8 @@ static nb_node *tangent_of(nb_ctx *ctx, nb_node *y, nb_node **dx) {
         }
         r = nb_add_n(ctx, nt, terms);
         break;
-    case NB_CLASS_ROWWISE: r = info->tangent(ctx, y, dx); break;
+    case NB_CLASS_ROWWISE:
+    case NB_CLASS_MATRIX_FN: r = info->tangent(ctx, y, dx); break;
     case NB_CLASS_LEAF: r = nb_zero(ctx, y->type); break;
     }
 done:

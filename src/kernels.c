@@ -2,6 +2,7 @@
  * double and float.  Built with -O3 (see the Makefile) so that gcc vectorises
  * the element-wise loops. */
 #include "kernels.h"
+#include "linalg.h"
 
 #include <math.h>
 #include <string.h>

@@ -10,6 +10,7 @@
  * structured unless NB_COMPILE_DENSE, and are written straight into the
  * caller's buffers where possible. */
 #include "engine.h"
+#include "linalg.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -383,6 +384,10 @@ static int unary_mop(int op) {
         return NB_M_SIGMOID;
     case NB_OP_ABS:
         return NB_M_ABS;
+    case NB_OP_SOFTPLUS:
+        return NB_M_SOFTPLUS;
+    case NB_OP_LOGSIGMOID:
+        return NB_M_LOGSIGMOID;
     default:
         return NB_M_SIGN;
     }
@@ -743,6 +748,40 @@ static nval lower_rowwise(cstate *c, const nb_node *y) {
     return nv_make(ST_DENSE, emit_kernel(c, kind, y->type.rows, y->type.cols, z, -1));
 }
 
+/* A matrix function: one NB_I_MATFN kernel (linalg.h) on dense operands. */
+static int matfn_code(int op) {
+    switch (op) {
+    case NB_OP_TRACE: return NB_LA_TRACE;
+    case NB_OP_DET: return NB_LA_DET;
+    case NB_OP_LOGDET: return NB_LA_LOGDET;
+    case NB_OP_INV: return NB_LA_INV;
+    case NB_OP_SOLVE: return NB_LA_SOLVE;
+    case NB_OP_NORM1: return NB_LA_NORM1;
+    case NB_OP_NORM2: return NB_LA_NORM2;
+    case NB_OP_LOGSUMEXP: return NB_LA_LOGSUMEXP;
+    default: return NB_LA_BCE;
+    }
+}
+
+static nval lower_matfn(cstate *c, const nb_node *y) {
+    int32_t a = need_dense(c, y->args[0]), b = y->nargs > 1 ? need_dense(c, y->args[1]) : -1;
+    bool scalar = y->type.kind == NB_SCALAR;
+    if (a < 0 || (y->nargs > 1 && b < 0)) return nv_make(ST_DENSE, -1);
+    lop *L = new_lop(c, NB_I_MATFN);
+    if (!L) return nv_make(ST_DENSE, -1);
+    L->op = matfn_code(y->op);
+    L->src[0] = a;
+    L->src[1] = b;
+    return nv_make(scalar ? ST_FILL : ST_DENSE, finish_lop(c, L, y->type.rows, y->type.cols));
+}
+
+/* softmax of a vector: the row-wise kernel on its entries as one row. */
+static nval lower_vector_softmax(cstate *c, const nb_node *y) {
+    nb_dim n = y->type.rows;
+    int32_t row = alias_value(c, need_dense(c, y->args[0]), 1, n, 0, 0);
+    return nv_make(ST_DENSE, alias_value(c, emit_kernel(c, NB_I_SOFTMAX, 1, n, row, -1), n, 1, 0, 0));
+}
+
 static nval lower_node(cstate *c, const nb_node *y) {
     switch ((nb_op)y->op) {
     case NB_OP_CONST:
@@ -777,6 +816,8 @@ static nval lower_node(cstate *c, const nb_node *y) {
     case NB_OP_SIGMOID:
     case NB_OP_ABS:
     case NB_OP_SIGN:
+    case NB_OP_SOFTPLUS:
+    case NB_OP_LOGSIGMOID:
         return lower_unary(c, y);
     case NB_OP_MAX:
     case NB_OP_MIN:
@@ -789,6 +830,18 @@ static nval lower_node(cstate *c, const nb_node *y) {
     case NB_OP_LOGSOFTMAX:
     case NB_OP_SOFTMAX_XENT:
         return lower_rowwise(c, y);
+    case NB_OP_VSOFTMAX:
+        return lower_vector_softmax(c, y);
+    case NB_OP_TRACE:
+    case NB_OP_DET:
+    case NB_OP_LOGDET:
+    case NB_OP_INV:
+    case NB_OP_SOLVE:
+    case NB_OP_NORM1:
+    case NB_OP_NORM2:
+    case NB_OP_LOGSUMEXP:
+    case NB_OP_BCE:
+        return lower_matfn(c, y);
     default:
         break;
     }

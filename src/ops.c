@@ -4,6 +4,7 @@
  * one contribution per operand, and a tangent rule for the row-wise ones),
  * and its reference f64 kernel.  The table nb_ops at the end, generated from
  * ops.def, ties them together; docs/operators.md is the checklist. */
+#include "matfn.h"
 #include "nb_internal.h"
 #include "scalar_f64.h"
 
@@ -649,6 +650,10 @@ static nb_node *unary_rewrite(nb_ctx *ctx, nb_op op, nb_node *a) {
     if (a->op == NB_OP_CONST && fold_unary(op, node_number(a), &folded)) return nb_const(ctx, folded, a->type);
     if (op == NB_OP_SIGN && a->op == NB_OP_SIGN) return a;
     if (op == NB_OP_ABS && a->op == NB_OP_ABS) return a;
+    if (op == NB_OP_LOG) {
+        nb_node *stable = nb_matfn_log_rewrite(ctx, a);
+        if (stable) return stable;
+    }
     return nb_make(ctx, op, a->type, 1, &a, NULL, 0);
 }
 
@@ -1193,6 +1198,8 @@ nb_expr *nb_tan(nb_ctx *ctx, nb_expr *a) { return nb_unary(ctx, NB_OP_TAN, a); }
 nb_expr *nb_tanh(nb_ctx *ctx, nb_expr *a) { return nb_unary(ctx, NB_OP_TANH, a); }
 nb_expr *nb_abs(nb_ctx *ctx, nb_expr *a) { return nb_unary(ctx, NB_OP_ABS, a); }
 nb_expr *nb_sigmoid(nb_ctx *ctx, nb_expr *a) { return nb_unary(ctx, NB_OP_SIGMOID, a); }
+nb_expr *nb_softplus(nb_ctx *ctx, nb_expr *a) { return nb_unary(ctx, NB_OP_SOFTPLUS, a); }
+nb_expr *nb_logsigmoid(nb_ctx *ctx, nb_expr *a) { return nb_unary(ctx, NB_OP_LOGSIGMOID, a); }
 nb_expr *nb_sqrt(nb_ctx *ctx, nb_expr *a) { return nb_pow(ctx, a, nb_rational(ctx, 1, 2)); }
 nb_expr *nb_relu(nb_ctx *ctx, nb_expr *a) { return nb_max(ctx, num(ctx, 0), a); }
 nb_expr *nb_max(nb_ctx *ctx, nb_expr *a, nb_expr *b) { return nb_binary(ctx, NB_OP_MAX, a, b); }
@@ -1229,7 +1236,6 @@ nb_expr *nb_dot(nb_ctx *ctx, nb_expr *a, nb_expr *b) {
     return nb_matmul(ctx, nb_transpose(ctx, a), b);
 }
 
-nb_expr *nb_norm2(nb_ctx *ctx, nb_expr *a) { return nb_sqrt(ctx, nb_sum(ctx, nb_pow(ctx, a, num(ctx, 2)))); }
 
 nb_expr *nb_sign(nb_ctx *ctx, nb_expr *a) { return nb_unary(ctx, NB_OP_SIGN, a); }
 
@@ -1257,6 +1263,15 @@ nb_node *nb_rebuild(nb_ctx *ctx, const nb_node *y, nb_node *const *args) {
     case NB_OP_VSOFTMAX: return nb_softmax(ctx, args[0]);
     case NB_OP_LOGSOFTMAX: return nb_logsoftmax(ctx, args[0]);
     case NB_OP_SOFTMAX_XENT: return nb_softmax_xent(ctx, args[0], args[1]);
+    case NB_OP_TRACE: return nb_trace(ctx, args[0]);
+    case NB_OP_DET: return nb_det(ctx, args[0]);
+    case NB_OP_LOGDET: return nb_logdet(ctx, args[0]);
+    case NB_OP_INV: return nb_inv(ctx, args[0]);
+    case NB_OP_SOLVE: return nb_solve(ctx, args[0], args[1]);
+    case NB_OP_NORM1: return nb_norm1(ctx, args[0]);
+    case NB_OP_NORM2: return nb_norm2(ctx, args[0]);
+    case NB_OP_LOGSUMEXP: return nb_logsumexp(ctx, args[0]);
+    case NB_OP_BCE: return nb_bce(ctx, args[0], args[1]);
     default: break;
     }
     nb_set_error(ctx, "internal error: no constructor for %s", nb_ops[y->op].name);
@@ -1354,6 +1369,19 @@ static nb_node *partial_sigmoid(nb_ctx *ctx, nb_node *y, int i) {
 #define RULES_SIGMOID partial_sigmoid, NULL, NULL, eval_unary, sc_sigmoid, NULL
 
 /* abs: ∂|x| = sign x (0 at the kink) */
+/* softplus′ = σ, logsigmoid′ = σ(−x) = 1 − σ(x) */
+static nb_node *partial_softplus(nb_ctx *ctx, nb_node *y, int i) {
+    (void)i;
+    return nb_sigmoid(ctx, y->args[0]);
+}
+#define RULES_SOFTPLUS partial_softplus, NULL, NULL, eval_unary, sc_softplus, NULL
+
+static nb_node *partial_logsigmoid(nb_ctx *ctx, nb_node *y, int i) {
+    (void)i;
+    return nb_sigmoid(ctx, nb_neg(ctx, y->args[0]));
+}
+#define RULES_LOGSIGMOID partial_logsigmoid, NULL, NULL, eval_unary, sc_logsigmoid, NULL
+
 static nb_node *partial_abs(nb_ctx *ctx, nb_node *y, int i) {
     (void)i;
     return nb_unary(ctx, NB_OP_SIGN, y->args[0]);

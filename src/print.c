@@ -375,12 +375,33 @@ static void print_name(printer *p, const char *name) {
     else nb_sb_puts(&p->sb, name);
 }
 
+/* The matrix functions' textbook marks (matfn.c): X⁻¹ and X⁻ᵀ, ‖x‖₁, ‖x‖,
+ * ‖X‖_F; ASCII writes them as the calls inv(X), inv(X)', norm1(x), norm2(X),
+ * which parse back.  Returns false for other nodes. */
+static bool print_matfn(printer *p, const nb_node *e) {
+    bool inv_t = e->op == NB_OP_TRANSPOSE && e->args[0]->op == NB_OP_INV;
+    if (ascii(p) || !(e->op == NB_OP_INV || inv_t || e->op == NB_OP_NORM1 || e->op == NB_OP_NORM2)) return false;
+    if (e->op == NB_OP_INV || inv_t) {
+        print_node(p, inv_t ? e->args[0]->args[0] : e->args[0], P_POST);
+        nb_sb_puts(&p->sb, inv_t ? pick(p, "", "⁻ᵀ", "^{-\\top}") : pick(p, "", "⁻¹", "^{-1}"));
+        return true;
+    }
+    bool frobenius = e->op == NB_OP_NORM2 && e->args[0]->type.kind == NB_MATRIX;
+    nb_sb_puts(&p->sb, pick(p, "", "‖", "\\left\\| "));
+    print_node(p, e->args[0], P_LOW);
+    nb_sb_puts(&p->sb, e->op == NB_OP_NORM1 ? pick(p, "", "‖₁", " \\right\\|_1")
+                       : frobenius          ? pick(p, "", "‖_F", " \\right\\|_F")
+                                            : pick(p, "", "‖", " \\right\\|"));
+    return true;
+}
+
 static void print_node(printer *p, const nb_node *e, int prec) {
     char buf[64];
     if (p->name && e->id >= p->base && p->name[e->id - p->base]) {
         nb_sb_printf(&p->sb, "t%u", p->name[e->id - p->base]);
         return;
     }
+    if (print_matfn(p, e)) return;
     switch ((nb_op)e->op) {
     case NB_OP_CONST: print_const(p, e, prec); return;
     case NB_OP_VAR: print_name(p, e->a.name); return;

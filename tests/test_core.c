@@ -95,7 +95,7 @@ static void test_structure(void) {
         {"sigmoid(x)", "x", "diag(sigmoid(x) .* (1 - sigmoid(x)))"},
         {"sum(exp(x))", "x", "exp(x)'"},
         {"x'*A*x", "x", "x'*(A + A')"},
-        {"norm2(x)", "x", "x'/sqrt(sum(x.^2))"},
+        {"norm2(x)", "x", "x'/norm2(x)"},
         {"mean(x)", "x", "1'/n"},
         {"x*z + w", "z", "x"},
         {"sum(W)", "W", "1*1'"},
