@@ -5,7 +5,6 @@
 #include "scalar_f64.h"
 
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
 #ifdef NB_HAVE_CBLAS
@@ -15,12 +14,14 @@ void dgetrs_(const char *trans, const int *n, const int *nrhs, const double *a, 
              double *b, const int *ldb, int *info);
 #endif
 
-void nb_lu_free(nb_lu *f) {
-    free(f->lu);
-    free(f->piv);
-    f->lu = NULL;
-    f->piv = NULL;
-}
+/* An n x n factorisation in place: lu holds L (unit lower, implicit) and U;
+ * row k was swapped with row piv[k] − base. */
+typedef struct {
+    int64_t n;
+    double *lu;
+    int *piv;
+    int base;   /* 1: LAPACK's 1-based pivots, and lu factors Aᵀ (row-major A read column-major) */
+} lu_factors;
 
 /* Row-major Doolittle elimination with the largest remaining pivot per column. */
 static int lu_own(int64_t n, double *lu, int *piv) {
@@ -50,29 +51,25 @@ static int lu_own(int64_t n, double *lu, int *piv) {
     return singular;
 }
 
-int nb_lu_factor(nb_lu *f, int64_t n, const double *a) {
+/* 0, or 1 when U has a zero pivot (singular). */
+static int lu_factor(lu_factors *f, int64_t n, double *lu, int *piv) {
     f->n = n;
-    f->transposed = 0;
-    f->lu = malloc((size_t)(n * n + 1) * sizeof *f->lu);
-    f->piv = malloc((size_t)(n + 1) * sizeof *f->piv);
-    if (!f->lu || !f->piv) {
-        nb_lu_free(f);
-        return -1;
-    }
-    memcpy(f->lu, a, (size_t)(n * n) * sizeof *a);
+    f->lu = lu;
+    f->piv = piv;
+    f->base = 0;
 #ifdef NB_HAVE_CBLAS
     if (n > 0 && n <= 1 << 30) {
         int ni = (int)n, info = 0;
-        f->transposed = 1;
-        dgetrf_(&ni, &ni, f->lu, &ni, f->piv, &info);
-        for (int64_t k = 0; k < n; k++) f->piv[k]--; /* 0-based, as lu_own */
-        return info > 0 ? 1 : 0;
+        f->base = 1;
+        dgetrf_(&ni, &ni, lu, &ni, piv, &info);
+        return info > 0;
     }
 #endif
-    return lu_own(n, f->lu, f->piv);
+    return lu_own(n, lu, piv);
 }
 
-void nb_lu_logabsdet(const nb_lu *f, double *logabs, int *sign) {
+/* det A = sign · e^logabs; sign 0 when singular. */
+static void lu_logabsdet(const lu_factors *f, double *logabs, int *sign) {
     int s = 1;
     double l = 0;
     for (int64_t k = 0; k < f->n; k++) {
@@ -83,17 +80,30 @@ void nb_lu_logabsdet(const nb_lu *f, double *logabs, int *sign) {
             return;
         }
         if (d < 0) s = -s;
-        if (f->piv[k] != k) s = -s;
+        if (f->piv[k] - f->base != k) s = -s;
         l += log(fabs(d));
     }
     *sign = s;
     *logabs = l;
 }
 
-/* B := U⁻¹·L⁻¹·P·B for the row-major factorisation. */
-static void solve_own(const nb_lu *f, int64_t k, double *b) {
+/* B (n x k, row-major) := A⁻¹·B; tmp: n·k doubles (the LAPACK path). */
+static void lu_solve(const lu_factors *f, int64_t k, double *b, double *tmp) {
     int64_t n = f->n;
     const double *lu = f->lu;
+#ifdef NB_HAVE_CBLAS
+    if (f->base) {
+        /* lu factors Aᵀ; A·X = B is (Aᵀ)ᵀ·X = B: trans 'T', B column-major. */
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = 0; j < k; j++) tmp[j * n + i] = b[i * k + j];
+        int ni = (int)n, ki = (int)k, info = 0;
+        dgetrs_("T", &ni, &ki, lu, &ni, f->piv, tmp, &ni, &info);
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = 0; j < k; j++) b[i * k + j] = tmp[j * n + i];
+        return;
+    }
+#endif
+    (void)tmp;
     for (int64_t i = 0; i < n; i++)
         if (f->piv[i] != i)
             for (int64_t j = 0; j < k; j++) {
@@ -116,76 +126,6 @@ static void solve_own(const nb_lu *f, int64_t k, double *b) {
         double d = lu[i * n + i];
         for (int64_t j = 0; j < k; j++) b[i * k + j] /= d;
     }
-}
-
-int nb_lu_solve(const nb_lu *f, int64_t k, double *b) {
-#ifdef NB_HAVE_CBLAS
-    if (f->transposed) {
-        /* lu factors Aᵀ (column-major A); A·X = B is (Aᵀ)ᵀ·X = B: trans 'T',
-         * with B and X column-major. */
-        int64_t n = f->n;
-        double *cm = malloc((size_t)(n * k + 1) * sizeof *cm);
-        int *piv = calloc((size_t)(n + 1), sizeof *piv);
-        if (!cm || !piv) {
-            free(cm);
-            free(piv);
-            return -1;
-        }
-        for (int64_t i = 0; i < n; i++) {
-            piv[i] = f->piv[i] + 1;
-            for (int64_t j = 0; j < k; j++) cm[j * n + i] = b[i * k + j];
-        }
-        int ni = (int)n, ki = (int)k, info = 0;
-        dgetrs_("T", &ni, &ki, f->lu, &ni, piv, cm, &ni, &info);
-        for (int64_t i = 0; i < n; i++)
-            for (int64_t j = 0; j < k; j++) b[i * k + j] = cm[j * n + i];
-        free(cm);
-        free(piv);
-        return 0;
-    }
-#endif
-    solve_own(f, k, b);
-    return 0;
-}
-
-int nb_linalg_det(int64_t n, const double *a, double *det) {
-    nb_lu f;
-    int rc = nb_lu_factor(&f, n, a);
-    if (rc < 0) return -1;
-    double l;
-    int s;
-    nb_lu_logabsdet(&f, &l, &s);
-    /* the product itself (not exp of the log): exact for integer matrices */
-    double p = s == 0 ? 0 : 1;
-    for (int64_t k = 0; k < n && s; k++) p *= f.lu[k * n + k] * (f.piv[k] != k ? -1 : 1);
-    *det = p;
-    nb_lu_free(&f);
-    return 0;
-}
-
-int nb_linalg_logdet(int64_t n, const double *a, double *out, double *det_out) {
-    nb_lu f;
-    if (nb_lu_factor(&f, n, a) < 0) return -1;
-    double l;
-    int s;
-    nb_lu_logabsdet(&f, &l, &s);
-    nb_lu_free(&f);
-    *det_out = s == 0 ? 0 : s * exp(l);
-    *out = s > 0 ? l : NAN;
-    return s > 0 ? 0 : 1;
-}
-
-int nb_linalg_solve(int64_t n, int64_t k, const double *a, const double *b, double *x) {
-    nb_lu f;
-    int rc = nb_lu_factor(&f, n, a);
-    if (rc) return rc;
-    if (b) memcpy(x, b, (size_t)(n * k) * sizeof *x);
-    else
-        for (int64_t i = 0; i < n; i++)
-            for (int64_t j = 0; j < n; j++) x[i * n + j] = i == j;
-    rc = nb_lu_solve(&f, b ? k : n, x);
-    nb_lu_free(&f);
-    return rc;
 }
 
 double nb_norm1_value(int64_t n, const double *x) {
@@ -218,58 +158,78 @@ double nb_bce_value(int64_t n, const double *z, const double *y) {
 }
 
 
-/* Entries as doubles: the array itself (double) or a converted copy. */
-static double *as_double(size_t real_size, const void *p, int64_t n, double **owned) {
-    *owned = NULL;
-    if (real_size == sizeof(double)) return (double *)p;
-    double *d = malloc((size_t)(n + 1) * sizeof *d);
-    if (d)
+/* Entry counts of a, b and y. */
+static void counts(int fn, int64_t rows, int64_t cols, int64_t bcols, int64_t *na, int64_t *nb, int64_t *ny) {
+    *na = rows * cols;
+    *nb = fn == NB_LA_SOLVE ? rows * bcols : fn == NB_LA_BCE ? *na : 0;
+    *ny = fn == NB_LA_INV ? *na : fn == NB_LA_SOLVE ? *nb : 1;
+}
+
+/* doubles: a (factored in place), b, y, the solve's column-major copy; ints: pivots */
+size_t nb_linalg_work_size(int fn, int64_t rows, int64_t cols, int64_t bcols) {
+    int64_t na, nb, ny;
+    counts(fn, rows, cols, bcols, &na, &nb, &ny);
+    return (size_t)(na + nb + 2 * ny + 1) * sizeof(double) + (size_t)(rows + 1) * sizeof(int);
+}
+
+static void load(size_t real_size, const void *p, int64_t n, double *d) {
+    if (real_size == sizeof(double)) memcpy(d, p, (size_t)n * sizeof *d);
+    else
         for (int64_t i = 0; i < n; i++) d[i] = ((const float *)p)[i];
-    return *owned = d;
 }
 
-static void fill_nan(size_t real_size, void *y, int64_t n) {
-    for (int64_t i = 0; i < n; i++) {
-        if (real_size == sizeof(double)) ((double *)y)[i] = NAN;
-        else ((float *)y)[i] = NAN;
-    }
+static void store(size_t real_size, void *p, int64_t n, const double *d) {
+    if (real_size == sizeof(double)) memcpy(p, d, (size_t)n * sizeof *d);
+    else
+        for (int64_t i = 0; i < n; i++) ((float *)p)[i] = (float)d[i];
 }
 
-void nb_linalg_kernel(int fn, size_t real_size, int64_t rows, int64_t cols, int64_t bcols, const void *a,
-                      const void *b, void *y) {
-    int64_t na = rows * cols, nb = fn == NB_LA_SOLVE ? rows * bcols : fn == NB_LA_BCE ? na : 0;
-    int64_t ny = fn == NB_LA_INV ? na : fn == NB_LA_SOLVE ? nb : 1;
-    double *own_a, *own_b = NULL, *own_y = NULL;
-    double *A = as_double(real_size, a, na, &own_a), *B = nb ? as_double(real_size, b, nb, &own_b) : NULL;
-    double *Y = real_size == sizeof(double) ? (double *)y : (own_y = malloc((size_t)(ny + 1) * sizeof *Y));
-    if (!A || (nb && !B) || !Y) {
-        fill_nan(real_size, y, ny);
-        goto done;
-    }
-    double det;
-    int rc = 0;
+int nb_linalg_kernel(int fn, size_t real_size, int64_t rows, int64_t cols, int64_t bcols, const void *a,
+                     const void *b, void *y, void *work) {
+    int64_t na, nb, ny;
+    counts(fn, rows, cols, bcols, &na, &nb, &ny);
+    double *A = work, *B = A + na, *Y = B + nb, *tmp = Y + ny;
+    int *piv = (int *)(tmp + ny + 1);
+    load(real_size, a, na, A);
+    if (nb) load(real_size, b, nb, B);
+    lu_factors f;
+    double logabs;
+    int sign, rc = 0;
     switch (fn) {
     case NB_LA_TRACE:
         Y[0] = 0;
         for (int64_t i = 0; i < rows; i++) Y[0] += A[i * cols + i];
         break;
-    case NB_LA_DET: rc = nb_linalg_det(rows, A, Y); break;
-    case NB_LA_LOGDET: rc = nb_linalg_logdet(rows, A, Y, &det) < 0; break;
-    case NB_LA_INV: rc = nb_linalg_solve(rows, rows, A, NULL, Y); break;
-    case NB_LA_SOLVE: rc = nb_linalg_solve(rows, bcols, A, B, Y); break;
+    case NB_LA_DET:
+    case NB_LA_LOGDET:
+        lu_factor(&f, rows, A, piv);
+        lu_logabsdet(&f, &logabs, &sign);
+        if (fn == NB_LA_LOGDET) {
+            rc = sign <= 0;
+            Y[0] = sign > 0 ? logabs : NAN;
+            break;
+        }
+        /* the product itself (not e^logabs): exact for small integer matrices */
+        Y[0] = sign != 0;
+        for (int64_t k = 0; k < rows && sign; k++) Y[0] *= A[k * rows + k] * (piv[k] - f.base != k ? -1 : 1);
+        break;
+    case NB_LA_INV:
+    case NB_LA_SOLVE:
+        if (fn == NB_LA_INV)
+            for (int64_t i = 0; i < rows; i++)
+                for (int64_t j = 0; j < rows; j++) Y[i * rows + j] = i == j;
+        else memcpy(Y, B, (size_t)nb * sizeof *Y);
+        if ((rc = lu_factor(&f, rows, A, piv)) != 0) {
+            for (int64_t i = 0; i < ny; i++) Y[i] = NAN;
+            break;
+        }
+        lu_solve(&f, fn == NB_LA_INV ? rows : bcols, Y, tmp);
+        break;
     case NB_LA_NORM1: Y[0] = nb_norm1_value(na, A); break;
     case NB_LA_NORM2: Y[0] = nb_norm2_value(na, A); break;
     case NB_LA_LOGSUMEXP: Y[0] = nb_logsumexp_value(na, A); break;
     default: Y[0] = nb_bce_value(na, A, B); break;
     }
-    if (rc) {
-        fill_nan(real_size, y, ny);
-        goto done;
-    }
-    if (own_y)
-        for (int64_t i = 0; i < ny; i++) ((float *)y)[i] = (float)Y[i];
-done:
-    free(own_a);
-    free(own_b);
-    free(own_y);
+    store(real_size, y, ny, Y);
+    return rc;
 }

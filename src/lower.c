@@ -10,7 +10,7 @@
  * structured unless NB_COMPILE_DENSE, and are written straight into the
  * caller's buffers where possible. */
 #include "engine.h"
-#include "linalg.h"
+#include "matfn.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -749,27 +749,13 @@ static nval lower_rowwise(cstate *c, const nb_node *y) {
 }
 
 /* A matrix function: one NB_I_MATFN kernel (linalg.h) on dense operands. */
-static int matfn_code(int op) {
-    switch (op) {
-    case NB_OP_TRACE: return NB_LA_TRACE;
-    case NB_OP_DET: return NB_LA_DET;
-    case NB_OP_LOGDET: return NB_LA_LOGDET;
-    case NB_OP_INV: return NB_LA_INV;
-    case NB_OP_SOLVE: return NB_LA_SOLVE;
-    case NB_OP_NORM1: return NB_LA_NORM1;
-    case NB_OP_NORM2: return NB_LA_NORM2;
-    case NB_OP_LOGSUMEXP: return NB_LA_LOGSUMEXP;
-    default: return NB_LA_BCE;
-    }
-}
-
 static nval lower_matfn(cstate *c, const nb_node *y) {
     int32_t a = need_dense(c, y->args[0]), b = y->nargs > 1 ? need_dense(c, y->args[1]) : -1;
     bool scalar = y->type.kind == NB_SCALAR;
     if (a < 0 || (y->nargs > 1 && b < 0)) return nv_make(ST_DENSE, -1);
     lop *L = new_lop(c, NB_I_MATFN);
     if (!L) return nv_make(ST_DENSE, -1);
-    L->op = matfn_code(y->op);
+    L->op = nb_matfn_code(y->op);
     L->src[0] = a;
     L->src[1] = b;
     return nv_make(scalar ? ST_FILL : ST_DENSE, finish_lop(c, L, y->type.rows, y->type.cols));

@@ -84,6 +84,7 @@ nb_expr *nb_solve(nb_ctx *ctx, nb_expr *a, nb_expr *b) {
     if (!ctx->raw) {
         if (a->type.kind == NB_SCALAR) return nb_div(ctx, b, a);
         if (a->op == NB_OP_IDENTITY) return b;
+        if (b->op == NB_OP_IDENTITY) return nb_rule(ctx, "solve(A, I) = A⁻¹", nb_inv(ctx, a));
     }
     nb_node *args[2] = {a, b};
     return nb_make(ctx, NB_OP_SOLVE, b->type, 2, args, NULL, 0);
@@ -110,6 +111,12 @@ nb_expr *nb_bce(nb_ctx *ctx, nb_expr *z, nb_expr *y) {
     }
     nb_node *args[2] = {z, y};
     return nb_make(ctx, NB_OP_BCE, nb_scalar_type(), 2, args, NULL, 0);
+}
+
+bool nb_integer_value(const nb_node *e, int64_t *k) {
+    if (!e || e->op != NB_OP_CONST || e->type.kind != NB_SCALAR || !nb_number_is_int(e->a.c)) return false;
+    *k = e->a.c.num;
+    return true;
 }
 
 /* X^k for a square X and an integer k: X·X·…·X (k < 0: of X⁻¹; k = 0: I). */
@@ -146,6 +153,32 @@ nb_node *nb_matfn_log_rewrite(nb_ctx *ctx, nb_node *a) {
         return nb_rule(ctx, "log(1 + eᵘ) = softplus(u)", nb_softplus(ctx, a->args[1]->args[0]));
     if (a->op == NB_OP_SUM && a->args[0]->op == NB_OP_EXP)
         return nb_rule(ctx, "log Σ eᵘ = logsumexp(u)", nb_logsumexp(ctx, a->args[0]->args[0]));
+    return NULL;
+}
+
+/* The term y ⊙ logsigmoid(u) (either order): its two factors. */
+static bool label_times_logsigmoid(const nb_node *t, nb_node **label, nb_node **u) {
+    if (t->op != NB_OP_MUL || t->nargs != 2) return false;
+    for (int k = 0; k < 2; k++)
+        if (t->args[k]->op == NB_OP_LOGSIGMOID) {
+            *u = t->args[k]->args[0];
+            *label = t->args[1 - k];
+            return true;
+        }
+    return false;
+}
+
+/* Σ y ⊙ logsigmoid(u) + (1 − y) ⊙ logsigmoid(−u) = −bce(u, y): the
+ * log-likelihood of labels y written out (after the log rewrites above). */
+nb_node *nb_matfn_sum_rewrite(nb_ctx *ctx, nb_node *a) {
+    if (a->op != NB_OP_ADD || a->nargs != 2) return NULL;
+    for (int k = 0; k < 2; k++) {
+        nb_node *y, *u, *y2, *u2;
+        if (!label_times_logsigmoid(a->args[k], &y, &u) || !label_times_logsigmoid(a->args[1 - k], &y2, &u2)) continue;
+        if (!nb_type_eq(y->type, u->type)) continue;
+        if (u2 == nb_neg(ctx, u) && y2 == nb_sub(ctx, scalar_num(ctx, 1), y))
+            return nb_rule(ctx, "Σ y ⊙ log σ(u) + (1 − y) ⊙ log σ(−u) = −bce(u, y)", nb_neg(ctx, nb_bce(ctx, u, y)));
+    }
     return NULL;
 }
 
@@ -260,55 +293,44 @@ nb_node *nb_tangent_reduction(nb_ctx *ctx, nb_node *y, nb_node *const *dx) {
     return nb_add_n(ctx, n, terms);
 }
 
-/* ---- reference evaluation --------------------------------------------------- */
-static int linalg_error(nb_ctx *ctx, const nb_node *y, int rc, const char *singular) {
-    char buf[160];
+/* ---- reference evaluation: the compiled kernel's numbers (linalg.c) ---------- */
+int nb_matfn_code(int op) {
+    switch (op) {
+    case NB_OP_TRACE: return NB_LA_TRACE;
+    case NB_OP_DET: return NB_LA_DET;
+    case NB_OP_LOGDET: return NB_LA_LOGDET;
+    case NB_OP_INV: return NB_LA_INV;
+    case NB_OP_SOLVE: return NB_LA_SOLVE;
+    case NB_OP_NORM1: return NB_LA_NORM1;
+    case NB_OP_NORM2: return NB_LA_NORM2;
+    case NB_OP_LOGSUMEXP: return NB_LA_LOGSUMEXP;
+    default: return NB_LA_BCE;
+    }
+}
+
+static int run_kernel(int fn, const nb_matrix *a, int nargs, nb_matrix *out) {
+    int64_t bcols = nargs > 1 ? a[1].cols : 0;
+    void *work = malloc(nb_linalg_work_size(fn, a[0].rows, a[0].cols, bcols));
+    if (!work) return -1;
+    int rc = nb_linalg_kernel(fn, sizeof(double), a[0].rows, a[0].cols, bcols, a[0].data, nargs > 1 ? a[1].data : NULL,
+                              out->data, work);
+    free(work);
+    return rc;
+}
+
+int nb_eval_matfn(nb_ctx *ctx, const nb_node *y, const nb_matrix *a, nb_matrix *out) {
+    char buf[160], what[120];
+    int fn = nb_matfn_code(y->op);
+    int rc = run_kernel(fn, a, y->nargs, out);
     if (rc < 0) return nb_set_error(ctx, "out of memory");
-    return nb_set_error(ctx, "%s in %s", singular, nb_describe(ctx, y, buf, sizeof buf));
-}
-
-int nb_eval_trace(nb_ctx *ctx, const nb_node *y, const nb_matrix *a, nb_matrix *out) {
-    (void)ctx, (void)y;
-    double s = 0;
-    for (int64_t i = 0; i < a[0].rows; i++) s += a[0].data[i * a[0].cols + i];
-    out->data[0] = s;
-    return 0;
-}
-
-int nb_eval_det(nb_ctx *ctx, const nb_node *y, const nb_matrix *a, nb_matrix *out) {
-    int rc = nb_linalg_det(a[0].rows, a[0].data, out->data);
-    return rc ? linalg_error(ctx, y, rc, "") : 0;
-}
-
-int nb_eval_logdet(nb_ctx *ctx, const nb_node *y, const nb_matrix *a, nb_matrix *out) {
-    double det;
-    int rc = nb_linalg_logdet(a[0].rows, a[0].data, out->data, &det);
-    if (rc > 0) {
-        char what[96];
+    if (rc == 0) return 0;
+    if (fn == NB_LA_LOGDET) {
+        double det;
+        nb_matrix d = {1, 1, &det};
+        if (run_kernel(NB_LA_DET, a, 1, &d) < 0) return nb_set_error(ctx, "out of memory");
         snprintf(what, sizeof what, "logdet of a matrix whose determinant is not positive (det = %g)", det);
-        return linalg_error(ctx, y, rc, what);
+    } else {
+        snprintf(what, sizeof what, "%s", fn == NB_LA_INV ? "inverse of a singular matrix" : "solve with a singular matrix");
     }
-    return rc ? linalg_error(ctx, y, rc, "") : 0;
-}
-
-int nb_eval_inv(nb_ctx *ctx, const nb_node *y, const nb_matrix *a, nb_matrix *out) {
-    int rc = nb_linalg_solve(a[0].rows, a[0].rows, a[0].data, NULL, out->data);
-    return rc ? linalg_error(ctx, y, rc, "inverse of a singular matrix") : 0;
-}
-
-int nb_eval_solve(nb_ctx *ctx, const nb_node *y, const nb_matrix *a, nb_matrix *out) {
-    int rc = nb_linalg_solve(a[0].rows, a[1].cols, a[0].data, a[1].data, out->data);
-    return rc ? linalg_error(ctx, y, rc, "solve with a singular matrix") : 0;
-}
-
-int nb_eval_reduction(nb_ctx *ctx, const nb_node *y, const nb_matrix *a, nb_matrix *out) {
-    (void)ctx;
-    int64_t n = a[0].rows * a[0].cols;
-    switch ((nb_op)y->op) {
-    case NB_OP_NORM1: out->data[0] = nb_norm1_value(n, a[0].data); break;
-    case NB_OP_NORM2: out->data[0] = nb_norm2_value(n, a[0].data); break;
-    case NB_OP_LOGSUMEXP: out->data[0] = nb_logsumexp_value(n, a[0].data); break;
-    default: out->data[0] = nb_bce_value(n, a[0].data, a[1].data); break;
-    }
-    return 0;
+    return nb_set_error(ctx, "%s in %s", what, nb_describe(ctx, y, buf, sizeof buf));
 }

@@ -852,7 +852,8 @@ static nb_node *sum_rewrite(nb_ctx *ctx, nb_node *a) {
     case NB_OP_MATLIT: return nb_rule(ctx, "sum([a, b]) = a + b", nb_add_n(ctx, a->nargs, a->args));
     default: break;
     }
-    nb_node *s, *rest;
+    nb_node *s, *rest, *stable = nb_matfn_sum_rewrite(ctx, a);
+    if (stable) return stable;
     split_scalars(ctx, a, &s, &rest);
     if (s) return nb_rule(ctx, "sum(s·A) = s·sum(A)", nb_mul(ctx, s, nb_sum(ctx, rest)));
     return nb_make(ctx, NB_OP_SUM, nb_scalar_type(), 1, &a, NULL, 0);

@@ -18,6 +18,7 @@
  *
  * Newlines separate statements only outside brackets, and a line may end in a
  * binary operator to continue on the next one.  '#' starts a comment. */
+#include "matfn.h"
 #include "nb_internal.h"
 
 #include <math.h>
@@ -621,7 +622,11 @@ static nb_expr *parse_power(parser *p) {
     token op = p->tok;
     advance(p);
     nb_expr *exponent = parse_unary(p);
+    int64_t power;
     if (!exponent) return NULL;
+    if (op.kind == TOK_CARET && nb_type_of(base).kind == NB_MATRIX && nb_type_of(exponent).kind == NB_SCALAR &&
+        nb_integer_value(exponent, &power)) /* X^k: a matrix power */
+        return check_built(p, nb_matpow(p->ctx, base, power), op.start);
     if (op.kind == TOK_CARET && nb_type_of(base).kind != NB_SCALAR) {
         char type[96];
         fail_at(p, op.start, "'^' needs a scalar base, not %s; use '.^' for an element-wise power",

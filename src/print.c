@@ -441,7 +441,8 @@ static void print_node(printer *p, const nb_node *e, int prec) {
         const nb_node *l = e->args[0];
         print_node(p, l, l->op == NB_OP_MUL && l->type.kind != NB_SCALAR ? P_MUL + 1 : P_MUL);
         nb_sb_puts(&p->sb, pick(p, "*", "·", " "));
-        print_node(p, e->args[1], P_MUL + 1);
+        /* the matrix product is associative: A·(B·C) prints as A·B·C */
+        print_node(p, e->args[1], e->args[1]->op == NB_OP_MATMUL ? P_MUL : P_MUL + 1);
         close_paren(p, paren);
         return;
     }
