@@ -129,6 +129,10 @@ nb_expr *nb_parse(nb_ctx *ctx, const char *src);
  * vector, or — for scalar f — matrix), or nwrt > 1 scalar variables (one column
  * each).  Structure (0, I, diag, 1, 1ᵀ) is kept. */
 nb_expr *nb_derivative(nb_ctx *ctx, nb_expr *f, size_t nwrt, nb_expr *const *wrt, nb_layout layout);
+/* One derivative per variable of a list of any types (W1, b1, W2, b2), from
+ * one reverse pass: out[k] = ∂f/∂wrt[k] as nb_derivative gives it for that
+ * variable alone.  Returns 0, or -1 with nb_error set. */
+int nb_derivatives(nb_ctx *ctx, nb_expr *f, size_t nwrt, nb_expr *const *wrt, nb_layout layout, nb_expr **out);
 /* Gradient of scalar f w.r.t. v, shaped like v: ∇ᵥf. */
 nb_expr *nb_gradient(nb_ctx *ctx, nb_expr *f, nb_expr *v);
 /* Jacobian-vector product J·t by forward mode: tangents pushed from v (t

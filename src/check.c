@@ -59,8 +59,18 @@ int nb_check(nb_ctx *ctx, nb_expr *f, size_t nwrt, nb_expr *const *wrt, double *
     if (!ctx) return -1;
     if (!f || !wrt || nwrt == 0 || !max_rel_err) return nb_set_error(ctx, "nb_check: missing function or variables");
     *max_rel_err = 0;
-    for (size_t j = 0; j < nwrt; j++)
+    bool separately = false;
+    for (size_t j = 0; j < nwrt; j++) {
         if (!wrt[j] || wrt[j]->op != NB_OP_VAR) return nb_set_error(ctx, "nb_check: can only differentiate with respect to variables");
+        separately |= nwrt > 1 && wrt[j]->type.kind != NB_SCALAR;
+    }
+    /* a list of vectors or matrices: each variable's derivative on its own */
+    for (size_t j = 0; separately && j < nwrt; j++) {
+        double err;
+        if (nb_check(ctx, f, 1, &wrt[j], &err)) return -1;
+        *max_rel_err = err > *max_rel_err ? err : *max_rel_err;
+    }
+    if (separately) return 0;
     nb_expr *derivative = nb_derivative(ctx, f, nwrt, wrt, NB_NUMERATOR);
     if (!derivative) return -1;
     nb_matrix D = {0, 0, NULL}, value = {0, 0, NULL};

@@ -267,8 +267,26 @@ done:
     return J;
 }
 
-static nb_expr *derivative(nb_ctx *ctx, nb_expr *f, size_t nwrt, nb_expr *const *wrt, nb_layout layout) {
+/* Can ∂f/∂v be written as a matrix?  (False with the error set.) */
+static bool derivative_allowed(nb_ctx *ctx, const nb_node *f, const nb_node *v) {
     char tf[64], tv[64], buf[160];
+    if (f->type.kind == NB_MATRIX) {
+        nb_set_error(ctx, "%s is %s: the derivative of a matrix-valued function is a tensor; nabla differentiates "
+                          "scalar and vector functions",
+                     nb_describe(ctx, f, buf, sizeof buf), nb_type_str(ctx, f->type, tf, sizeof tf));
+        return false;
+    }
+    if (f->type.kind != NB_SCALAR && v->type.kind == NB_MATRIX) {
+        nb_set_error(ctx, "the derivative of the %s %s with respect to the %s %s is a tensor (rank 3)",
+                     nb_type_str(ctx, f->type, tf, sizeof tf), nb_describe(ctx, f, buf, sizeof buf),
+                     nb_type_str(ctx, v->type, tv, sizeof tv), v->a.name);
+        return false;
+    }
+    return true;
+}
+
+static nb_expr *derivative(nb_ctx *ctx, nb_expr *f, size_t nwrt, nb_expr *const *wrt, nb_layout layout) {
+    char tv[64];
     if (!f) return NULL;
     if (nwrt == 0) {
         nb_set_error(ctx, "nothing to differentiate with respect to");
@@ -276,24 +294,15 @@ static nb_expr *derivative(nb_ctx *ctx, nb_expr *f, size_t nwrt, nb_expr *const 
     }
     for (size_t k = 0; k < nwrt; k++)
         if (!is_variable(ctx, wrt[k], "")) return NULL;
-    if (f->type.kind == NB_MATRIX) {
-        nb_set_error(ctx, "%s is %s: the derivative of a matrix-valued function is a tensor; nabla differentiates "
-                          "scalar and vector functions",
-                     nb_describe(ctx, f, buf, sizeof buf), nb_type_str(ctx, f->type, tf, sizeof tf));
-        return NULL;
-    }
     for (size_t k = 0; k < nwrt; k++) {
         nb_type v = wrt[k]->type;
         if (nwrt > 1 && v.kind != NB_SCALAR) {
-            nb_set_error(ctx, "a list of variables must be scalars, but %s is %s", wrt[k]->a.name, nb_type_str(ctx, v, tv, sizeof tv));
+            nb_set_error(ctx, "a list of variables in one derivative must be scalars, but %s is %s "
+                              "(nb_derivatives gives one derivative per variable)",
+                         wrt[k]->a.name, nb_type_str(ctx, v, tv, sizeof tv));
             return NULL;
         }
-        if (f->type.kind != NB_SCALAR && v.kind == NB_MATRIX) {
-            nb_set_error(ctx, "the derivative of the %s %s with respect to the %s %s is a tensor (rank 3)",
-                         nb_type_str(ctx, f->type, tf, sizeof tf), nb_describe(ctx, f, buf, sizeof buf),
-                         nb_type_str(ctx, v, tv, sizeof tv), wrt[k]->a.name);
-            return NULL;
-        }
+        if (!derivative_allowed(ctx, f, wrt[k])) return NULL;
     }
     nb_node **g = malloc(nwrt * sizeof *g);
     if (!g) {
@@ -329,6 +338,31 @@ nb_expr *nb_derivative(nb_ctx *ctx, nb_expr *f, size_t nwrt, nb_expr *const *wrt
     nb_node *J = derivative(ctx, f, nwrt, wrt, layout);
     ctx->raw = false;
     return nb_simplify(ctx, J);
+}
+
+/* One derivative per variable, each in its own shape, from one reverse pass. */
+int nb_derivatives(nb_ctx *ctx, nb_expr *f, size_t nwrt, nb_expr *const *wrt, nb_layout layout, nb_expr **out) {
+    if (!ctx) return -1;
+    if (!f || !wrt || !out || nwrt == 0) return nb_set_error(ctx, "nb_derivatives: missing function, variables or output");
+    for (size_t k = 0; k < nwrt; k++) {
+        out[k] = NULL;
+        if (!is_variable(ctx, wrt[k], "")) return -1;
+    }
+    bool raw = ctx->raw;
+    ctx->raw = true;
+    int rc = 0;
+    for (size_t k = 0; k < nwrt && rc == 0; k++) /* the checks of the one-variable case */
+        if (!derivative_allowed(ctx, f, wrt[k])) rc = -1;
+    if (rc == 0) rc = reverse(ctx, f, nwrt, wrt, out);
+    ctx->raw = raw;
+    for (size_t k = 0; k < nwrt && rc == 0; k++) {
+        nb_node *J = out[k] ? out[k] : nb_zero(ctx, jacobian_type(f->type, wrt[k]->type));
+        bool keep = f->type.kind == NB_SCALAR && wrt[k]->type.kind == NB_MATRIX;
+        if (J && layout == NB_DENOMINATOR && !keep) J = nb_transpose(ctx, J);
+        if (!raw && J) J = nb_simplify(ctx, J);
+        if (!(out[k] = J)) rc = -1;
+    }
+    return rc;
 }
 
 nb_expr *nb_derivative_raw(nb_ctx *ctx, nb_expr *f, size_t nwrt, nb_expr *const *wrt, nb_layout layout) {

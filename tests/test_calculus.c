@@ -386,7 +386,36 @@ static void test_errors(void) {
     expect_error("X^100", "", "a matrix power X^100 is too large");
 }
 
+/* nb_derivatives: one derivative per variable of any type, each equal to the
+ * one-variable derivative; argument checks. */
+static void test_derivative_list(void) {
+    nb_ctx *ctx = nb_ctx_new();
+    nb_declare(ctx, "W1: matrix(h, n); b1: vector(h); W2: row(h); b2: scalar; x: vector(n)");
+    nb_expr *f = nb_parse(ctx, "sigmoid(W2*tanh(W1*x + b1) + b2)");
+    const char *names[4] = {"W1", "b1", "W2", "b2"};
+    nb_expr *wrt[4], *d[4];
+    for (int k = 0; k < 4; k++) wrt[k] = nb_lookup(ctx, names[k]);
+    for (int layout = 0; layout < 2; layout++) {
+        nb_layout l = layout ? NB_DENOMINATOR : NB_NUMERATOR;
+        CHECK(nb_derivatives(ctx, f, 4, wrt, l, d) == 0, "nb_derivatives: %s", nb_error(ctx));
+        for (int k = 0; k < 4; k++)
+            CHECK(d[k] == nb_derivative(ctx, f, 1, &wrt[k], l), "d/d%s (layout %d) is the one-variable derivative", names[k], layout);
+    }
+    CHECK(nb_derivatives(ctx, f, 0, wrt, NB_NUMERATOR, d) == -1 && strstr(nb_error(ctx), "missing"), "no variables: %s",
+          nb_error(ctx));
+    CHECK(nb_derivatives(ctx, f, 1, &f, NB_NUMERATOR, d) == -1 && strstr(nb_error(ctx), "not one"), "not a variable: %s",
+          nb_error(ctx));
+    CHECK(nb_derivatives(NULL, f, 1, wrt, NB_NUMERATOR, d) == -1, "no context");
+    nb_expr *g = nb_parse(ctx, "W1*x + b1");
+    CHECK(nb_derivatives(ctx, g, 2, wrt, NB_NUMERATOR, d) == -1 && strstr(nb_error(ctx), "tensor (rank 3)"),
+          "vector f w.r.t. a matrix: %s", nb_error(ctx));
+    CHECK(nb_derivative(ctx, f, 2, wrt, NB_NUMERATOR) == NULL && strstr(nb_error(ctx), "nb_derivatives"),
+          "nb_derivative points to nb_derivatives: %s", nb_error(ctx));
+    nb_ctx_free(ctx);
+}
+
 int main(void) {
+    test_derivative_list();
     test_goldens();
     test_printing();
     test_forward_mode();

@@ -124,6 +124,37 @@ static int print_value(nb_ctx *ctx, const nb_expr *e) {
 #define PARSE_OPTIONS(usage) \
     nb_cli_parse_options(argc, argv, opts, sizeof opts / sizeof opts[0], &expr, 1, &npos, usage)
 
+/* Does a --wrt list need one derivative per variable (not all scalars)? */
+static bool listed_separately(size_t nwrt, nb_expr *const *wrt) {
+    for (size_t k = 0; nwrt > 1 && k < nwrt; k++)
+        if (nb_type_of(wrt[k]).kind != NB_SCALAR) return true;
+    return false;
+}
+
+/* diff --wrt W1,b1,W2,b2: one labelled derivative per variable
+ * (∂f/∂W1 = …), each printed or evaluated (--at).  Returns 0 or 2. */
+static int print_each_derivative(session *s, size_t nwrt, nb_expr *const *wrt, nb_layout layout, nb_format format,
+                                 const char *at) {
+    nb_expr **d = calloc(nwrt, sizeof *d);
+    int status = d ? 0 : nb_cli_error(NULL, -1, "out of memory");
+    if (status == 0 && nb_derivatives(s->ctx, s->f, nwrt, wrt, layout, d) != 0)
+        status = nb_cli_error(NULL, -1, "%s", nb_error(s->ctx));
+    if (status == 0 && at) status = nb_cli_bind_values(s->ctx, at);
+    for (size_t k = 0; k < nwrt && status == 0; k++) {
+        char *name = nb_to_string(s->ctx, wrt[k], format), *text = at ? NULL : nb_derivative_to_string(s->ctx, d[k], format);
+        if (!name || (!at && !text)) status = nb_cli_error(NULL, -1, "out of memory");
+        else {
+            printf(format == NB_FMT_LATEX ? "\\frac{\\partial f}{\\partial %s}" : format == NB_FMT_ASCII ? "df/d%s" : "∂f/∂%s", name);
+            printf(at ? ":\n" : " = %s\n", text);
+        }
+        if (status == 0 && at) status = print_value(s->ctx, d[k]);
+        free(name);
+        free(text);
+    }
+    free(d);
+    return status;
+}
+
 int nb_cmd_diff(int argc, char **argv) {
     nb_cli_option opts[] = {{"help", false, NULL},   {"let", true, NULL},    {"at", true, NULL},
                             {"wrt", true, NULL},     {"layout", true, NULL}, {"format", true, NULL}};
@@ -150,6 +181,12 @@ int nb_cmd_diff(int argc, char **argv) {
     int status = session_load(&s, expr, OPTION("let"));
     if (status == 0) status = nb_cli_wrt(s.ctx, s.src, OPTION("let"), OPTION("wrt"), &wrt, &nwrt);
     nb_expr *derivative = NULL;
+    if (status == 0 && listed_separately(nwrt, wrt)) {
+        status = print_each_derivative(&s, nwrt, wrt, layout, format, OPTION("at"));
+        free(wrt);
+        session_free(&s);
+        return status;
+    }
     if (status == 0 && !(derivative = nb_derivative(s.ctx, s.f, nwrt, wrt, layout)))
         status = nb_cli_error(NULL, -1, "%s", nb_error(s.ctx));
     if (status == 0 && OPTION("at")) {

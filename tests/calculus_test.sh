@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# nabla diff/check with matrix functions end to end: Cookbook forms, a list
+# of variables of any types (--wrt W1,b1,W2,b2: one labelled derivative
+# each), values with --at, and the error paths (message, exit 2, no stdout).
+set -u
+NABLA=${NABLA:-./nabla}
+passed=0 failed=0
+fail() { failed=$((failed + 1)); printf 'FAIL: %s\n' "$*" >&2; }
+err=$(mktemp)
+trap 'rm -f "$err"' EXIT
+
+# expect_out WANT ARGS...: stdout equals WANT, exit 0
+expect_out() {
+    local want=$1; shift
+    local got rc
+    got=$("$NABLA" "$@" 2>"$err"); rc=$?
+    if [ "$rc" -eq 0 ] && [ "$got" = "$want" ]; then passed=$((passed + 1))
+    else fail "nabla $* -> rc=$rc out=[$got] err=[$(cat "$err")] want [$want]"; fi
+}
+
+# expect_err PATTERN ARGS...: exit 2, stderr matches PATTERN, stdout empty
+expect_err() {
+    local pattern=$1; shift
+    local got rc
+    got=$("$NABLA" "$@" 2>"$err"); rc=$?
+    if [ "$rc" -eq 2 ] && [ -z "$got" ] && grep -qE -- "$pattern" "$err"; then passed=$((passed + 1))
+    else fail "nabla $* -> rc=$rc out=[$got] err=[$(cat "$err")] want rc 2 /$pattern/"; fi
+}
+
+SQ='X, A: matrix(n, n); a, b: vector(n)'
+expect_out 'det(X)·X⁻ᵀ' diff 'det(X)' --wrt X --let "$SQ"
+expect_out "det(X)*inv(X)'" diff 'det(X)' --wrt X --let "$SQ" --format ascii
+expect_out '\det\left(X\right) X^{-\top}' diff 'det(X)' --wrt X --let "$SQ" --format latex
+expect_out '-X⁻ᵀ·a·bᵀ·X⁻ᵀ' diff "a'*inv(X)*b" --wrt X --let "$SQ"
+expect_out $'0.33333333333333331 0.33333333333333337\n-0.33333333333333331 0.16666666666666666' diff 'logdet(X)' --wrt X --let "$SQ" --at 'X=[[1, 2], [-2, 2]]'
+expect_out '-2' eval 'det(X)' --let "$SQ" --at 'X=[[1, 2], [3, 4]]'
+
+NET='W1: matrix(h, n); b1: vector(h); W2: row(h); b2: scalar; x: vector(n)'
+F='sigmoid(W2*tanh(W1*x + b1) + b2)'
+expect_out "$(printf '%s\n' \
+    "df/dW1 = sigmoid(W2*tanh(W1*x + b1) + b2)*(1 - sigmoid(W2*tanh(W1*x + b1) + b2))*((W2' .* (1 - tanh(W1*x + b1).^2))*x')" \
+    "df/db1 = sigmoid(W2*tanh(W1*x + b1) + b2)*(1 - sigmoid(W2*tanh(W1*x + b1) + b2))*(W2' .* (1 - tanh(W1*x + b1).^2))'" \
+    "df/dW2 = sigmoid(W2*tanh(W1*x + b1) + b2)*(1 - sigmoid(W2*tanh(W1*x + b1) + b2))*tanh(W1*x + b1)'" \
+    "df/db2 = sigmoid(W2*tanh(W1*x + b1) + b2)*(1 - sigmoid(W2*tanh(W1*x + b1) + b2))")" \
+    diff "$F" --wrt W1,b1,W2,b2 --let "$NET" --format ascii
+expect_out $'∂f/∂X:\n1 0\n0 1\n∂f/∂x:\n1 1' diff 'tr(X) + sum(x)' --wrt X,x --let 'X: matrix(2, 2); x: vector(2)' \
+    --at 'X=[[1, 2], [3, 4]]; x=[1, 2]'
+got=$("$NABLA" check "$F" --wrt W1,b1,W2,b2 --let "$NET" 2>"$err"); rc=$?
+if [ "$rc" -eq 0 ] && [[ "$got" == "max relative error: "* ]]; then passed=$((passed + 1))
+else fail "check --wrt W1,b1,W2,b2 -> rc=$rc out=[$got] err=[$(cat "$err")]"; fi
+
+expect_err 'logdet of a matrix whose determinant is not positive \(det = -2\)' \
+    eval 'logdet(X)' --let "$SQ" --at 'X=[[1, 2], [3, 4]]'
+expect_err 'inverse of a singular matrix' eval 'inv(X)' --let "$SQ" --at 'X=[[1, 2], [2, 4]]'
+expect_err 'det needs a square matrix, got matrix\(m, n\)' diff 'det(M)' --wrt M --let 'M: matrix(m, n)'
+expect_err 'with respect to the matrix\(h, n\) W1 is a tensor \(rank 3\)' diff 'W1*x + b1' --wrt W1,b1 --let "$NET"
+
+printf '%d passed, %d failed\n' "$passed" "$failed"
+[ "$failed" -eq 0 ]
