@@ -90,6 +90,12 @@ nb_expr *nb_logdet(nb_ctx *ctx, nb_expr *X);
 nb_expr *nb_inv(nb_ctx *ctx, nb_expr *X);
 nb_expr *nb_solve(nb_ctx *ctx, nb_expr *A, nb_expr *B);
 nb_expr *nb_matpow(nb_ctx *ctx, nb_expr *X, int64_t k);
+/* A ⊗ B (mp x nq for A m x n, B p x q) and vec(X), X's columns stacked (mn x 1). */
+nb_expr *nb_kron(nb_ctx *ctx, nb_expr *A, nb_expr *B);
+nb_expr *nb_vec(nb_ctx *ctx, nb_expr *X);
+/* The commutation matrix K (mn x mn), vec(Xᵀ) = K·vec(X) for an m x n X; m and n
+ * are sizes: integer constants or dimensions as values (nb_dimval). */
+nb_expr *nb_commutation(nb_ctx *ctx, nb_expr *m, nb_expr *n);
 /* Stable losses: log Σ exp(aᵢ); log(1 + eˣ) and log σ(x) entry by entry;
  * bce(z, y) = −Σ y ⊙ log σ(z) + (1 − y) ⊙ log(1 − σ(z)) of logits z, labels y. */
 nb_expr *nb_logsumexp(nb_ctx *ctx, nb_expr *a);

@@ -40,9 +40,13 @@ static int check_variable(nb_ctx *ctx, nb_expr *f, const nb_node *var, const nb_
         point[k] = x0;
         if (status == 0 && (entries(&plus) != m || entries(&minus) != m))
             status = nb_set_error(ctx, "nb_check: f changed shape under perturbation");
+        /* beyond rank 2 the derivative is ∂vec(f)/∂vec(var)ᵀ: vec (column-major) order */
+        bool vec_form = f->type.kind == NB_MATRIX || (f->type.kind != NB_SCALAR && var->type.kind == NB_MATRIX);
+        size_t col = vec_form ? (k % (size_t)x.cols) * (size_t)x.rows + k / (size_t)x.cols : k;
         for (size_t i = 0; status == 0 && i < m; i++) {
             double numeric = (plus.data[i] - minus.data[i]) / step;
-            double symbolic = D->data[i * ncols + first_column + k];
+            size_t row = vec_form ? (i % (size_t)plus.cols) * (size_t)plus.rows + i / (size_t)plus.cols : i;
+            double symbolic = D->data[row * ncols + first_column + col];
             double err = fabs(numeric - symbolic) / fmax(1.0, fmax(fabs(numeric), fabs(symbolic)));
             if (!(err <= *max_rel_err)) *max_rel_err = isnan(err) ? INFINITY : err;
         }

@@ -653,8 +653,9 @@ static void T(exec)(const nb_instr *in, void *const *bases, void *scratch, doubl
     }
     case NB_I_MATFN:
         if (tid == 0)
-            nb_linalg_kernel(in->fn, sizeof(REAL), in->m, in->n, in->k, NB_P(in->a),
-                             in->fn == NB_LA_SOLVE || in->fn == NB_LA_BCE ? NB_P(in->b) : NULL, NB_P(in->y), scratch);
+            nb_linalg_kernel(in->fn, sizeof(REAL), in->m, in->n, in->ldb, in->k, NB_P(in->a),
+                             in->fn == NB_LA_SOLVE || in->fn == NB_LA_BCE || in->fn == NB_LA_KRON ? NB_P(in->b) : NULL,
+                             NB_P(in->y), scratch);
         break;
     case NB_I_XENT: {
         const int64_t r0 = in->m * tid / nt, r1 = in->m * (tid + 1) / nt;

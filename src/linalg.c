@@ -159,16 +159,21 @@ double nb_bce_value(int64_t n, const double *z, const double *y) {
 
 
 /* Entry counts of a, b and y. */
-static void counts(int fn, int64_t rows, int64_t cols, int64_t bcols, int64_t *na, int64_t *nb, int64_t *ny) {
-    *na = rows * cols;
-    *nb = fn == NB_LA_SOLVE ? rows * bcols : fn == NB_LA_BCE ? *na : 0;
-    *ny = fn == NB_LA_INV ? *na : fn == NB_LA_SOLVE ? *nb : 1;
+static void counts(int fn, int64_t rows, int64_t cols, int64_t brows, int64_t bcols, int64_t *na, int64_t *nb,
+                   int64_t *ny) {
+    *na = fn == NB_LA_COMMUTATION ? 0 : rows * cols;
+    *nb = fn == NB_LA_SOLVE ? rows * bcols : fn == NB_LA_BCE ? *na : fn == NB_LA_KRON ? brows * bcols : 0;
+    *ny = fn == NB_LA_INV || fn == NB_LA_VEC ? rows * cols
+          : fn == NB_LA_SOLVE                 ? *nb
+          : fn == NB_LA_KRON                  ? *na * *nb
+          : fn == NB_LA_COMMUTATION           ? rows * cols * rows * cols
+                                              : 1;
 }
 
 /* doubles: a (factored in place), b, y, the solve's column-major copy; ints: pivots */
-size_t nb_linalg_work_size(int fn, int64_t rows, int64_t cols, int64_t bcols) {
+size_t nb_linalg_work_size(int fn, int64_t rows, int64_t cols, int64_t brows, int64_t bcols) {
     int64_t na, nb, ny;
-    counts(fn, rows, cols, bcols, &na, &nb, &ny);
+    counts(fn, rows, cols, brows, bcols, &na, &nb, &ny);
     return (size_t)(na + nb + 2 * ny + 1) * sizeof(double) + (size_t)(rows + 1) * sizeof(int);
 }
 
@@ -184,13 +189,13 @@ static void store(size_t real_size, void *p, int64_t n, const double *d) {
         for (int64_t i = 0; i < n; i++) ((float *)p)[i] = (float)d[i];
 }
 
-int nb_linalg_kernel(int fn, size_t real_size, int64_t rows, int64_t cols, int64_t bcols, const void *a,
+int nb_linalg_kernel(int fn, size_t real_size, int64_t rows, int64_t cols, int64_t brows, int64_t bcols, const void *a,
                      const void *b, void *y, void *work) {
     int64_t na, nb, ny;
-    counts(fn, rows, cols, bcols, &na, &nb, &ny);
+    counts(fn, rows, cols, brows, bcols, &na, &nb, &ny);
     double *A = work, *B = A + na, *Y = B + nb, *tmp = Y + ny;
     int *piv = (int *)(tmp + ny + 1);
-    load(real_size, a, na, A);
+    if (na) load(real_size, a, na, A);
     if (nb) load(real_size, b, nb, B);
     lu_factors f;
     double logabs;
@@ -228,7 +233,23 @@ int nb_linalg_kernel(int fn, size_t real_size, int64_t rows, int64_t cols, int64
     case NB_LA_NORM1: Y[0] = nb_norm1_value(na, A); break;
     case NB_LA_NORM2: Y[0] = nb_norm2_value(na, A); break;
     case NB_LA_LOGSUMEXP: Y[0] = nb_logsumexp_value(na, A); break;
-    default: Y[0] = nb_bce_value(na, A, B); break;
+    case NB_LA_BCE: Y[0] = nb_bce_value(na, A, B); break;
+    case NB_LA_VEC: /* columns stacked */
+        for (int64_t i = 0; i < rows; i++)
+            for (int64_t j = 0; j < cols; j++) Y[j * rows + i] = A[i * cols + j];
+        break;
+    case NB_LA_KRON:
+        for (int64_t i = 0; i < rows; i++)
+            for (int64_t j = 0; j < cols; j++)
+                for (int64_t k = 0; k < brows; k++)
+                    for (int64_t l = 0; l < bcols; l++)
+                        Y[(i * brows + k) * (cols * bcols) + j * bcols + l] = A[i * cols + j] * B[k * bcols + l];
+        break;
+    default: /* COMMUTATION: vec(Xᵀ)[i·n + j] = vec(X)[j·m + i] */
+        memset(Y, 0, (size_t)ny * sizeof *Y);
+        for (int64_t i = 0; i < rows; i++)
+            for (int64_t j = 0; j < cols; j++) Y[(i * cols + j) * rows * cols + j * rows + i] = 1;
+        break;
     }
     store(real_size, y, ny, Y);
     return rc;

@@ -19,11 +19,15 @@ double nb_logsumexp_value(int64_t n, const double *x);
 double nb_bce_value(int64_t n, const double *z, const double *y);
 
 /* A matrix function fn of a (rows x cols) and b (SOLVE: rows x bcols; BCE:
- * like a; otherwise unused) into y, entries float (real_size 4) or double.
+ * like a; KRON: brows x bcols; otherwise unused) into y, entries float
+ * (real_size 4) or double.  COMMUTATION reads nothing: K for rows x cols.
  * Returns 0; 1 when a is singular (INV, SOLVE: y is NaN) or det a <= 0
  * (LOGDET: y is NaN) — the compiled program's finiteness check reports it. */
-enum { NB_LA_TRACE, NB_LA_DET, NB_LA_LOGDET, NB_LA_INV, NB_LA_SOLVE, NB_LA_NORM1, NB_LA_NORM2, NB_LA_LOGSUMEXP, NB_LA_BCE };
-size_t nb_linalg_work_size(int fn, int64_t rows, int64_t cols, int64_t bcols);
-int nb_linalg_kernel(int fn, size_t real_size, int64_t rows, int64_t cols, int64_t bcols, const void *a,
+enum {
+    NB_LA_TRACE, NB_LA_DET, NB_LA_LOGDET, NB_LA_INV, NB_LA_SOLVE, NB_LA_NORM1, NB_LA_NORM2, NB_LA_LOGSUMEXP, NB_LA_BCE,
+    NB_LA_VEC, NB_LA_KRON, NB_LA_COMMUTATION
+};
+size_t nb_linalg_work_size(int fn, int64_t rows, int64_t cols, int64_t brows, int64_t bcols);
+int nb_linalg_kernel(int fn, size_t real_size, int64_t rows, int64_t cols, int64_t brows, int64_t bcols, const void *a,
                      const void *b, void *y, void *work);
 #endif

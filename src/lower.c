@@ -750,12 +750,13 @@ static nval lower_rowwise(cstate *c, const nb_node *y) {
 
 /* A matrix function: one NB_I_MATFN kernel (linalg.h) on dense operands. */
 static nval lower_matfn(cstate *c, const nb_node *y) {
-    int32_t a = need_dense(c, y->args[0]), b = y->nargs > 1 ? need_dense(c, y->args[1]) : -1;
+    int32_t a = y->nargs ? need_dense(c, y->args[0]) : -1, b = y->nargs > 1 ? need_dense(c, y->args[1]) : -1;
     bool scalar = y->type.kind == NB_SCALAR;
-    if (a < 0 || (y->nargs > 1 && b < 0)) return nv_make(ST_DENSE, -1);
+    if ((y->nargs && a < 0) || (y->nargs > 1 && b < 0)) return nv_make(ST_DENSE, -1);
     lop *L = new_lop(c, NB_I_MATFN);
     if (!L) return nv_make(ST_DENSE, -1);
     L->op = nb_matfn_code(y->op);
+    if (y->op == NB_OP_COMMUTATION) L->soff = nb_dim_value(c->ctx, y->a.index[0]);
     L->src[0] = a;
     L->src[1] = b;
     return nv_make(scalar ? ST_FILL : ST_DENSE, finish_lop(c, L, y->type.rows, y->type.cols));
@@ -827,6 +828,9 @@ static nval lower_node(cstate *c, const nb_node *y) {
     case NB_OP_NORM2:
     case NB_OP_LOGSUMEXP:
     case NB_OP_BCE:
+    case NB_OP_VEC:
+    case NB_OP_KRON:
+    case NB_OP_COMMUTATION:
         return lower_matfn(c, y);
     default:
         break;

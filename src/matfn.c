@@ -304,16 +304,21 @@ int nb_matfn_code(int op) {
     case NB_OP_NORM1: return NB_LA_NORM1;
     case NB_OP_NORM2: return NB_LA_NORM2;
     case NB_OP_LOGSUMEXP: return NB_LA_LOGSUMEXP;
+    case NB_OP_VEC: return NB_LA_VEC;
+    case NB_OP_KRON: return NB_LA_KRON;
+    case NB_OP_COMMUTATION: return NB_LA_COMMUTATION;
     default: return NB_LA_BCE;
     }
 }
 
-static int run_kernel(int fn, const nb_matrix *a, int nargs, nb_matrix *out) {
-    int64_t bcols = nargs > 1 ? a[1].cols : 0;
-    void *work = malloc(nb_linalg_work_size(fn, a[0].rows, a[0].cols, bcols));
+/* fn on the operands a (none: K(m, n) with m x n = size) into out. */
+static int run_kernel(int fn, const nb_matrix *a, int nargs, const nb_matrix *size, nb_matrix *out) {
+    const nb_matrix *first = nargs ? &a[0] : size;
+    int64_t brows = nargs > 1 ? a[1].rows : 0, bcols = nargs > 1 ? a[1].cols : 0;
+    void *work = malloc(nb_linalg_work_size(fn, first->rows, first->cols, brows, bcols));
     if (!work) return -1;
-    int rc = nb_linalg_kernel(fn, sizeof(double), a[0].rows, a[0].cols, bcols, a[0].data, nargs > 1 ? a[1].data : NULL,
-                              out->data, work);
+    int rc = nb_linalg_kernel(fn, sizeof(double), first->rows, first->cols, brows, bcols, nargs ? a[0].data : NULL,
+                              nargs > 1 ? a[1].data : NULL, out->data, work);
     free(work);
     return rc;
 }
@@ -321,13 +326,15 @@ static int run_kernel(int fn, const nb_matrix *a, int nargs, nb_matrix *out) {
 int nb_eval_matfn(nb_ctx *ctx, const nb_node *y, const nb_matrix *a, nb_matrix *out) {
     char buf[160], what[120];
     int fn = nb_matfn_code(y->op);
-    int rc = run_kernel(fn, a, y->nargs, out);
+    nb_matrix size = {0, 0, NULL}; /* the commutation matrix's m x n */
+    if (y->op == NB_OP_COMMUTATION) size = (nb_matrix){nb_dim_value(ctx, y->a.index[0]), nb_dim_value(ctx, y->a.index[1]), NULL};
+    int rc = run_kernel(fn, a, y->nargs, &size, out);
     if (rc < 0) return nb_set_error(ctx, "out of memory");
     if (rc == 0) return 0;
     if (fn == NB_LA_LOGDET) {
         double det;
         nb_matrix d = {1, 1, &det};
-        if (run_kernel(NB_LA_DET, a, 1, &d) < 0) return nb_set_error(ctx, "out of memory");
+        if (run_kernel(NB_LA_DET, a, 1, &size, &d) < 0) return nb_set_error(ctx, "out of memory");
         snprintf(what, sizeof what, "logdet of a matrix whose determinant is not positive (det = %g)", det);
     } else {
         snprintf(what, sizeof what, "%s", fn == NB_LA_INV ? "inverse of a singular matrix" : "solve with a singular matrix");

@@ -4,6 +4,7 @@
  * one contribution per operand, and a tangent rule for the row-wise ones),
  * and its reference f64 kernel.  The table nb_ops at the end, generated from
  * ops.def, ties them together; docs/operators.md is the checklist. */
+#include "kron.h"
 #include "matfn.h"
 #include "nb_internal.h"
 #include "scalar_f64.h"
@@ -729,6 +730,9 @@ static nb_node *transpose_uncached(nb_ctx *ctx, nb_node *a) {
     case NB_OP_CONST: return nb_rule(ctx, "(c·1)ᵀ = c·1ᵀ", nb_const(ctx, node_number(a), t));
     case NB_OP_MATMUL:
         return nb_rule(ctx, "(A·B)ᵀ = Bᵀ·Aᵀ", nb_matmul(ctx, nb_transpose(ctx, a->args[1]), nb_transpose(ctx, a->args[0])));
+    case NB_OP_KRON:
+        return nb_rule(ctx, "(A ⊗ B)ᵀ = Aᵀ ⊗ Bᵀ", nb_kron(ctx, nb_transpose(ctx, a->args[0]), nb_transpose(ctx, a->args[1])));
+    case NB_OP_COMMUTATION: return nb_rule(ctx, "K(m, n)ᵀ = K(n, m)", nb_commutation_matrix(ctx, a->a.index[1], a->a.index[0]));
     case NB_OP_ADD: { /* (a + b)ᵀ = aᵀ + bᵀ, unless a row broadcasts over a matrix */
         for (size_t i = 0; i < a->nargs; i++)
             if (a->args[i]->type.kind != NB_SCALAR && !nb_type_eq(a->args[i]->type, a->type))
@@ -800,6 +804,10 @@ static nb_node *matmul_rewrite(nb_ctx *ctx, nb_node *a, nb_node *b) {
     if (nb_is_zero(a) || nb_is_zero(b)) return nb_rule(ctx, "0·B = A·0 = 0", nb_zero(ctx, t));
     if (a->op == NB_OP_IDENTITY) return nb_rule(ctx, "I·B = B", b);
     if (b->op == NB_OP_IDENTITY) return nb_rule(ctx, "A·I = A", a);
+    if ((b->op == NB_OP_INV && b->args[0] == a) || (a->op == NB_OP_INV && a->args[0] == b))
+        return nb_rule(ctx, "A·A⁻¹ = A⁻¹·A = I", nb_identity(ctx, t.rows));
+    nb_node *mixed = nb_kron_mixed_product(ctx, a, b);
+    if (mixed) return mixed;
     nb_node *sa, *ra, *sb, *rb;
     split_scalars(ctx, a, &sa, &ra);
     split_scalars(ctx, b, &sb, &rb);
@@ -1264,6 +1272,8 @@ nb_node *nb_rebuild(nb_ctx *ctx, const nb_node *y, nb_node *const *args) {
     case NB_OP_VSOFTMAX: return nb_softmax(ctx, args[0]);
     case NB_OP_LOGSOFTMAX: return nb_logsoftmax(ctx, args[0]);
     case NB_OP_SOFTMAX_XENT: return nb_softmax_xent(ctx, args[0], args[1]);
+    case NB_OP_KRON: return nb_kron(ctx, args[0], args[1]);
+    case NB_OP_VEC: return nb_vec(ctx, args[0]);
     case NB_OP_TRACE: return nb_trace(ctx, args[0]);
     case NB_OP_DET: return nb_det(ctx, args[0]);
     case NB_OP_LOGDET: return nb_logdet(ctx, args[0]);

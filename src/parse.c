@@ -18,6 +18,7 @@
  *
  * Newlines separate statements only outside brackets, and a line may end in a
  * binary operator to continue on the next one.  '#' starts a comment. */
+#include "kron.h"
 #include "matfn.h"
 #include "nb_internal.h"
 

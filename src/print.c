@@ -375,10 +375,26 @@ static void print_name(printer *p, const char *name) {
     else nb_sb_puts(&p->sb, name);
 }
 
-/* The matrix functions' textbook marks (matfn.c): X⁻¹ and X⁻ᵀ, ‖x‖₁, ‖x‖,
- * ‖X‖_F; ASCII writes them as the calls inv(X), inv(X)', norm1(x), norm2(X),
- * which parse back.  Returns false for other nodes. */
-static bool print_matfn(printer *p, const nb_node *e) {
+/* The matrix functions' textbook marks (matfn.c, kron.c): X⁻¹ and X⁻ᵀ,
+ * ‖x‖₁, ‖x‖, ‖X‖_F, A ⊗ B, K; ASCII writes them as the calls inv(X),
+ * inv(X)', norm1(x), norm2(X), kron(A, B), which parse back.  Returns false
+ * for other nodes. */
+static bool print_matfn(printer *p, const nb_node *e, int prec) {
+    if (e->op == NB_OP_COMMUTATION) {
+        char m[64], n[64];
+        if (!ascii(p)) return nb_sb_puts(&p->sb, "K"), true;
+        nb_sb_printf(&p->sb, "commutation(%s, %s)", nb_dim_name(p->ctx, e->a.index[0], m, sizeof m),
+                     nb_dim_name(p->ctx, e->a.index[1], n, sizeof n));
+        return true;
+    }
+    if (e->op == NB_OP_KRON && !ascii(p)) {
+        open_paren(p, prec > P_ADD); /* ⊗ binds looser than ·: −(A ⊗ B), (A ⊗ B)·C */
+        print_node(p, e->args[0], P_MUL + 1);
+        nb_sb_puts(&p->sb, pick(p, "", " ⊗ ", " \\otimes "));
+        print_node(p, e->args[1], P_MUL + 1);
+        close_paren(p, prec > P_ADD);
+        return true;
+    }
     bool inv_t = e->op == NB_OP_TRANSPOSE && e->args[0]->op == NB_OP_INV;
     if (ascii(p) || !(e->op == NB_OP_INV || inv_t || e->op == NB_OP_NORM1 || e->op == NB_OP_NORM2)) return false;
     if (e->op == NB_OP_INV || inv_t) {
@@ -401,7 +417,7 @@ static void print_node(printer *p, const nb_node *e, int prec) {
         nb_sb_printf(&p->sb, "t%u", p->name[e->id - p->base]);
         return;
     }
-    if (print_matfn(p, e)) return;
+    if (print_matfn(p, e, prec)) return;
     switch ((nb_op)e->op) {
     case NB_OP_CONST: print_const(p, e, prec); return;
     case NB_OP_VAR: print_name(p, e->a.name); return;

@@ -53,7 +53,13 @@ expect_err 'logdet of a matrix whose determinant is not positive \(det = -2\)' \
     eval 'logdet(X)' --let "$SQ" --at 'X=[[1, 2], [3, 4]]'
 expect_err 'inverse of a singular matrix' eval 'inv(X)' --let "$SQ" --at 'X=[[1, 2], [2, 4]]'
 expect_err 'det needs a square matrix, got matrix\(m, n\)' diff 'det(M)' --wrt M --let 'M: matrix(m, n)'
-expect_err 'with respect to the matrix\(h, n\) W1 is a tensor \(rank 3\)' diff 'W1*x + b1' --wrt W1,b1 --let "$NET"
+expect_out $'∂f/∂W1 = xᵀ ⊗ I\n∂f/∂b1 = I' diff 'W1*x + b1' --wrt W1,b1 --let "$NET"
+expect_out 'Bᵀ ⊗ A' diff 'A*X*B' --wrt X --let 'A, B, X: matrix(n, n)'
+expect_out '-(X⁻ᵀ ⊗ X⁻¹)' diff 'inv(X)' --wrt X --let "$SQ"
+expect_out 'K' diff "X'" --wrt X --let "$SQ"
+expect_out $'0 0 1 2\n0 0 3 4\n1 2 1 2\n3 4 3 4' diff 'A*X*B' --wrt X --let 'A, B, X: matrix(2, 2)' \
+    --at 'A=[[1, 2], [3, 4]]; B=[[0, 1], [1, 1]]; X=[[1, 0], [0, 1]]'
+expect_out 'diag(vec(2·X))' diff 'X .* X' --wrt X --let "$SQ"
 
 printf '%d passed, %d failed\n' "$passed" "$failed"
 [ "$failed" -eq 0 ]
