@@ -32,7 +32,7 @@ expect_out 'det(X)·X⁻ᵀ' diff 'det(X)' --wrt X --let "$SQ"
 expect_out "det(X)*inv(X)'" diff 'det(X)' --wrt X --let "$SQ" --format ascii
 expect_out '\det\left(X\right) X^{-\top}' diff 'det(X)' --wrt X --let "$SQ" --format latex
 expect_out '-X⁻ᵀ·a·bᵀ·X⁻ᵀ' diff "a'*inv(X)*b" --wrt X --let "$SQ"
-expect_out $'0.33333333333333331 0.33333333333333337\n-0.33333333333333331 0.16666666666666666' diff 'logdet(X)' --wrt X --let "$SQ" --at 'X=[[1, 2], [-2, 2]]'
+expect_out $'0.5 0\n-0.125 0.25' diff 'logdet(X)' --wrt X --let "$SQ" --at 'X=[[2, 1], [0, 4]]'
 expect_out '-2' eval 'det(X)' --let "$SQ" --at 'X=[[1, 2], [3, 4]]'
 
 NET='W1: matrix(h, n); b1: vector(h); W2: row(h); b2: scalar; x: vector(n)'
