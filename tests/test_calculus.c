@@ -234,7 +234,8 @@ static void fill(double *p, int64_t n, uint64_t *rng) {
     }
 }
 
-/* f and its gradient w.r.t. every input, compiled in f64 and f32, against
+/* f and its gradient (vector or matrix f: its derivative, vec form beyond
+ * rank 2) w.r.t. every input, compiled in f64 and f32, against
  * nb_eval at the same point. */
 static void check_compiled(const char *src, const char *inputs) {
     nb_ctx *ctx = new_ctx();
@@ -256,22 +257,21 @@ static void check_compiled(const char *src, const char *inputs) {
         if (fixed) memcpy(vals[nin], fixed, sizeof X_val);
         else fill(vals[nin], r * c, &rng);
         nb_set_value(ctx, tok, r, c, vals[nin]);
-        if (f && nb_type_of(f).kind == NB_SCALAR) out[nout++] = nb_gradient(ctx, f, v);
+        if (f) out[nout++] = nb_type_of(f).kind == NB_SCALAR ? nb_gradient(ctx, f, v) : nb_derivative(ctx, f, 1, &v, NB_NUMERATOR);
         nin++;
     }
     for (int dt = 0; dt < 2; dt++) {
         nb_program *p = f ? nb_compile(ctx, nout, out, nin, in, dt ? NB_F32 : NB_F64, NB_COMPILE_DENSE) : NULL;
         CHECK(p != NULL, "%s compiles (%s): %s", src, dt ? "f32" : "f64", nb_error(ctx));
         if (!p) continue;
-        float fin[4][16], fout[5][16];
-        double dout[5][16];
+        float fin[4][16];
         const void *ip[4];
         void *op[5];
         for (size_t i = 0; i < nin; i++) {
             for (int k = 0; k < 16; k++) fin[i][k] = (float)vals[i][k];
             ip[i] = dt ? (const void *)fin[i] : (const void *)vals[i];
         }
-        for (size_t o = 0; o < nout; o++) op[o] = dt ? (void *)fout[o] : (void *)dout[o];
+        for (size_t o = 0; o < nout; o++) op[o] = calloc((size_t)nb_program_output_size(p, o) + 1, sizeof(double));
         int rc = nb_program_run(p, ip, op);
         CHECK(rc == NB_OK, "%s runs: %s", src, nb_program_error(p));
         for (size_t o = 0; o < nout && rc == NB_OK; o++) {
@@ -282,12 +282,13 @@ static void check_compiled(const char *src, const char *inputs) {
             }
             double worst = 0;
             for (int64_t k = 0; k < ref.rows * ref.cols; k++) {
-                double got = dt ? fout[o][k] : dout[o][k];
+                double got = dt ? ((float *)op[o])[k] : ((double *)op[o])[k];
                 worst = fmax(worst, fabs(got - ref.data[k]) / fmax(1, fabs(ref.data[k])));
             }
             CHECK(worst < (dt ? 1e-4 : 1e-11), "%s output %zu (%s): error %g", src, o, dt ? "f32" : "f64", worst);
             nb_matrix_free(&ref);
         }
+        for (size_t o = 0; o < nout; o++) free(op[o]);
         nb_program_free(p);
     }
     nb_ctx_free(ctx);
@@ -313,6 +314,14 @@ static void test_compiled(void) {
     check_compiled("inv(X)", "X");
     check_compiled("solve(A, x)", "A,x");
     check_compiled("tr(X^3)", "X");
+    check_compiled("A*X*B", "X,A,B");
+    check_compiled("inv(X)", "X");
+    check_compiled("X'", "X");
+    check_compiled("vec(X)", "X");
+    check_compiled("kron(A, X)", "X,A");
+    check_compiled("sum(kron(A, X) .* kron(B, B))", "X,A,B");
+    check_compiled("x*x'*x", "x");
+    check_compiled("sigmoid(M*X)", "X,M");
 }
 
 /* Written-out losses become their stable forms: value and gradient finite and
