@@ -1166,7 +1166,9 @@ nb_expr *nb_softmax(nb_ctx *ctx, nb_expr *z) {
     return nb_make(ctx, NB_OP_SOFTMAX, z->type, 1, &z, NULL, 0);
 }
 
+/* Of a vector: z − logsumexp(z), the same numbers, stable and compiled. */
 nb_expr *nb_logsoftmax(nb_ctx *ctx, nb_expr *z) {
+    if (z && z->type.kind == NB_VECTOR) return nb_sub(ctx, z, nb_logsumexp(ctx, z));
     if (!z || !need_matrix(ctx, "logsoftmax", z)) return NULL;
     return nb_make(ctx, NB_OP_LOGSOFTMAX, z->type, 1, &z, NULL, 0);
 }

@@ -112,6 +112,8 @@ static const golden goldens[] = {
     {"x*x'*x", "x", 'n', "(xᵀ·x)·I + 2·x·xᵀ"},
     {"diag(x)*A*x", "x", 'n', "(xᵀ ⊗ I)·(Aᵀ ⊗ I)·diag(vec(I))·(1 ⊗ I) + diag(x)·A"},
     {"softmax(x)", "x", 'n', "diag(softmax(x)) - softmax(x)·softmax(x)ᵀ"},
+    {"logsoftmax(x)", "x", 'n', "I - 1·softmax(x)ᵀ"},
+    {"-y'*logsoftmax(x)", "x", 'n', "sum(y)·softmax(x)ᵀ - yᵀ"},
     {"tr(X'*A*X)", "X", 'h', "I ⊗ (Aᵀ + A)"},
     {"logdet(X)", "X", 'h', "-K·(X⁻ᵀ ⊗ X⁻¹)"},
     {"sum(kron(A, X))", "X", 'n', "(vec(I)ᵀ ⊗ I)·(I ⊗ ((vec(A)ᵀ ⊗ I)·((I ⊗ K) ⊗ I)·vec(1·1ᵀ)))"},
@@ -310,6 +312,8 @@ static void test_compiled(void) {
     check_compiled("bce(M*w, t)/N", "w,M,t");
     check_compiled("sum(softplus(x) + logsigmoid(x))", "x");
     check_compiled("softmax(x)", "x");
+    check_compiled("logsoftmax(x)", "x");
+    check_compiled("-a'*logsoftmax(x)", "x,a");
     check_compiled("sum(softmax(x) .* a)", "x,a");
     check_compiled("inv(X)", "X");
     check_compiled("solve(A, x)", "A,x");
