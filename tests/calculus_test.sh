@@ -2,31 +2,7 @@
 # nabla diff/check with matrix functions end to end: Cookbook forms, a list
 # of variables of any types (--wrt W1,b1,W2,b2: one labelled derivative
 # each), values with --at, and the error paths (message, exit 2, no stdout).
-set -u
-NABLA=${NABLA:-./nabla}
-passed=0 failed=0
-fail() { failed=$((failed + 1)); printf 'FAIL: %s\n' "$*" >&2; }
-err=$(mktemp)
-trap 'rm -f "$err"' EXIT
-
-# expect_out WANT ARGS...: stdout equals WANT, exit 0
-expect_out() {
-    local want=$1; shift
-    local got rc
-    got=$("$NABLA" "$@" 2>"$err"); rc=$?
-    if [ "$rc" -eq 0 ] && [ "$got" = "$want" ]; then passed=$((passed + 1))
-    else fail "nabla $* -> rc=$rc out=[$got] err=[$(cat "$err")] want [$want]"; fi
-}
-
-# expect_err PATTERN ARGS...: exit 2, stderr matches PATTERN, stdout empty
-expect_err() {
-    local pattern=$1; shift
-    local got rc
-    got=$("$NABLA" "$@" 2>"$err"); rc=$?
-    if [ "$rc" -eq 2 ] && [ -z "$got" ] && grep -qE -- "$pattern" "$err"; then passed=$((passed + 1))
-    else fail "nabla $* -> rc=$rc out=[$got] err=[$(cat "$err")] want rc 2 /$pattern/"; fi
-}
-
+. "$(dirname "$0")/expect.sh"
 SQ='X, A: matrix(n, n); a, b: vector(n)'
 expect_out 'det(X)·X⁻ᵀ' diff 'det(X)' --wrt X --let "$SQ"
 expect_out "det(X)*inv(X)'" diff 'det(X)' --wrt X --let "$SQ" --format ascii
