@@ -654,7 +654,10 @@ static void T(exec)(const nb_instr *in, void *const *bases, void *scratch, doubl
     case NB_I_MATFN:
         if (tid == 0)
             nb_linalg_kernel(in->fn, sizeof(REAL), in->m, in->n, in->ldb, in->k, NB_P(in->a),
-                             in->fn == NB_LA_SOLVE || in->fn == NB_LA_BCE || in->fn == NB_LA_KRON ? NB_P(in->b) : NULL,
+                             in->fn == NB_LA_SOLVE || in->fn == NB_LA_BCE || in->fn == NB_LA_KRON ||
+                                     in->fn == NB_LA_TRACE_PRODUCT
+                                 ? NB_P(in->b)
+                                 : NULL,
                              NB_P(in->y), scratch);
         break;
     case NB_I_XENT: {

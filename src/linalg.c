@@ -10,6 +10,9 @@
 #ifdef NB_HAVE_CBLAS
 /* LAPACK (Fortran interface, column-major; OpenBLAS exports it). */
 void dgetrf_(const int *m, const int *n, double *a, const int *lda, int *ipiv, int *info);
+void sgetrf_(const int *m, const int *n, float *a, const int *lda, int *ipiv, int *info);
+void sgetrs_(const char *trans, const int *n, const int *nrhs, const float *a, const int *lda, const int *ipiv,
+             float *b, const int *ldb, int *info);
 void dgetrs_(const char *trans, const int *n, const int *nrhs, const double *a, const int *lda, const int *ipiv,
              double *b, const int *ldb, int *info);
 #endif
@@ -162,7 +165,7 @@ double nb_bce_value(int64_t n, const double *z, const double *y) {
 static void counts(int fn, int64_t rows, int64_t cols, int64_t brows, int64_t bcols, int64_t *na, int64_t *nb,
                    int64_t *ny) {
     *na = fn == NB_LA_COMMUTATION ? 0 : rows * cols;
-    *nb = fn == NB_LA_SOLVE ? rows * bcols : fn == NB_LA_BCE ? *na : fn == NB_LA_KRON ? brows * bcols : 0;
+    *nb = fn == NB_LA_SOLVE ? rows * bcols : fn == NB_LA_BCE ? *na : fn == NB_LA_KRON || fn == NB_LA_TRACE_PRODUCT ? brows * bcols : 0;
     *ny = fn == NB_LA_INV || fn == NB_LA_VEC ? rows * cols
           : fn == NB_LA_SOLVE                 ? *nb
           : fn == NB_LA_KRON                  ? *na * *nb
@@ -189,10 +192,50 @@ static void store(size_t real_size, void *p, int64_t n, const double *d) {
         for (int64_t i = 0; i < n; i++) ((float *)p)[i] = (float)d[i];
 }
 
+#ifdef NB_HAVE_CBLAS
+/* det, log det, inverse and solve of float matrices with LAPACK's float LU
+ * (the f32 programs: half the work of converting to double).  The layout is
+ * the double path's: lu factors Aᵀ column-major, solves take trans 'T'. */
+static int lu_kernel_f32(int fn, int64_t n, int64_t bcols, const float *a, const float *b, float *y, void *work) {
+    int64_t k = fn == NB_LA_INV ? n : bcols;
+    float *lu = work, *cm = lu + n * n;
+    int *piv = (int *)(cm + n * k + 1), ni = (int)n, ki = (int)k, info = 0;
+    memcpy(lu, a, (size_t)(n * n) * sizeof *lu);
+    sgetrf_(&ni, &ni, lu, &ni, piv, &info);
+    if (fn == NB_LA_DET || fn == NB_LA_LOGDET) {
+        double l = 0, p = 1;
+        int s = 1;
+        for (int64_t i = 0; i < n; i++) {
+            double d = lu[i * n + i] * (piv[i] - 1 != i ? -1.0 : 1.0);
+            p *= d;
+            s = d < 0 ? -s : d == 0 ? 0 : s;
+            l += log(fabs(d));
+        }
+        y[0] = (float)(fn == NB_LA_DET ? p : s > 0 ? l : NAN);
+        return fn == NB_LA_LOGDET && s <= 0;
+    }
+    if (info > 0) {
+        for (int64_t i = 0; i < n * k; i++) y[i] = NAN;
+        return 1;
+    }
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < k; j++) cm[j * n + i] = fn == NB_LA_INV ? (float)(i == j) : b[i * k + j];
+    sgetrs_("T", &ni, &ki, lu, &ni, piv, cm, &ni, &info);
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < k; j++) y[i * k + j] = cm[j * n + i];
+    return 0;
+}
+#endif
+
 int nb_linalg_kernel(int fn, size_t real_size, int64_t rows, int64_t cols, int64_t brows, int64_t bcols, const void *a,
                      const void *b, void *y, void *work) {
     int64_t na, nb, ny;
     counts(fn, rows, cols, brows, bcols, &na, &nb, &ny);
+#ifdef NB_HAVE_CBLAS
+    if (real_size == sizeof(float) && rows > 0 && rows <= 1 << 15 &&
+        (fn == NB_LA_DET || fn == NB_LA_LOGDET || fn == NB_LA_INV || fn == NB_LA_SOLVE))
+        return lu_kernel_f32(fn, rows, bcols, a, b, y, work);
+#endif
     double *A = work, *B = A + na, *Y = B + nb, *tmp = Y + ny;
     int *piv = (int *)(tmp + ny + 1);
     if (na) load(real_size, a, na, A);
@@ -204,6 +247,11 @@ int nb_linalg_kernel(int fn, size_t real_size, int64_t rows, int64_t cols, int64
     case NB_LA_TRACE:
         Y[0] = 0;
         for (int64_t i = 0; i < rows; i++) Y[0] += A[i * cols + i];
+        break;
+    case NB_LA_TRACE_PRODUCT:
+        Y[0] = 0;
+        for (int64_t i = 0; i < rows; i++)
+            for (int64_t k = 0; k < cols; k++) Y[0] += A[i * cols + k] * B[k * bcols + i];
         break;
     case NB_LA_DET:
     case NB_LA_LOGDET:

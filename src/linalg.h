@@ -25,7 +25,8 @@ double nb_bce_value(int64_t n, const double *z, const double *y);
  * (LOGDET: y is NaN) — the compiled program's finiteness check reports it. */
 enum {
     NB_LA_TRACE, NB_LA_DET, NB_LA_LOGDET, NB_LA_INV, NB_LA_SOLVE, NB_LA_NORM1, NB_LA_NORM2, NB_LA_LOGSUMEXP, NB_LA_BCE,
-    NB_LA_VEC, NB_LA_KRON, NB_LA_COMMUTATION
+    NB_LA_VEC, NB_LA_KRON, NB_LA_COMMUTATION,
+    NB_LA_TRACE_PRODUCT /* tr(A·B) = Σᵢₖ Aᵢₖ·Bₖᵢ of A (rows x cols) and B (cols x rows), without the product */
 };
 size_t nb_linalg_work_size(int fn, int64_t rows, int64_t cols, int64_t brows, int64_t bcols);
 int nb_linalg_kernel(int fn, size_t real_size, int64_t rows, int64_t cols, int64_t brows, int64_t bcols, const void *a,

@@ -10,6 +10,7 @@
  * structured unless NB_COMPILE_DENSE, and are written straight into the
  * caller's buffers where possible. */
 #include "engine.h"
+#include "linalg.h"
 #include "matfn.h"
 
 #include <math.h>
@@ -750,12 +751,17 @@ static nval lower_rowwise(cstate *c, const nb_node *y) {
 
 /* A matrix function: one NB_I_MATFN kernel (linalg.h) on dense operands. */
 static nval lower_matfn(cstate *c, const nb_node *y) {
-    int32_t a = y->nargs ? need_dense(c, y->args[0]) : -1, b = y->nargs > 1 ? need_dense(c, y->args[1]) : -1;
+    /* tr(A·B) = Σ A ⊙ Bᵀ: n² work instead of the n³ product (which dead-code
+     * elimination drops when nothing else reads it) */
+    const nb_node *P = y->op == NB_OP_TRACE ? y->args[0] : NULL;
+    bool product = P && P->op == NB_OP_MATMUL && P->args[0]->type.kind == NB_MATRIX && P->args[1]->type.kind == NB_MATRIX;
+    const nb_node *A = product ? P->args[0] : y->nargs ? y->args[0] : NULL, *B = product ? P->args[1] : y->nargs > 1 ? y->args[1] : NULL;
+    int32_t a = A ? need_dense(c, A) : -1, b = B ? need_dense(c, B) : -1;
     bool scalar = y->type.kind == NB_SCALAR;
-    if ((y->nargs && a < 0) || (y->nargs > 1 && b < 0)) return nv_make(ST_DENSE, -1);
+    if ((A && a < 0) || (B && b < 0)) return nv_make(ST_DENSE, -1);
     lop *L = new_lop(c, NB_I_MATFN);
     if (!L) return nv_make(ST_DENSE, -1);
-    L->op = nb_matfn_code(y->op);
+    L->op = product ? NB_LA_TRACE_PRODUCT : nb_matfn_code(y->op);
     if (y->op == NB_OP_COMMUTATION) L->soff = nb_dim_value(c->ctx, y->a.index[0]);
     L->src[0] = a;
     L->src[1] = b;
