@@ -135,7 +135,8 @@ nb_expr *nb_matpow(nb_ctx *ctx, nb_expr *x, int64_t k) {
 
 /* ---- stable forms of losses -------------------------------------------------
  * log σ(u) = logsigmoid(u), log(1 − σ(u)) = logsigmoid(−u),
- * log(1 + eᵘ) = softplus(u), log Σ eᵘ = logsumexp(u): the same values, with
+ * log(1 + eᵘ) = softplus(u), log Σ eᵘ = logsumexp(u),
+ * log softmax(u) = logsoftmax(u): the same values, with
  * derivatives that stay finite where the written form's overflow. */
 static bool is_one_minus_sigmoid(const nb_node *a, nb_node **u) {
     if (a->op != NB_OP_ADD || a->nargs != 2 || !nb_is_const(a->args[0], 1)) return false;
@@ -151,6 +152,8 @@ nb_node *nb_matfn_log_rewrite(nb_ctx *ctx, nb_node *a) {
     if (is_one_minus_sigmoid(a, &u)) return nb_rule(ctx, "log(1 − σ(u)) = logsigmoid(−u)", nb_logsigmoid(ctx, nb_neg(ctx, u)));
     if (a->op == NB_OP_ADD && a->nargs == 2 && nb_is_const(a->args[0], 1) && a->args[1]->op == NB_OP_EXP)
         return nb_rule(ctx, "log(1 + eᵘ) = softplus(u)", nb_softplus(ctx, a->args[1]->args[0]));
+    if (a->op == NB_OP_VSOFTMAX || a->op == NB_OP_SOFTMAX)
+        return nb_rule(ctx, "log softmax(u) = logsoftmax(u)", nb_logsoftmax(ctx, a->args[0]));
     if (a->op == NB_OP_SUM && a->args[0]->op == NB_OP_EXP)
         return nb_rule(ctx, "log Σ eᵘ = logsumexp(u)", nb_logsumexp(ctx, a->args[0]->args[0]));
     return NULL;

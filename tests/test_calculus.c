@@ -336,9 +336,14 @@ static void test_stable_losses(void) {
     static const double bce_torch = 2002.3196705555963;
     static const double bce_grad_torch[7] = {-1.0, 1.928749847963918e-22, -0.7310585786300049, 0.5, -0.2689414213699951, 0.0, 1.0};
     static const double lse_torch = 1000.0, lse_grad_torch[7] = {0, 0, 0, 0, 0, 0, 1.0};
-    static const char *losses[2] = {"-sum(t .* log(sigmoid(z)) + (1-t) .* log(1-sigmoid(z)))", "log(sum(exp(z)))"};
-    for (int which = 0; which < 2; which++) {
-        const double want = which ? lse_torch : bce_torch, *want_grad = which ? lse_grad_torch : bce_grad_torch;
+    /* -t'*log(softmax(z)) against PyTorch's -(t * log_softmax(z)).sum()
+     * (4·logsumexp(z) − t'z for these labels) */
+    static const double ce_torch = 4950.0, ce_grad_torch[7] = {-1, 0, -1, 0, -1, -1, 4};
+    static const char *losses[3] = {"-sum(t .* log(sigmoid(z)) + (1-t) .* log(1-sigmoid(z)))", "log(sum(exp(z)))",
+                                    "-t'*log(softmax(z))"};
+    for (int which = 0; which < 3; which++) {
+        const double want = which == 2 ? ce_torch : which ? lse_torch : bce_torch;
+        const double *want_grad = which == 2 ? ce_grad_torch : which ? lse_grad_torch : bce_grad_torch;
         nb_ctx *ctx = nb_ctx_new();
         nb_declare(ctx, "z, t: vector(N)");
         nb_set_value(ctx, "z", 7, 1, zv);
