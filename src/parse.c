@@ -813,7 +813,7 @@ nb_expr *nb_parse(nb_ctx *ctx, const char *src) {
 /* ---- declarations ----------------------------------------------------- */
 
 /* A dimension: a positive integer or a symbol. 0 on error. */
-static nb_dim parse_dim(parser *p) {
+static nb_dim parse_dim_factor(parser *p) {
     token t = p->tok;
     if (t.kind == TOK_NAME) {
         if (!take_name(p)) return 0;
@@ -835,6 +835,17 @@ static nb_dim parse_dim(parser *p) {
     }
     advance(p);
     return n;
+}
+
+/* A dimension, or a product of them: n·n, m*n (the sizes of vec(X), A ⊗ B; kron.c). */
+static nb_dim parse_dim(parser *p) {
+    nb_dim d = parse_dim_factor(p);
+    while (d && p->tok.kind == TOK_STAR) {
+        advance(p);
+        nb_dim f = parse_dim_factor(p);
+        d = f ? nb_dim_mul(p->ctx, d, f) : 0;
+    }
+    return d;
 }
 
 /* '(' dim [',' dim] ')' with ndims sizes. */

@@ -196,6 +196,34 @@ static void test_printing(void) {
     }
 }
 
+/* Vec-form derivatives print in ASCII as expressions that read back to the
+ * same node, product sizes (n·n) included. */
+static void test_ascii_round_trip(void) {
+    static const char *cases[][2] = {
+        {"X", "eye(n·n)"},
+        {"X'", "commutation(n, n)"},
+        {"inv(X)", "-kron(inv(X)', inv(X))"},
+        {"tr(X)*X", "vec(X)*vec(eye(n))' + tr(X)*eye(n·n)"},
+        {"X*inv(X)", "zeros(n·n, n·n)"},
+        {"X*a", "kron(a', eye(n))"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        nb_ctx *ctx = new_ctx();
+        nb_expr *X = nb_lookup(ctx, "X"), *f = nb_parse(ctx, cases[i][0]);
+        nb_expr *J = f ? nb_derivative(ctx, f, 1, &X, NB_NUMERATOR) : NULL;
+        char *s = J ? nb_to_string(ctx, J, NB_FMT_ASCII) : NULL;
+        CHECK(s && strcmp(s, cases[i][1]) == 0, "d(%s)/dX in ASCII: got \"%s\", want \"%s\"", cases[i][0], s ? s : nb_error(ctx),
+              cases[i][1]);
+        CHECK(s && nb_parse(ctx, s) == J, "\"%s\" reads back to the same node: %s", s ? s : "", nb_error(ctx));
+        free(s);
+        nb_ctx_free(ctx);
+    }
+    nb_ctx *ctx = nb_ctx_new();
+    CHECK(nb_declare(ctx, "v: vector(m*n); W: matrix(m·n, 3*2)") == 0, "product sizes in declarations: %s", nb_error(ctx));
+    CHECK(nb_parse(ctx, "kron(eye(m), eye(n))*v") != NULL, "I(m) ⊗ I(n) is I(m·n): %s", nb_error(ctx));
+    nb_ctx_free(ctx);
+}
+
 /* Forward mode agrees with reverse: J·T (nb_jvp) = Σ ∇f ⊙ T. */
 static void test_forward_mode(void) {
     static const char *cases[][2] = {
@@ -475,6 +503,7 @@ int main(void) {
     test_derivative_list();
     test_goldens();
     test_printing();
+    test_ascii_round_trip();
     test_forward_mode();
     test_compiled();
     test_stable_losses();
