@@ -33,35 +33,20 @@ static nb_node *need_square(nb_ctx *ctx, const char *what, nb_node *x) {
 
 static nb_node *make1(nb_ctx *ctx, nb_op op, nb_type t, nb_node *x) { return nb_make(ctx, op, t, 1, &x, NULL, 0); }
 
-nb_expr *nb_trace(nb_ctx *ctx, nb_expr *x) {
-    if (!ctx || !need_square(ctx, "tr", x)) return NULL;
+/* tr, det and log det: a square matrix to a scalar; of Xᵀ the same as of X. */
+static nb_node *square_to_scalar(nb_ctx *ctx, nb_op op, nb_node *x) {
+    if (!ctx || !need_square(ctx, nb_ops[op].ascii, x)) return NULL;
     if (!ctx->raw) {
-        if (x->type.kind == NB_SCALAR) return x;
-        if (x->op == NB_OP_TRANSPOSE) return nb_trace(ctx, x->args[0]); /* tr Xᵀ = tr X */
-        if (x->op == NB_OP_IDENTITY) return nb_dimval(ctx, x->a.dim);
+        if (x->type.kind == NB_SCALAR) return op == NB_OP_LOGDET ? nb_log(ctx, x) : x;
+        if (x->op == NB_OP_TRANSPOSE) return square_to_scalar(ctx, op, x->args[0]);
+        if (x->op == NB_OP_IDENTITY) return op == NB_OP_TRACE ? nb_dimval(ctx, x->a.dim) : scalar_num(ctx, op == NB_OP_DET);
     }
-    return make1(ctx, NB_OP_TRACE, nb_scalar_type(), x);
+    return make1(ctx, op, nb_scalar_type(), x);
 }
 
-nb_expr *nb_det(nb_ctx *ctx, nb_expr *x) {
-    if (!ctx || !need_square(ctx, "det", x)) return NULL;
-    if (!ctx->raw) {
-        if (x->type.kind == NB_SCALAR) return x;
-        if (x->op == NB_OP_TRANSPOSE) return nb_det(ctx, x->args[0]);
-        if (x->op == NB_OP_IDENTITY) return scalar_num(ctx, 1);
-    }
-    return make1(ctx, NB_OP_DET, nb_scalar_type(), x);
-}
-
-nb_expr *nb_logdet(nb_ctx *ctx, nb_expr *x) {
-    if (!ctx || !need_square(ctx, "logdet", x)) return NULL;
-    if (!ctx->raw) {
-        if (x->type.kind == NB_SCALAR) return nb_log(ctx, x);
-        if (x->op == NB_OP_TRANSPOSE) return nb_logdet(ctx, x->args[0]);
-        if (x->op == NB_OP_IDENTITY) return scalar_num(ctx, 0);
-    }
-    return make1(ctx, NB_OP_LOGDET, nb_scalar_type(), x);
-}
+nb_expr *nb_trace(nb_ctx *ctx, nb_expr *x) { return square_to_scalar(ctx, NB_OP_TRACE, x); }
+nb_expr *nb_det(nb_ctx *ctx, nb_expr *x) { return square_to_scalar(ctx, NB_OP_DET, x); }
+nb_expr *nb_logdet(nb_ctx *ctx, nb_expr *x) { return square_to_scalar(ctx, NB_OP_LOGDET, x); }
 
 nb_expr *nb_inv(nb_ctx *ctx, nb_expr *x) {
     if (!ctx || !need_square(ctx, "inv", x)) return NULL;
