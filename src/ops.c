@@ -1078,14 +1078,14 @@ nb_node *nb_mul_n(nb_ctx *ctx, size_t n, nb_node *const *args) {
 }
 
 nb_node *nb_unary(nb_ctx *ctx, nb_op op, nb_node *a) {
-    if (!a) return NULL;
+    if (!ctx || !a) return NULL;
     if (ctx->raw) return raw_node(ctx, op, a->type, 1, &a);
     return keep_type(ctx, nb_ops[op].name, a->type, unary_rewrite(ctx, op, a));
 }
 
 nb_node *nb_binary(nb_ctx *ctx, nb_op op, nb_node *a, nb_node *b) {
     nb_type t;
-    if (!a || !b) return NULL;
+    if (!ctx || !a || !b) return NULL;
     if (!broadcast(a->type, b->type, &t)) return shape_error(ctx, nb_ops[op].name, a, b);
     nb_node *args[2] = {a, b};
     if (ctx->raw) return raw_node(ctx, op, t, 2, args);

@@ -499,7 +499,26 @@ static void test_derivative_list(void) {
     nb_ctx_free(ctx);
 }
 
+/* The new builders check their arguments: NULL in, NULL out, no crash. */
+static void test_api_arguments(void) {
+    nb_ctx *ctx = new_ctx();
+    nb_expr *X = nb_lookup(ctx, "X"), *x = nb_lookup(ctx, "x");
+    nb_expr *(*unary[])(nb_ctx *, nb_expr *) = {nb_trace, nb_det, nb_logdet, nb_inv, nb_norm1, nb_norm2,
+                                                nb_logsumexp, nb_softplus, nb_logsigmoid, nb_vec};
+    nb_expr *(*binary[])(nb_ctx *, nb_expr *, nb_expr *) = {nb_solve, nb_kron, nb_bce, nb_commutation};
+    for (size_t i = 0; i < sizeof unary / sizeof *unary; i++)
+        CHECK(unary[i](ctx, NULL) == NULL && unary[i](NULL, X) == NULL, "unary builder %zu: NULL arguments", i);
+    for (size_t i = 0; i < sizeof binary / sizeof *binary; i++)
+        CHECK(binary[i](ctx, NULL, X) == NULL && binary[i](ctx, X, NULL) == NULL && binary[i](NULL, X, X) == NULL,
+              "binary builder %zu: NULL arguments", i);
+    CHECK(nb_matpow(NULL, X, 2) == NULL && nb_matpow(ctx, NULL, 2) == NULL, "nb_matpow: NULL arguments");
+    CHECK(nb_commutation(ctx, x, X) == NULL && strstr(nb_error(ctx), "commutation(m, n) needs two sizes"), "%s", nb_error(ctx));
+    CHECK(nb_derivatives(ctx, X, 1, &X, NB_NUMERATOR, NULL) == -1, "nb_derivatives: no output array");
+    nb_ctx_free(ctx);
+}
+
 int main(void) {
+    test_api_arguments();
     test_derivative_list();
     test_goldens();
     test_printing();
