@@ -327,7 +327,14 @@ static nb_node *add_rewrite(nb_ctx *ctx, size_t n, nb_node *const *args, nb_type
         nb_node *f[2] = {s, nb_ones(ctx, type)};
         result = nb_make(ctx, NB_OP_MUL, type, 2, f, NULL, 0);
     } else if (no == 1) result = out[0];
-    else result = make_nary(ctx, NB_OP_ADD, no, out);
+    else {
+        if (no == 2 && out[0]->op == NB_OP_TRANSPOSE && out[0]->args[0] == out[1]) { /* Aᵀ + A = A + Aᵀ */
+            nb_node *swap = out[0];
+            out[0] = out[1];
+            out[1] = swap;
+        }
+        result = make_nary(ctx, NB_OP_ADD, no, out);
+    }
     if (like_terms) nb_rule(ctx, "a·x + b·x = (a + b)·x", result);
 done:
     if ((!t || !out || !indexed) && !result) nb_set_error(ctx, "out of memory");

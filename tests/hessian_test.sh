@@ -15,7 +15,7 @@ expect_out '[[6·x·y, 3·x²], [3·x², 0]]' hessian 'x^3*y' --wrt x,y
 expect_out $'8.3628102926972723 0.76525830980149401\n0.76525830980149401 -0.90929742682568171' \
     hessian 'x^3*y + sin(x*y)' --wrt x,y --at 'x=1; y=2'
 expect_err 'one variable' hessian 'x*y' --wrt x,y --along 1
-expect_out 'I ⊗ (Aᵀ + A)' hessian "tr(X'*A*X)" --wrt X --let 'X, A: matrix(n, n)'
+expect_out 'I ⊗ (A + Aᵀ)' hessian "tr(X'*A*X)" --wrt X --let 'X, A: matrix(n, n)'
 expect_err 'scalar' hessian 'x' --wrt x --let "$QUAD"
 expect_err 'scalar but the value given is 2x1' hessian 'x^2' --wrt x --along '[1, 2]'
 expect_err "already uses" hessian 'x*along' --wrt x --along 1

@@ -42,7 +42,7 @@ typedef struct {
  * comments; matrixcalculus.org's examples; logistic regression. */
 static const golden goldens[] = {
     {"tr(A*X)", "X", 'n', "Aᵀ"},                        /* (100) */
-    {"tr(X'*A*X)", "X", 'n', "(Aᵀ + A)·X"},             /* (117) */
+    {"tr(X'*A*X)", "X", 'n', "(A + Aᵀ)·X"},             /* (117) */
     {"det(X)", "X", 'n', "det(X)·X⁻ᵀ"},                 /* (49) */
     {"logdet(X)", "X", 'n', "X⁻ᵀ"},                     /* (57) */
     {"log(det(X))", "X", 'n', "X⁻ᵀ"},                   /* (57) */
@@ -60,7 +60,7 @@ static const golden goldens[] = {
     {"tr(X*X)", "X", 'n', "2·Xᵀ"},                      /* (106) */
     {"tr(X^2*B)", "X", 'n', "Xᵀ·Bᵀ + Bᵀ·Xᵀ"},           /* (107) */
     {"tr(X'*X)", "X", 'n', "2·X"},                      /* (108) */
-    {"tr(X*A*X')", "X", 'n', "X·(Aᵀ + A)"},             /* (110) */
+    {"tr(X*A*X')", "X", 'n', "X·(A + Aᵀ)"},             /* (110) */
     {"tr(X^3)", "X", 'n', "3·Xᵀ·Xᵀ"},                   /* (112), k = 3 */
     {"tr(inv(X))", "X", 'n', "-X⁻ᵀ·X⁻ᵀ"},               /* (124) */
     {"tr(A*inv(X)*B)", "X", 'n', "-X⁻ᵀ·Aᵀ·Bᵀ·X⁻ᵀ"},     /* (125) */
@@ -73,7 +73,7 @@ static const golden goldens[] = {
     {"a'*X*a", "X", 'n', "a·aᵀ"},                       /* (72) */
     {"b'*X'*X*c", "X", 'n', "X·b·cᵀ + X·c·bᵀ"},         /* (77) */
     {"(X*a)'*(X*a)", "X", 'n', "2·X·a·aᵀ"},             /* (78) with b = a */
-    {"x'*A*x", "x", 'd', "(Aᵀ + A)·x"},                 /* (81) */
+    {"x'*A*x", "x", 'd', "(A + Aᵀ)·x"},                 /* (81) */
     {"norm1(x)", "x", 'n', "sign(x)ᵀ"},
     {"norm1(X)", "X", 'n', "sign(X)"},
     {"norm2(x)", "x", 'n', "xᵀ/‖x‖"},
@@ -114,7 +114,7 @@ static const golden goldens[] = {
     {"softmax(x)", "x", 'n', "diag(softmax(x)) - softmax(x)·softmax(x)ᵀ"},
     {"logsoftmax(x)", "x", 'n', "I - 1·softmax(x)ᵀ"},
     {"-y'*logsoftmax(x)", "x", 'n', "sum(y)·softmax(x)ᵀ - yᵀ"},
-    {"tr(X'*A*X)", "X", 'h', "I ⊗ (Aᵀ + A)"},
+    {"tr(X'*A*X)", "X", 'h', "I ⊗ (A + Aᵀ)"},
     {"logdet(X)", "X", 'h', "-K·(X⁻ᵀ ⊗ X⁻¹)"},
     {"sum(kron(A, X))", "X", 'n', "(vec(I)ᵀ ⊗ I)·(I ⊗ ((vec(A)ᵀ ⊗ I)·((I ⊗ K) ⊗ I)·vec(1·1ᵀ)))"},
     /* matrixcalculus.org's examples */
