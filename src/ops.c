@@ -720,12 +720,14 @@ static void split_scalars(nb_ctx *ctx, nb_node *e, nb_node **scalars, nb_node **
  * outside, (A·x − y)ᵀ, instead of xᵀ·Aᵀ − yᵀ. */
 static bool keeps_transpose_outside(const nb_node *sum) {
     if (sum->type.kind != NB_VECTOR) return false;
+    bool variables = true; /* (x − a)ᵀ stays as the Cookbook writes it */
     for (size_t i = 0; i < sum->nargs; i++) {
         const nb_node *t = sum->args[i];
         if (t->op == NB_OP_MUL && t->nargs == 2 && is_scalar_const(t->args[0])) t = t->args[1];
         if (t->op == NB_OP_MATMUL) return true;
+        variables &= t->op == NB_OP_VAR && t->type.kind == NB_VECTOR;
     }
-    return false;
+    return variables;
 }
 
 static nb_node *transpose_uncached(nb_ctx *ctx, nb_node *a) {

@@ -47,7 +47,7 @@ static const golden goldens[] = {
     {"logdet(X)", "X", 'n', "X⁻ᵀ"},                     /* (57) */
     {"log(det(X))", "X", 'n', "X⁻ᵀ"},                   /* (57) */
     {"a'*inv(X)*b", "X", 'n', "-X⁻ᵀ·a·bᵀ·X⁻ᵀ"},          /* (61) */
-    {"norm2(x - a)", "x", 'n', "(xᵀ - aᵀ)/‖x - a‖"},     /* (129) */
+    {"norm2(x - a)", "x", 'n', "(x - a)ᵀ/‖x - a‖"},     /* (129) */
     {"norm2(x - a)", "x", 'd', "(x - a)/‖x - a‖"},       /* (129) */
     {"norm2(X)^2", "X", 'n', "2·X"},                    /* (130) */
     {"bce(M*w, t)/N", "w", 'd', "Mᵀ·(sigmoid(M·w) - t)/N"},
