@@ -19,7 +19,7 @@ static int by_name(const void *x, const void *y) { return strcmp(*(const char *c
  * m·n and n·m are one dimension. */
 nb_dim nb_dim_mul(nb_ctx *ctx, nb_dim a, nb_dim b) {
     static const char dot[] = "·";
-    char names[2][64], joined[140], name[140] = "";
+    char names[2][128], joined[260], name[260] = "";
     const char *factors[32];
     size_t n = 0;
     if (a == 1) return b;
