@@ -104,7 +104,28 @@ nb_expr *nb_transpose(nb_ctx *ctx, nb_expr *a);         /* aᵀ */
 nb_expr *nb_sum(nb_ctx *ctx, nb_expr *a);  /* Σᵢ aᵢ (all entries) */
 nb_expr *nb_mean(nb_ctx *ctx, nb_expr *a); /* sum(a) / (number of entries) */
 nb_expr *nb_dot(nb_ctx *ctx, nb_expr *a, nb_expr *b); /* aᵀb for vectors a, b */
-nb_expr *nb_norm2(nb_ctx *ctx, nb_expr *a); /* sqrt(sum(a.^2)) */
+nb_expr *nb_norm2(nb_ctx *ctx, nb_expr *a); /* ‖a‖ (vector 2-norm; Frobenius ‖A‖_F of a matrix) */
+nb_expr *nb_norm1(nb_ctx *ctx, nb_expr *a); /* ‖a‖₁ = Σ|aᵢ| */
+/* Matrix functions of a square X (src/matfn.c): tr X, det X, log det X (det X > 0), X⁻¹,
+ * solve(A, B) = A⁻¹·B (without forming A⁻¹), X^k (integer k; X·X·…). */
+nb_expr *nb_trace(nb_ctx *ctx, nb_expr *X);
+nb_expr *nb_det(nb_ctx *ctx, nb_expr *X);
+nb_expr *nb_logdet(nb_ctx *ctx, nb_expr *X);
+nb_expr *nb_inv(nb_ctx *ctx, nb_expr *X);
+nb_expr *nb_solve(nb_ctx *ctx, nb_expr *A, nb_expr *B);
+nb_expr *nb_matpow(nb_ctx *ctx, nb_expr *X, int64_t k);
+/* A ⊗ B (mp x nq for A m x n, B p x q) and vec(X), X's columns stacked (mn x 1). */
+nb_expr *nb_kron(nb_ctx *ctx, nb_expr *A, nb_expr *B);
+nb_expr *nb_vec(nb_ctx *ctx, nb_expr *X);
+/* The commutation matrix K (mn x mn), vec(Xᵀ) = K·vec(X) for an m x n X; m and n
+ * are sizes: integer constants or dimensions as values (nb_dimval). */
+nb_expr *nb_commutation(nb_ctx *ctx, nb_expr *m, nb_expr *n);
+/* Stable losses: log Σ exp(aᵢ); log(1 + eˣ) and log σ(x) entry by entry;
+ * bce(z, y) = −Σ y ⊙ log σ(z) + (1 − y) ⊙ log(1 − σ(z)) of logits z, labels y. */
+nb_expr *nb_logsumexp(nb_ctx *ctx, nb_expr *a);
+nb_expr *nb_softplus(nb_ctx *ctx, nb_expr *a);
+nb_expr *nb_logsigmoid(nb_ctx *ctx, nb_expr *a);
+nb_expr *nb_bce(nb_ctx *ctx, nb_expr *z, nb_expr *y);
 nb_expr *nb_diag(nb_ctx *ctx, nb_expr *v);  /* diagonal matrix with v on its diagonal */
 nb_expr *nb_identity(nb_ctx *ctx, nb_dim n); /* I (n x n) */
 nb_expr *nb_exp(nb_ctx *ctx, nb_expr *a);
@@ -138,6 +159,10 @@ nb_expr *nb_parse(nb_ctx *ctx, const char *src);
  * vector, or — for scalar f — matrix), or nwrt > 1 scalar variables (one column
  * each).  Structure (0, I, diag, 1, 1ᵀ) is kept. */
 nb_expr *nb_derivative(nb_ctx *ctx, nb_expr *f, size_t nwrt, nb_expr *const *wrt, nb_layout layout);
+/* One derivative per variable of a list of any types (W1, b1, W2, b2), from
+ * one reverse pass: out[k] = ∂f/∂wrt[k] as nb_derivative gives it for that
+ * variable alone.  Returns 0, or -1 with nb_error set. */
+int nb_derivatives(nb_ctx *ctx, nb_expr *f, size_t nwrt, nb_expr *const *wrt, nb_layout layout, nb_expr **out);
 /* Gradient of scalar f w.r.t. v, shaped like v: ∇ᵥf. */
 nb_expr *nb_gradient(nb_ctx *ctx, nb_expr *f, nb_expr *v);
 /* Jacobian-vector product J·t by forward mode: tangents pushed from v (t

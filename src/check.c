@@ -44,9 +44,13 @@ static int check_variable(nb_ctx *ctx, nb_expr *f, const nb_node *var, const nb_
         point[k] = x0;
         if (status == 0 && (entries(&plus) != m || entries(&minus) != m))
             status = nb_set_error(ctx, "nb_check: f changed shape under perturbation");
+        /* beyond rank 2 the derivative is ∂vec(f)/∂vec(var)ᵀ: vec (column-major) order */
+        bool vec_form = f->type.kind == NB_MATRIX || (f->type.kind != NB_SCALAR && var->type.kind == NB_MATRIX);
+        size_t col = vec_form ? (k % (size_t)x.cols) * (size_t)x.rows + k / (size_t)x.cols : k;
         for (size_t i = 0; status == 0 && i < m; i++) {
             double numeric = (plus.data[i] - minus.data[i]) / step;
-            double symbolic = D->data[i * ncols + first_column + k];
+            size_t row = vec_form ? (i % (size_t)plus.cols) * (size_t)plus.rows + i / (size_t)plus.cols : i;
+            double symbolic = D->data[row * ncols + first_column + col];
             double noise = 4 * DBL_EPSILON * fmax(fabs(plus.data[i]), fabs(minus.data[i])) / step;
             double err = fmax(0.0, fabs(numeric - symbolic) - noise) / fmax(1.0, fmax(fabs(numeric), fabs(symbolic)));
             if (!(err <= *max_rel_err)) *max_rel_err = isnan(err) ? INFINITY : err;
@@ -64,8 +68,18 @@ int nb_check(nb_ctx *ctx, nb_expr *f, size_t nwrt, nb_expr *const *wrt, double *
     if (!NB_API_OK(ctx, f) || !nb_api_array(ctx, __func__, nwrt, wrt)) return -1;
     if (nwrt == 0 || !max_rel_err) return nb_set_error(ctx, "nb_check: no variables, or max_rel_err is NULL");
     *max_rel_err = 0;
-    for (size_t j = 0; j < nwrt; j++)
+    bool separately = false;
+    for (size_t j = 0; j < nwrt; j++) {
         if (!wrt[j] || wrt[j]->op != NB_OP_VAR) return nb_set_error(ctx, "nb_check: can only differentiate with respect to variables");
+        separately |= nwrt > 1 && wrt[j]->type.kind != NB_SCALAR;
+    }
+    /* a list of vectors or matrices: each variable's derivative on its own */
+    for (size_t j = 0; separately && j < nwrt; j++) {
+        double err;
+        if (nb_check(ctx, f, 1, &wrt[j], &err)) return -1;
+        *max_rel_err = err > *max_rel_err ? err : *max_rel_err;
+    }
+    if (separately) return 0;
     nb_expr *derivative = nb_derivative(ctx, f, nwrt, wrt, NB_NUMERATOR);
     if (!derivative) return -1;
     nb_matrix D = {0, 0, NULL}, value = {0, 0, NULL};

@@ -8,8 +8,10 @@
  * Nodes are visited once, from f down in id order (a topological order), so
  * the cost is linear in the graph; each operator's rule lives in ops.c and
  * only returns contributions: this file alone accumulates and orders them. */
+#include "kron.h"
 #include "nb_internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -267,8 +269,20 @@ done:
     return J;
 }
 
+/* Is ∂f/∂v beyond rank 2 (a matrix-valued f, or a vector f of a matrix v)?
+ * Then it is written in the vec convention: ∂vec(f)/∂vec(v)ᵀ (kron.c). */
+static bool vec_convention(const nb_node *f, const nb_node *v) {
+    return f->type.kind == NB_MATRIX || (f->type.kind != NB_SCALAR && v->type.kind == NB_MATRIX);
+}
+
+/* ∂vec(f)/∂vec(v)ᵀ in the requested layout (its transpose in denominator layout). */
+static nb_node *vec_derivative(nb_ctx *ctx, nb_node *f, nb_node *v, nb_layout layout) {
+    nb_node *J = nb_vec_jacobian(ctx, f, v);
+    return J && layout == NB_DENOMINATOR ? nb_transpose(ctx, J) : J;
+}
+
 static nb_expr *derivative(nb_ctx *ctx, nb_expr *f, size_t nwrt, nb_expr *const *wrt, nb_layout layout) {
-    char tf[64], tv[64], buf[160];
+    char tv[64];
     if (!f) return NULL;
     if (nwrt == 0) {
         nb_set_error(ctx, "nothing to differentiate with respect to");
@@ -276,25 +290,16 @@ static nb_expr *derivative(nb_ctx *ctx, nb_expr *f, size_t nwrt, nb_expr *const 
     }
     for (size_t k = 0; k < nwrt; k++)
         if (!is_variable(ctx, wrt[k], "")) return NULL;
-    if (f->type.kind == NB_MATRIX) {
-        nb_set_error(ctx, "%s is %s: the derivative of a matrix-valued function is a tensor; nabla differentiates "
-                          "scalar and vector functions",
-                     nb_describe(ctx, f, buf, sizeof buf), nb_type_str(ctx, f->type, tf, sizeof tf));
-        return NULL;
-    }
     for (size_t k = 0; k < nwrt; k++) {
         nb_type v = wrt[k]->type;
         if (nwrt > 1 && v.kind != NB_SCALAR) {
-            nb_set_error(ctx, "a list of variables must be scalars, but %s is %s", wrt[k]->a.name, nb_type_str(ctx, v, tv, sizeof tv));
-            return NULL;
-        }
-        if (f->type.kind != NB_SCALAR && v.kind == NB_MATRIX) {
-            nb_set_error(ctx, "the derivative of the %s %s with respect to the %s %s is a tensor (rank 3)",
-                         nb_type_str(ctx, f->type, tf, sizeof tf), nb_describe(ctx, f, buf, sizeof buf),
-                         nb_type_str(ctx, v, tv, sizeof tv), wrt[k]->a.name);
+            nb_set_error(ctx, "a list of variables in one derivative must be scalars, but %s is %s "
+                              "(nb_derivatives gives one derivative per variable)",
+                         wrt[k]->a.name, nb_type_str(ctx, v, tv, sizeof tv));
             return NULL;
         }
     }
+    if (nwrt == 1 && vec_convention(f, wrt[0])) return vec_derivative(ctx, f, wrt[0], layout);
     nb_node **g = malloc(nwrt * sizeof *g);
     if (!g) {
         nb_set_error(ctx, "out of memory");
@@ -308,7 +313,17 @@ static nb_expr *derivative(nb_ctx *ctx, nb_expr *f, size_t nwrt, nb_expr *const 
          * cost is the entries' sizes, not m times the whole literal. */
         J = literal_jacobian(ctx, f, nwrt, wrt, g);
         if (J && layout == NB_DENOMINATOR) J = nb_transpose(ctx, J);
-    } else if (reverse(ctx, f, nwrt, wrt, g) == 0) {
+    } else if (reverse(ctx, f, nwrt, wrt, g) != 0) {
+        /* a vector function through an x-dependent matrix (x·xᵀ·x): the
+         * reverse pass would need a rank-3 adjoint; the vec form has none */
+        char first[sizeof ctx->error];
+        snprintf(first, sizeof first, "%s", ctx->error);
+        bool ok = f->type.kind != NB_SCALAR && (nwrt == 1 || scalars);
+        for (size_t k = 0; k < nwrt && ok; k++) ok = (g[k] = nb_vec_jacobian(ctx, f, wrt[k])) != NULL;
+        J = !ok ? NULL : nwrt == 1 ? g[0] : columns(ctx, f, nwrt, g);
+        if (J && layout == NB_DENOMINATOR) J = nb_transpose(ctx, J);
+        if (!J) snprintf(ctx->error, sizeof ctx->error, "%s", first);
+    } else {
         for (size_t k = 0; k < nwrt; k++)
             if (!g[k]) g[k] = nb_zero(ctx, jacobian_type(f->type, wrt[k]->type));
         J = nwrt == 1 ? g[0] : columns(ctx, f, nwrt, g);
@@ -329,6 +344,32 @@ nb_expr *nb_derivative(nb_ctx *ctx, nb_expr *f, size_t nwrt, nb_expr *const *wrt
     nb_node *J = derivative(ctx, f, nwrt, wrt, layout);
     ctx->raw = false;
     return nb_simplify(ctx, J);
+}
+
+/* One derivative per variable, each in its own shape, from one reverse pass. */
+int nb_derivatives(nb_ctx *ctx, nb_expr *f, size_t nwrt, nb_expr *const *wrt, nb_layout layout, nb_expr **out) {
+    if (!NB_API_OK(ctx, f) || !nb_api_array(ctx, __func__, nwrt, wrt)) return -1;
+    if (!out || nwrt == 0) return nb_set_error(ctx, "nb_derivatives: missing function, variables or output");
+    for (size_t k = 0; k < nwrt; k++) {
+        out[k] = NULL;
+        if (!is_variable(ctx, wrt[k], "")) return -1;
+    }
+    bool raw = ctx->raw;
+    ctx->raw = true;
+    bool vec_form = false;
+    for (size_t k = 0; k < nwrt; k++) vec_form |= vec_convention(f, wrt[k]);
+    int rc = vec_form ? 0 : reverse(ctx, f, nwrt, wrt, out);
+    for (size_t k = 0; k < nwrt && vec_form && rc == 0; k++) /* beyond rank 2: each on its own */
+        if (!(out[k] = vec_derivative(ctx, f, wrt[k], layout))) rc = -1;
+    ctx->raw = raw;
+    for (size_t k = 0; k < nwrt && rc == 0; k++) {
+        nb_node *J = out[k] ? out[k] : nb_zero(ctx, jacobian_type(f->type, wrt[k]->type));
+        bool keep = vec_form || (f->type.kind == NB_SCALAR && wrt[k]->type.kind == NB_MATRIX);
+        if (J && layout == NB_DENOMINATOR && !keep) J = nb_transpose(ctx, J);
+        if (!raw && J) J = nb_simplify(ctx, J);
+        if (!(out[k] = J)) rc = -1;
+    }
+    return rc;
 }
 
 nb_expr *nb_derivative_raw(nb_ctx *ctx, nb_expr *f, size_t nwrt, nb_expr *const *wrt, nb_layout layout) {
@@ -405,7 +446,8 @@ static nb_node *tangent_of(nb_ctx *ctx, nb_node *y, nb_node **dx) {
         }
         r = nb_add_n(ctx, nt, terms);
         break;
-    case NB_CLASS_ROWWISE: r = info->tangent(ctx, y, dx); break;
+    case NB_CLASS_ROWWISE:
+    case NB_CLASS_MATRIX_FN: r = info->tangent(ctx, y, dx); break;
     case NB_CLASS_LEAF: r = nb_zero(ctx, y->type); break;
     }
 done:
@@ -461,12 +503,11 @@ nb_expr *nb_hvp(nb_ctx *ctx, nb_expr *f, nb_expr *v, nb_expr *t) {
 }
 
 nb_expr *nb_hessian(nb_ctx *ctx, nb_expr *f, nb_expr *v) {
-    char tv[64];
     if (!NB_API_OK(ctx, f, v)) return NULL;
+    /* w.r.t. a matrix: ∂vec(∇f)/∂vec(X)ᵀ (vec convention, kron.c) */
     if (v->type.kind == NB_MATRIX) {
-        nb_set_error(ctx, "the Hessian with respect to the %s %s is a tensor (rank 4); take a Hessian-vector product instead",
-                     nb_type_str(ctx, v->type, tv, sizeof tv), v->op == NB_OP_VAR ? v->a.name : "expression");
-        return NULL;
+        nb_node *G = nb_gradient(ctx, f, v);
+        return G ? nb_derivative(ctx, G, 1, &v, NB_NUMERATOR) : NULL;
     }
     /* H = ∂(∇f)/∂v in denominator layout, Hᵢⱼ = ∂²f/∂vⱼ∂vᵢ: equal to the
      * numerator layout by symmetry, and it keeps the gradient's term order

@@ -307,7 +307,10 @@ const char *nb_dim_name(const nb_ctx *ctx, nb_dim d, char *buf, size_t size) {
 
 int64_t nb_dim_value(const nb_ctx *ctx, nb_dim d) {
     if (d > 0) return d;
-    if (d < 0 && (size_t)(-d) <= ctx->ndims) return ctx->dims[-d - 1].bound;
+    if (d < 0 && (size_t)(-d) <= ctx->ndims) {
+        const nb_dimsym *s = &ctx->dims[-d - 1];
+        return s->bound ? s->bound : nb_dim_product_value(ctx, s->name); /* "m·n" (kron.c) */
+    }
     return 0;
 }
 

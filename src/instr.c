@@ -112,6 +112,7 @@ int nbc_build_instructions(nb_program *p) {
         }
         const lop *L = &p->l[p->ci[i].id];
         in->kind = L->kind;
+        in->fn = L->op;
         if (L->kind == NB_I_GATHER) {
             in->list = calloc((size_t)L->nlist, sizeof *in->list);
             in->nlist = (size_t)L->nlist;

@@ -2,6 +2,7 @@
  * double and float.  Built with -O3 (see the Makefile) so that gcc vectorises
  * the element-wise loops. */
 #include "kernels.h"
+#include "linalg.h"
 
 #include <math.h>
 #include <string.h>
@@ -32,6 +33,7 @@ const int nb_mop_arity[NB_M_COUNT] = {
 
 size_t nb_instr_scratch(const nb_instr *in, size_t real_size) {
     if (in->kind == NB_I_GROUP) return (size_t)in->g->nregs * (size_t)in->g->blen * real_size;
+    if (in->kind == NB_I_MATFN) return nb_linalg_work_size(in->fn, in->m, in->n, in->ldb, in->k);
 #ifndef NB_HAVE_CBLAS
     if (in->kind == NB_I_GEMM) return (size_t)(NB_GEMM_KC * NB_GEMM_NC + NB_GEMM_MC * NB_GEMM_KC) * real_size;
 #endif

@@ -43,7 +43,7 @@ typedef struct {
     X(COPY, 1)                                                                                               \
     X(NEG, 1)                                                                                                \
     X(EXP, 1) X(LOG, 1) X(SIN, 1) X(COS, 1) X(TAN, 1) X(TANH, 1) X(SIGMOID, 1) X(ABS, 1) X(SIGN, 1)          \
-        X(SQRT, 1) X(SQUARE, 1) X(RECIP, 1) X(ADD, 2) X(SUB, 2) X(MUL, 2) X(DIV, 2) X(POW, 2) X(MAX, 2)      \
+        X(SQRT, 1) X(SQUARE, 1) X(RECIP, 1) X(SOFTPLUS, 1) X(LOGSIGMOID, 1) X(ADD, 2) X(SUB, 2) X(MUL, 2) X(DIV, 2) X(POW, 2) X(MAX, 2)      \
             X(MIN, 2) X(GT, 2) X(GE, 2) X(LT, 2) X(LE, 2) X(RSUM, 0)
 
 typedef enum {
@@ -100,7 +100,8 @@ typedef struct {
  *   DENSE_DIAG  y (m x m) = diag(a[i * stride]) (stride 0: scalar)
  *   SOFTMAX     y = row-wise softmax of a (m x n)
  *   LOGSOFTMAX  y = row-wise log softmax of a
- *   XENT        y (scalar) = mean_i −Σ_j b_ij log softmax(a_i)_j */
+ *   XENT        y (scalar) = mean_i −Σ_j b_ij log softmax(a_i)_j
+ *   MATFN       y = a matrix function fn (linalg.h NB_LA_*) of a (m x n) and b (n x k), one thread */
 #define NB_INSTR_LIST(X)                                                                                     \
     X(GROUP, group)                                                                                          \
     X(GEMM, gemm)                                                                                            \
@@ -113,7 +114,8 @@ typedef struct {
     X(DENSE_DIAG, dense_diag)                                                                                \
     X(SOFTMAX, softmax)                                                                                      \
     X(LOGSOFTMAX, logsoftmax)                                                                                \
-    X(XENT, xent)
+    X(XENT, xent)                                                                                            \
+    X(MATFN, matfn)
 
 typedef enum {
 #define NB_X(name, printed) NB_I_##name,
@@ -126,6 +128,7 @@ typedef struct {
     int kind;   /* nb_instr_kind */
     int nt;     /* threads this instruction uses (planned) */
     int ta, tb; /* transposes (GEMM, GEMV) */
+    int fn;     /* MATFN: which function (linalg.h NB_LA_*) */
     int64_t m, n, k, lda, ldb, stride;
     double alpha;
     int has_alpha; /* alpha is multiplied by the value at alpha_arg */

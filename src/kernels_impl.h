@@ -23,7 +23,9 @@
     X(SIGN, T(sc_sign)(x))                                                                                   \
     X(SQRT, M(sqrt)(x))                                                                                      \
     X(SQUARE, x *x)                                                                                          \
-    X(RECIP, (REAL)1 / x)
+    X(RECIP, (REAL)1 / x)                                                                                    \
+    X(SOFTPLUS, T(sc_softplus)(x))                                                                           \
+    X(LOGSIGMOID, T(sc_logsigmoid)(x))
 /* Binary: X(name, expression of a and b). */
 #define NB_BINARY(X)                                                                                         \
     X(ADD, a + b)                                                                                            \
@@ -652,6 +654,15 @@ static void T(exec)(const nb_instr *in, void *const *bases, void *scratch, doubl
         T(softmax_rows)(in->kind == NB_I_LOGSOFTMAX, r0, r1, in->n, NB_P(in->a), NB_P(in->y));
         break;
     }
+    case NB_I_MATFN:
+        if (tid == 0)
+            nb_linalg_kernel(in->fn, sizeof(REAL), in->m, in->n, in->ldb, in->k, NB_P(in->a),
+                             in->fn == NB_LA_SOLVE || in->fn == NB_LA_BCE || in->fn == NB_LA_KRON ||
+                                     in->fn == NB_LA_TRACE_PRODUCT
+                                 ? NB_P(in->b)
+                                 : NULL,
+                             NB_P(in->y), scratch);
+        break;
     case NB_I_XENT: {
         const int64_t r0 = in->m * tid / nt, r1 = in->m * (tid + 1) / nt;
         acc[0] = T(xent_rows)(r0, r1, in->n, NB_P(in->a), NB_P(in->b));

@@ -10,6 +10,8 @@
  * structured unless NB_COMPILE_DENSE, and are written straight into the
  * caller's buffers where possible. */
 #include "engine.h"
+#include "linalg.h"
+#include "matfn.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -383,6 +385,10 @@ static int unary_mop(int op) {
         return NB_M_SIGMOID;
     case NB_OP_ABS:
         return NB_M_ABS;
+    case NB_OP_SOFTPLUS:
+        return NB_M_SOFTPLUS;
+    case NB_OP_LOGSIGMOID:
+        return NB_M_LOGSIGMOID;
     default:
         return NB_M_SIGN;
     }
@@ -754,6 +760,32 @@ static nval lower_rowwise(cstate *c, const nb_node *y) {
     return nv_make(ST_DENSE, emit_kernel(c, kind, y->type.rows, y->type.cols, z, -1));
 }
 
+/* A matrix function: one NB_I_MATFN kernel (linalg.h) on dense operands. */
+static nval lower_matfn(cstate *c, const nb_node *y) {
+    /* tr(A·B) = Σ A ⊙ Bᵀ: n² work instead of the n³ product (which dead-code
+     * elimination drops when nothing else reads it) */
+    const nb_node *P = y->op == NB_OP_TRACE ? y->args[0] : NULL;
+    bool product = P && P->op == NB_OP_MATMUL && P->args[0]->type.kind == NB_MATRIX && P->args[1]->type.kind == NB_MATRIX;
+    const nb_node *A = product ? P->args[0] : y->nargs ? y->args[0] : NULL, *B = product ? P->args[1] : y->nargs > 1 ? y->args[1] : NULL;
+    int32_t a = A ? need_dense(c, A) : -1, b = B ? need_dense(c, B) : -1;
+    bool scalar = y->type.kind == NB_SCALAR;
+    if ((A && a < 0) || (B && b < 0)) return nv_make(ST_DENSE, -1);
+    lop *L = new_lop(c, NB_I_MATFN);
+    if (!L) return nv_make(ST_DENSE, -1);
+    L->op = product ? NB_LA_TRACE_PRODUCT : nb_matfn_code(y->op);
+    if (y->op == NB_OP_COMMUTATION) L->soff = nb_dim_value(c->ctx, y->a.index[0]);
+    L->src[0] = a;
+    L->src[1] = b;
+    return nv_make(scalar ? ST_FILL : ST_DENSE, finish_lop(c, L, y->type.rows, y->type.cols));
+}
+
+/* softmax of a vector: the row-wise kernel on its entries as one row. */
+static nval lower_vector_softmax(cstate *c, const nb_node *y) {
+    nb_dim n = y->type.rows;
+    int32_t row = alias_value(c, need_dense(c, y->args[0]), 1, n, 0, 0);
+    return nv_make(ST_DENSE, alias_value(c, emit_kernel(c, NB_I_SOFTMAX, 1, n, row, -1), n, 1, 0, 0));
+}
+
 static nval lower_node(cstate *c, const nb_node *y) {
     switch ((nb_op)y->op) {
     case NB_OP_CONST:
@@ -788,6 +820,8 @@ static nval lower_node(cstate *c, const nb_node *y) {
     case NB_OP_SIGMOID:
     case NB_OP_ABS:
     case NB_OP_SIGN:
+    case NB_OP_SOFTPLUS:
+    case NB_OP_LOGSIGMOID:
         return lower_unary(c, y);
     case NB_OP_MAX:
     case NB_OP_MIN:
@@ -800,6 +834,21 @@ static nval lower_node(cstate *c, const nb_node *y) {
     case NB_OP_LOGSOFTMAX:
     case NB_OP_SOFTMAX_XENT:
         return lower_rowwise(c, y);
+    case NB_OP_VSOFTMAX:
+        return lower_vector_softmax(c, y);
+    case NB_OP_TRACE:
+    case NB_OP_DET:
+    case NB_OP_LOGDET:
+    case NB_OP_INV:
+    case NB_OP_SOLVE:
+    case NB_OP_NORM1:
+    case NB_OP_NORM2:
+    case NB_OP_LOGSUMEXP:
+    case NB_OP_BCE:
+    case NB_OP_VEC:
+    case NB_OP_KRON:
+    case NB_OP_COMMUTATION:
+        return lower_matfn(c, y);
     default:
         break;
     }

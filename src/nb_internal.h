@@ -33,7 +33,8 @@ typedef enum {
     NB_CLASS_EW_NARY,
     NB_CLASS_LINEAR,
     NB_CLASS_BILINEAR,
-    NB_CLASS_ROWWISE
+    NB_CLASS_ROWWISE,
+    NB_CLASS_MATRIX_FN
 } nb_opclass;
 enum { NB_F_ZERO_AT_ZERO = 1u, NB_F_NONSMOOTH = 2u, NB_F_INDICATOR = 4u, NB_F_POSITIVE_ARG = 8u, NB_F_SMALL_ARG = 16u };
 
@@ -128,6 +129,10 @@ struct nb_ctx {
 int nb_set_error(nb_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 const char *nb_dim_name(const nb_ctx *ctx, nb_dim d, char *buf, size_t size);
 int64_t nb_dim_value(const nb_ctx *ctx, nb_dim d); /* 0 if unbound */
+/* Product dimensions m·n (the length of vec(X), the sizes of A ⊗ B; kron.c):
+ * a number when both are, else the symbol "m·n", whose value is the product. */
+nb_dim nb_dim_mul(nb_ctx *ctx, nb_dim a, nb_dim b);
+int64_t nb_dim_product_value(const nb_ctx *ctx, const char *name); /* 0: not a product or unbound */
 bool nb_type_eq(nb_type a, nb_type b);
 nb_type nb_row_type(nb_dim n);
 /* Number of entries of a type as a dim when it is a vector/row (length). */

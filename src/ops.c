@@ -4,6 +4,8 @@
  * one contribution per operand, and a tangent rule for the row-wise ones),
  * and its reference f64 kernel.  The table nb_ops at the end, generated from
  * ops.def, ties them together; docs/operators.md is the checklist. */
+#include "kron.h"
+#include "matfn.h"
 #include "nb_internal.h"
 #include "scalar_f64.h"
 
@@ -325,7 +327,14 @@ static nb_node *add_rewrite(nb_ctx *ctx, size_t n, nb_node *const *args, nb_type
         nb_node *f[2] = {s, nb_ones(ctx, type)};
         result = nb_make(ctx, NB_OP_MUL, type, 2, f, NULL, 0);
     } else if (no == 1) result = out[0];
-    else result = make_nary(ctx, NB_OP_ADD, no, out);
+    else {
+        if (no == 2 && out[0]->op == NB_OP_TRANSPOSE && out[0]->args[0] == out[1]) { /* Aᵀ + A = A + Aᵀ */
+            nb_node *swap = out[0];
+            out[0] = out[1];
+            out[1] = swap;
+        }
+        result = make_nary(ctx, NB_OP_ADD, no, out);
+    }
     if (like_terms) nb_rule(ctx, "a·x + b·x = (a + b)·x", result);
 done:
     if ((!t || !out || !indexed) && !result) nb_set_error(ctx, "out of memory");
@@ -637,6 +646,10 @@ static nb_node *unary_rewrite(nb_ctx *ctx, nb_op op, nb_node *a) {
     if (a->op == NB_OP_CONST && fold_unary(op, node_number(a), &folded)) return nb_const(ctx, folded, a->type);
     if (op == NB_OP_SIGN && a->op == NB_OP_SIGN) return a;
     if (op == NB_OP_ABS && a->op == NB_OP_ABS) return a;
+    if (op == NB_OP_LOG) {
+        nb_node *stable = nb_matfn_log_rewrite(ctx, a);
+        if (stable) return stable;
+    }
     return nb_make(ctx, op, a->type, 1, &a, NULL, 0);
 }
 
@@ -695,12 +708,14 @@ static void split_scalars(nb_ctx *ctx, nb_node *e, nb_node **scalars, nb_node **
  * outside, (A·x − y)ᵀ, instead of xᵀ·Aᵀ − yᵀ. */
 static bool keeps_transpose_outside(const nb_node *sum) {
     if (sum->type.kind != NB_VECTOR) return false;
+    bool variables = true; /* (x − a)ᵀ stays as the Cookbook writes it */
     for (size_t i = 0; i < sum->nargs; i++) {
         const nb_node *t = sum->args[i];
         if (t->op == NB_OP_MUL && t->nargs == 2 && is_scalar_const(t->args[0])) t = t->args[1];
         if (t->op == NB_OP_MATMUL) return true;
+        variables &= t->op == NB_OP_VAR && t->type.kind == NB_VECTOR;
     }
-    return false;
+    return variables;
 }
 
 static nb_node *transpose_uncached(nb_ctx *ctx, nb_node *a) {
@@ -712,6 +727,9 @@ static nb_node *transpose_uncached(nb_ctx *ctx, nb_node *a) {
     case NB_OP_CONST: return nb_rule(ctx, "(c·1)ᵀ = c·1ᵀ", nb_const(ctx, node_number(a), t));
     case NB_OP_MATMUL:
         return nb_rule(ctx, "(A·B)ᵀ = Bᵀ·Aᵀ", nb_matmul(ctx, nb_transpose(ctx, a->args[1]), nb_transpose(ctx, a->args[0])));
+    case NB_OP_KRON:
+        return nb_rule(ctx, "(A ⊗ B)ᵀ = Aᵀ ⊗ Bᵀ", nb_kron(ctx, nb_transpose(ctx, a->args[0]), nb_transpose(ctx, a->args[1])));
+    case NB_OP_COMMUTATION: return nb_rule(ctx, "K(m, n)ᵀ = K(n, m)", nb_commutation_matrix(ctx, a->a.index[1], a->a.index[0]));
     case NB_OP_ADD: { /* (a + b)ᵀ = aᵀ + bᵀ, unless a row broadcasts over a matrix */
         for (size_t i = 0; i < a->nargs; i++)
             if (a->args[i]->type.kind != NB_SCALAR && !nb_type_eq(a->args[i]->type, a->type))
@@ -783,6 +801,10 @@ static nb_node *matmul_rewrite(nb_ctx *ctx, nb_node *a, nb_node *b) {
     if (nb_is_zero(a) || nb_is_zero(b)) return nb_rule(ctx, "0·B = A·0 = 0", nb_zero(ctx, t));
     if (a->op == NB_OP_IDENTITY) return nb_rule(ctx, "I·B = B", b);
     if (b->op == NB_OP_IDENTITY) return nb_rule(ctx, "A·I = A", a);
+    if ((b->op == NB_OP_INV && b->args[0] == a) || (a->op == NB_OP_INV && a->args[0] == b))
+        return nb_rule(ctx, "A·A⁻¹ = A⁻¹·A = I", nb_identity(ctx, t.rows));
+    nb_node *mixed = nb_kron_mixed_product(ctx, a, b);
+    if (mixed) return mixed;
     nb_node *sa, *ra, *sb, *rb;
     split_scalars(ctx, a, &sa, &ra);
     split_scalars(ctx, b, &sb, &rb);
@@ -835,7 +857,8 @@ static nb_node *sum_rewrite(nb_ctx *ctx, nb_node *a) {
     case NB_OP_MATLIT: return nb_rule(ctx, "sum([a, b]) = a + b", nb_add_n(ctx, a->nargs, a->args));
     default: break;
     }
-    nb_node *s, *rest;
+    nb_node *s, *rest, *stable = nb_matfn_sum_rewrite(ctx, a);
+    if (stable) return stable;
     split_scalars(ctx, a, &s, &rest);
     if (s) return nb_rule(ctx, "sum(s·A) = s·sum(A)", nb_mul(ctx, s, nb_sum(ctx, rest)));
     return nb_make(ctx, NB_OP_SUM, nb_scalar_type(), 1, &a, NULL, 0);
@@ -1053,14 +1076,14 @@ nb_node *nb_mul_n(nb_ctx *ctx, size_t n, nb_node *const *args) {
 }
 
 nb_node *nb_unary(nb_ctx *ctx, nb_op op, nb_node *a) {
-    if (!a) return NULL;
+    if (!ctx || !a) return NULL;
     if (ctx->raw) return raw_node(ctx, op, a->type, 1, &a);
     return keep_type(ctx, nb_ops[op].name, a->type, unary_rewrite(ctx, op, a));
 }
 
 nb_node *nb_binary(nb_ctx *ctx, nb_op op, nb_node *a, nb_node *b) {
     nb_type t;
-    if (!a || !b) return NULL;
+    if (!ctx || !a || !b) return NULL;
     if (!broadcast(a->type, b->type, &t)) return shape_error(ctx, nb_ops[op].name, a, b);
     nb_node *args[2] = {a, b};
     if (ctx->raw) return raw_node(ctx, op, t, 2, args);
@@ -1144,8 +1167,10 @@ nb_expr *nb_softmax(nb_ctx *ctx, nb_expr *z) {
     return nb_make(ctx, NB_OP_SOFTMAX, z->type, 1, &z, NULL, 0);
 }
 
+/* Of a vector: z − logsumexp(z), the same numbers, stable and compiled. */
 nb_expr *nb_logsoftmax(nb_ctx *ctx, nb_expr *z) {
     if (!NB_API_OK(ctx, z)) return NULL;
+    if (z->type.kind == NB_VECTOR) return nb_sub(ctx, z, nb_logsumexp(ctx, z));
     if (!need_matrix(ctx, "logsoftmax", z)) return NULL;
     return nb_make(ctx, NB_OP_LOGSOFTMAX, z->type, 1, &z, NULL, 0);
 }
@@ -1191,6 +1216,8 @@ nb_expr *nb_tan(nb_ctx *ctx, nb_expr *a) { return NB_API_OK(ctx, a) ? nb_unary(c
 nb_expr *nb_tanh(nb_ctx *ctx, nb_expr *a) { return NB_API_OK(ctx, a) ? nb_unary(ctx, NB_OP_TANH, a) : NULL; }
 nb_expr *nb_abs(nb_ctx *ctx, nb_expr *a) { return NB_API_OK(ctx, a) ? nb_unary(ctx, NB_OP_ABS, a) : NULL; }
 nb_expr *nb_sigmoid(nb_ctx *ctx, nb_expr *a) { return NB_API_OK(ctx, a) ? nb_unary(ctx, NB_OP_SIGMOID, a) : NULL; }
+nb_expr *nb_softplus(nb_ctx *ctx, nb_expr *a) { return NB_API_OK(ctx, a) ? nb_unary(ctx, NB_OP_SOFTPLUS, a) : NULL; }
+nb_expr *nb_logsigmoid(nb_ctx *ctx, nb_expr *a) { return NB_API_OK(ctx, a) ? nb_unary(ctx, NB_OP_LOGSIGMOID, a) : NULL; }
 nb_expr *nb_sqrt(nb_ctx *ctx, nb_expr *a) { return NB_API_OK(ctx, a) ? nb_pow(ctx, a, nb_rational(ctx, 1, 2)) : NULL; }
 nb_expr *nb_relu(nb_ctx *ctx, nb_expr *a) { return NB_API_OK(ctx, a) ? nb_max(ctx, num(ctx, 0), a) : NULL; }
 nb_expr *nb_max(nb_ctx *ctx, nb_expr *a, nb_expr *b) { return NB_API_OK(ctx, a, b) ? nb_binary(ctx, NB_OP_MAX, a, b) : NULL; }
@@ -1229,7 +1256,6 @@ nb_expr *nb_dot(nb_ctx *ctx, nb_expr *a, nb_expr *b) {
     return nb_matmul(ctx, nb_transpose(ctx, a), b);
 }
 
-nb_expr *nb_norm2(nb_ctx *ctx, nb_expr *a) { return NB_API_OK(ctx, a) ? nb_sqrt(ctx, nb_sum(ctx, nb_pow(ctx, a, num(ctx, 2)))) : NULL; }
 
 nb_expr *nb_sign(nb_ctx *ctx, nb_expr *a) { return NB_API_OK(ctx, a) ? nb_unary(ctx, NB_OP_SIGN, a) : NULL; }
 
@@ -1257,6 +1283,17 @@ nb_node *nb_rebuild(nb_ctx *ctx, const nb_node *y, nb_node *const *args) {
     case NB_OP_VSOFTMAX: return nb_softmax(ctx, args[0]);
     case NB_OP_LOGSOFTMAX: return nb_logsoftmax(ctx, args[0]);
     case NB_OP_SOFTMAX_XENT: return nb_softmax_xent(ctx, args[0], args[1]);
+    case NB_OP_KRON: return nb_kron(ctx, args[0], args[1]);
+    case NB_OP_VEC: return nb_vec(ctx, args[0]);
+    case NB_OP_TRACE: return nb_trace(ctx, args[0]);
+    case NB_OP_DET: return nb_det(ctx, args[0]);
+    case NB_OP_LOGDET: return nb_logdet(ctx, args[0]);
+    case NB_OP_INV: return nb_inv(ctx, args[0]);
+    case NB_OP_SOLVE: return nb_solve(ctx, args[0], args[1]);
+    case NB_OP_NORM1: return nb_norm1(ctx, args[0]);
+    case NB_OP_NORM2: return nb_norm2(ctx, args[0]);
+    case NB_OP_LOGSUMEXP: return nb_logsumexp(ctx, args[0]);
+    case NB_OP_BCE: return nb_bce(ctx, args[0], args[1]);
     default: break;
     }
     nb_set_error(ctx, "internal error: no constructor for %s", nb_ops[y->op].name);
@@ -1354,6 +1391,19 @@ static nb_node *partial_sigmoid(nb_ctx *ctx, nb_node *y, int i) {
 #define RULES_SIGMOID partial_sigmoid, NULL, NULL, eval_unary, sc_sigmoid, NULL
 
 /* abs: ∂|x| = sign x (0 at the kink) */
+/* softplus′ = σ, logsigmoid′ = σ(−x) = 1 − σ(x) */
+static nb_node *partial_softplus(nb_ctx *ctx, nb_node *y, int i) {
+    (void)i;
+    return nb_sigmoid(ctx, y->args[0]);
+}
+#define RULES_SOFTPLUS partial_softplus, NULL, NULL, eval_unary, sc_softplus, NULL
+
+static nb_node *partial_logsigmoid(nb_ctx *ctx, nb_node *y, int i) {
+    (void)i;
+    return nb_sigmoid(ctx, nb_neg(ctx, y->args[0]));
+}
+#define RULES_LOGSIGMOID partial_logsigmoid, NULL, NULL, eval_unary, sc_logsigmoid, NULL
+
 static nb_node *partial_abs(nb_ctx *ctx, nb_node *y, int i) {
     (void)i;
     return nb_unary(ctx, NB_OP_SIGN, y->args[0]);

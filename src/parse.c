@@ -18,6 +18,8 @@
  *
  * Newlines separate statements only outside brackets, and a line may end in a
  * binary operator to continue on the next one.  '#' starts a comment. */
+#include "kron.h"
+#include "matfn.h"
 #include "nb_internal.h"
 
 #include <math.h>
@@ -711,7 +713,11 @@ static nb_expr *parse_power(parser *p) {
     token op = p->tok;
     advance(p);
     nb_expr *exponent = parse_unary(p);
+    int64_t power;
     if (!exponent) return NULL;
+    if (op.kind == TOK_CARET && nb_type_of(base).kind == NB_MATRIX && nb_type_of(exponent).kind == NB_SCALAR &&
+        nb_integer_value(exponent, &power)) /* X^k: a matrix power */
+        return check_built(p, nb_matpow(p->ctx, base, power), op.start);
     if (op.kind == TOK_CARET && nb_type_of(base).kind != NB_SCALAR) {
         char type[96];
         fail_at(p, op.start, "'^' needs a scalar base, not %s; use '.^' for an element-wise power",
@@ -914,7 +920,7 @@ nb_expr *nb_parse_keeping(nb_ctx *ctx, const char *src, size_t nkeep, const char
 /* ---- declarations ----------------------------------------------------- */
 
 /* A dimension: a positive integer or a symbol. 0 on error. */
-static nb_dim parse_dim(parser *p) {
+static nb_dim parse_dim_factor(parser *p) {
     token t = p->tok;
     if (t.kind == TOK_NAME) {
         if (!take_name(p)) return 0;
@@ -936,6 +942,17 @@ static nb_dim parse_dim(parser *p) {
     }
     advance(p);
     return n;
+}
+
+/* A dimension, or a product of them: n·n, m*n (the sizes of vec(X), A ⊗ B; kron.c). */
+static nb_dim parse_dim(parser *p) {
+    nb_dim d = parse_dim_factor(p);
+    while (d && p->tok.kind == TOK_STAR) {
+        advance(p);
+        nb_dim f = parse_dim_factor(p);
+        d = f ? nb_dim_mul(p->ctx, d, f) : 0;
+    }
+    return d;
 }
 
 /* '(' dim [',' dim] ')' with ndims sizes. */

@@ -252,6 +252,13 @@ static int plan_kernel(nb_program *p, nb_instr *in, const lop *L) {
         split = (L->kind == NB_I_GEMV && L->ta) || L->kind == NB_I_COLSUM || L->kind == NB_I_TRANSPOSE ? in->n
                                                                                                        : in->m;
         break;
+    case NB_I_MATFN: /* sizes of a and b; the commutation matrix K(m, n) has m in soff */
+        in->m = L->src[0] >= 0 ? a->r : L->soff;
+        in->n = L->src[0] >= 0 ? a->c : y->r / L->soff;
+        in->ldb = b ? b->r : 0;
+        in->k = b ? b->c : 0;
+        split = 1;
+        break;
     case NB_I_STRIDED:
         in->m = y->r * y->c;
         in->stride = L->skind == SK_DIAG ? a->c + 1 : a->c;

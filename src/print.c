@@ -436,12 +436,49 @@ static void print_definition_name(printer *p, uint32_t k) {
     nb_sb_printf(&p->sb, "_{%u}", k);
 }
 
+/* The matrix functions' textbook marks (matfn.c, kron.c): X⁻¹ and X⁻ᵀ,
+ * ‖x‖₁, ‖x‖, ‖X‖_F, A ⊗ B, K; ASCII writes them as the calls inv(X),
+ * inv(X)', norm1(x), norm2(X), kron(A, B), which parse back.  Returns false
+ * for other nodes. */
+static bool print_matfn(printer *p, const nb_node *e, int prec) {
+    if (e->op == NB_OP_COMMUTATION) {
+        char m[64], n[64];
+        if (!ascii(p)) return nb_sb_puts(&p->sb, "K"), true;
+        nb_sb_printf(&p->sb, "commutation(%s, %s)", nb_dim_name(p->ctx, e->a.index[0], m, sizeof m),
+                     nb_dim_name(p->ctx, e->a.index[1], n, sizeof n));
+        return true;
+    }
+    if (e->op == NB_OP_KRON && !ascii(p)) {
+        open_paren(p, prec > P_ADD); /* ⊗ binds looser than ·: −(A ⊗ B), (A ⊗ B)·C */
+        print_node(p, e->args[0], P_MUL + 1);
+        nb_sb_puts(&p->sb, pick(p, "", " ⊗ ", " \\otimes "));
+        print_node(p, e->args[1], P_MUL + 1);
+        close_paren(p, prec > P_ADD);
+        return true;
+    }
+    bool inv_t = e->op == NB_OP_TRANSPOSE && e->args[0]->op == NB_OP_INV;
+    if (ascii(p) || !(e->op == NB_OP_INV || inv_t || e->op == NB_OP_NORM1 || e->op == NB_OP_NORM2)) return false;
+    if (e->op == NB_OP_INV || inv_t) {
+        print_node(p, inv_t ? e->args[0]->args[0] : e->args[0], P_POST);
+        nb_sb_puts(&p->sb, inv_t ? pick(p, "", "⁻ᵀ", "^{-\\top}") : pick(p, "", "⁻¹", "^{-1}"));
+        return true;
+    }
+    bool frobenius = e->op == NB_OP_NORM2 && e->args[0]->type.kind == NB_MATRIX;
+    nb_sb_puts(&p->sb, pick(p, "", "‖", "\\left\\| "));
+    print_node(p, e->args[0], P_LOW);
+    nb_sb_puts(&p->sb, e->op == NB_OP_NORM1 ? pick(p, "", "‖₁", " \\right\\|_1")
+                       : frobenius          ? pick(p, "", "‖_F", " \\right\\|_F")
+                                            : pick(p, "", "‖", " \\right\\|"));
+    return true;
+}
+
 static void print_node(printer *p, const nb_node *e, int prec) {
     char buf[64];
     if (p->name && e->id >= p->base && p->name[e->id - p->base]) {
         print_definition_name(p, p->name[e->id - p->base]);
         return;
     }
+    if (print_matfn(p, e, prec)) return;
     switch ((nb_op)e->op) {
     case NB_OP_CONST: print_const(p, e, prec); return;
     case NB_OP_VAR: print_name(p, e->a.name); return;
@@ -481,7 +518,8 @@ static void print_node(printer *p, const nb_node *e, int prec) {
         const nb_node *l = e->args[0];
         print_node(p, l, l->op == NB_OP_MUL && l->type.kind != NB_SCALAR ? P_MUL + 1 : P_MUL);
         nb_sb_puts(&p->sb, pick(p, "*", "·", " "));
-        print_node(p, e->args[1], P_MUL + 1);
+        /* the matrix product is associative: A·(B·C) prints as A·B·C */
+        print_node(p, e->args[1], e->args[1]->op == NB_OP_MATMUL ? P_MUL : P_MUL + 1);
         close_paren(p, paren);
         return;
     }

@@ -18,3 +18,8 @@ static inline REAL T(sc_sign)(REAL x) { return x != x ? x : (REAL)((x > 0) - (x 
  * torch.minimum), unlike C's fmax, which drops it. */
 static inline REAL T(sc_max)(REAL a, REAL b) { return a > b ? a : (b != b ? b : (a != a ? a : b)); }
 static inline REAL T(sc_min)(REAL a, REAL b) { return a < b ? a : (b != b ? b : (a != a ? a : b)); }
+
+/* softplus(x) = log(1 + eˣ) = max(x, 0) + log(1 + e^−|x|): no overflow, and
+ * logsigmoid(x) = log σ(x) = −softplus(−x). */
+static inline REAL T(sc_softplus)(REAL x) { return (x > 0 ? x : (REAL)0) + M(log1p)(M(exp)(-M(fabs)(x))); }
+static inline REAL T(sc_logsigmoid)(REAL x) { return -T(sc_softplus)(-x); }

@@ -78,7 +78,7 @@ expect_err 2 "expected" eval 'x' --at 'x=[1,2'
 expect_err 2 'log of a negative' eval 'log(x)' --at 'x=-1'
 expect_err 2 'division by zero' eval '1/x' --at 'x=0'
 expect_err 2 'no value' eval 'x + y' --at 'x=1'
-expect_err 2 'tensor' diff 'X*2' --wrt X --let 'X: matrix(2, 2)'
+expect_out '2·I' diff 'X*2' --wrt X --let 'X: matrix(2, 2)'
 expect_err 2 '' diff '((((((x' --wrt x
 expect_err 2 '' diff "$(printf '%0.s(' $(seq 1 20000))x" --wrt x
 expect_err 2 '' diff $'\x01\x02\xff' --wrt x

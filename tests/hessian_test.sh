@@ -1,31 +1,7 @@
 #!/usr/bin/env bash
 # nabla hessian end to end: structured formulas, values, Hessian-vector
 # products (--along), and the error paths (message, exit status, no stdout).
-set -u
-NABLA=${NABLA:-./nabla}
-passed=0 failed=0
-fail() { failed=$((failed + 1)); printf 'FAIL: %s\n' "$*" >&2; }
-err=$(mktemp)
-trap 'rm -f "$err"' EXIT
-
-# expect_out WANT ARGS...: stdout equals WANT, exit 0
-expect_out() {
-    local want=$1; shift
-    local got rc
-    got=$("$NABLA" "$@" 2>"$err"); rc=$?
-    if [ "$rc" -eq 0 ] && [ "$got" = "$want" ]; then passed=$((passed + 1))
-    else fail "nabla $* -> rc=$rc out=[$got] err=[$(cat "$err")] want [$want]"; fi
-}
-
-# expect_err PATTERN ARGS...: exit 2, stderr matches PATTERN, stdout empty
-expect_err() {
-    local pattern=$1; shift
-    local got rc
-    got=$("$NABLA" "$@" 2>"$err"); rc=$?
-    if [ "$rc" -eq 2 ] && [ -z "$got" ] && grep -qE -- "$pattern" "$err"; then passed=$((passed + 1))
-    else fail "nabla $* -> rc=$rc out=[$got] err=[$(cat "$err")] want rc 2 /$pattern/"; fi
-}
-
+. "$(dirname "$0")/expect.sh"
 QUAD='x: vector(n); A: matrix(n, n)'
 expect_out 'A + Aᵀ' hessian "x'*A*x" --wrt x --let "$QUAD"
 expect_out "A + A'" hessian "x'*A*x" --wrt x --let "$QUAD" --format ascii
@@ -39,7 +15,7 @@ expect_out '[[6·x·y, 3·x²], [3·x², 0]]' hessian 'x^3*y' --wrt x,y
 expect_out $'8.3628102926972723 0.76525830980149401\n0.76525830980149401 -0.90929742682568171' \
     hessian 'x^3*y + sin(x*y)' --wrt x,y --at 'x=1; y=2'
 expect_err 'one variable' hessian 'x*y' --wrt x,y --along 1
-expect_err 'tensor' hessian 'sum(X)' --wrt X --let 'X: matrix(n, n)'
+expect_out 'I ⊗ (A + Aᵀ)' hessian "tr(X'*A*X)" --wrt X --let 'X, A: matrix(n, n)'
 expect_err 'scalar' hessian 'x' --wrt x --let "$QUAD"
 expect_err 'scalar but the value given is 2x1' hessian 'x^2' --wrt x --along '[1, 2]'
 expect_err "already uses" hessian 'x*along' --wrt x --along 1

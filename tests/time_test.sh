@@ -3,12 +3,7 @@
 # format, for the neuron, the issue's MLP and a vector function, in f32 and
 # f64, 1 and 2 threads; errors exit 2 with nothing on stdout.  Small sizes and
 # one sample each: this checks behaviour, not speed.
-set -u
-NABLA=${NABLA:-./nabla}
-passed=0 failed=0
-fail() { failed=$((failed + 1)); printf 'FAIL: %s\n' "$*" >&2; }
-err=$(mktemp)
-trap 'rm -f "$err"' EXIT
+. "$(dirname "$0")/expect.sh" # its expect_err is redefined below for `nabla time`
 
 # expect_time ARGS...: exit 0, stdout is "f: S", "f+derivative: S", "ratio: R"
 expect_time() {

@@ -63,7 +63,8 @@ static const char diff_help[] =
     "The derivative of EXPR with respect to VARS, printed as a formula, or\n"
     "evaluated at --at VALUES and printed as a matrix (one row per line).\n"
     "\n"
-    "  --wrt VARS      one variable, or several scalars: 'x, y' (one column each)\n"
+    "  --wrt VARS      one variable; several scalars: 'x, y' (one column each); or a\n"
+    "                  list of any types: 'W1, b1, W2, b2' (one labelled derivative each)\n"
     "  --let DECLS     variable types: 'w, x: vector(n); X: matrix(N, n); b: scalar'\n"
     "  --layout L      numerator (default: the gradient of a scalar is a row) or\n"
     "                  denominator (the transpose)\n"
@@ -85,6 +86,12 @@ static const char diff_help[] =
     "'diag(t1 ⊙ (1 - t1))·A where t1 = sigmoid(A·x + b)' (ascii: the definition\n"
     "first, 't1 = sigmoid(A*x + b); diag(t1 .* (1 - t1))*A'); a very large result\n"
     "is printed as definitions, one per line, then the formula.\n"
+    "\n"
+    "Beyond rank 2 (a matrix-valued EXPR, or a vector EXPR of a matrix variable)\n"
+    "the derivative is the matrix d vec(F) / d vec(X)' (Magnus & Neudecker; vec\n"
+    "stacks columns), printed with Kronecker products, I and the commutation\n"
+    "matrix K: d(A*X*B)/dX = B' ⊗ A, d(X')/dX = K; its transpose in denominator\n"
+    "layout.  A scalar's gradient w.r.t. a matrix keeps the matrix's shape.\n"
     "\n"
     "example: nabla diff 'sum(w .* x) + b' --wrt w --let 'w, x: vector(n); b: scalar'\n";
 
@@ -151,6 +158,39 @@ static int print_value(nb_ctx *ctx, const nb_expr *e) {
 #define PARSE_OPTIONS(usage) \
     nb_cli_parse_options(argc, argv, opts, sizeof opts / sizeof opts[0], &expr, 1, &npos, usage)
 
+/* Does a --wrt list need one derivative per variable (not all scalars)? */
+static bool listed_separately(size_t nwrt, nb_expr *const *wrt) {
+    for (size_t k = 0; nwrt > 1 && k < nwrt; k++)
+        if (nb_type_of(wrt[k]).kind != NB_SCALAR) return true;
+    return false;
+}
+
+/* diff --wrt W1,b1,W2,b2: one labelled derivative per variable
+ * (∂f/∂W1 = …), each printed or evaluated (--at).  Returns 0 or 2. */
+static int print_each_derivative(session *s, size_t nwrt, nb_expr *const *wrt, nb_layout layout, nb_format format,
+                                 const char *at) {
+    nb_expr **d = calloc(nwrt, sizeof *d);
+    int status = d ? 0 : nb_cli_error(NULL, -1, "out of memory");
+    if (status == 0 && nb_derivatives(s->ctx, s->f, nwrt, wrt, layout, d) != 0)
+        status = nb_cli_error(NULL, -1, "%s", nb_error(s->ctx));
+    if (status == 0 && at) status = nb_cli_bind_values(s->ctx, at);
+    for (size_t k = 0; k < nwrt && status == 0; k++) {
+        char *name = nb_to_string(s->ctx, wrt[k], format), *text = at ? NULL : nb_derivative_to_string(s->ctx, d[k], format);
+        if (!name || (!at && !text)) status = nb_cli_error(NULL, -1, "out of memory");
+        else {
+            printf(format == NB_FMT_LATEX ? "\\frac{\\partial f}{\\partial %s}" : format == NB_FMT_ASCII ? "df/d%s" : "∂f/∂%s", name);
+            /* ASCII after a colon: the text is then exactly what the parser reads back
+             * (definitions of repeated subexpressions first, "t1 = …; …") */
+            printf(at ? ":\n" : format == NB_FMT_ASCII ? ": %s\n" : " = %s\n", text);
+        }
+        if (status == 0 && at) status = print_value(s->ctx, d[k]);
+        free(name);
+        free(text);
+    }
+    free(d);
+    return status;
+}
+
 int nb_cmd_diff(int argc, char **argv) {
     nb_cli_option opts[] = {{"help", false, NULL},   {"let", true, NULL},    {"at", true, NULL},
                             {"wrt", true, NULL},     {"layout", true, NULL}, {"format", true, NULL},
@@ -185,6 +225,12 @@ int nb_cmd_diff(int argc, char **argv) {
     if (status == 0 && OPTION("steps")) {
         status = nb_cli_print_derivation(s.ctx, s.f, nwrt, wrt, layout, format_name ? format_name : "unicode",
                                          OPTION("lang") ? OPTION("lang") : "en");
+        free(wrt);
+        session_free(&s);
+        return status;
+    }
+    if (status == 0 && listed_separately(nwrt, wrt)) {
+        status = print_each_derivative(&s, nwrt, wrt, layout, format, OPTION("at"));
         free(wrt);
         session_free(&s);
         return status;
