@@ -13,6 +13,8 @@
 #define NB_GEMM_MC 64
 #define NB_GEMM_KC 128
 #define NB_GEMM_NC 256
+/* rows of A per step of the matrix-vector product */
+#define NB_GEMV_R 4
 
 const char *const nb_mop_names[NB_M_COUNT] = {
 #define NB_X(name, ar) #name,
@@ -49,6 +51,7 @@ size_t nb_instr_accs(const nb_instr *in) {
 
 /* double */
 #define REAL double
+#define NB_REAL_BYTES 8
 #define UREAL uint64_t
 #define NB_EXPMASK UINT64_C(0x7ff0000000000000)
 #define T(name) NB_CAT(name, _f64)
@@ -58,6 +61,7 @@ size_t nb_instr_accs(const nb_instr *in) {
 
 /* float */
 #define REAL float
+#define NB_REAL_BYTES 4
 #define UREAL uint32_t
 #define NB_EXPMASK UINT32_C(0x7f800000)
 #define T(name) NB_CAT(name, _f32)
