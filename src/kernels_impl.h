@@ -508,57 +508,63 @@ static void T(gemv_n)(int64_t rows, int64_t cols, REAL alpha, const REAL *restri
 }
 #undef NB_GEMV_ROWS
 
-/* y[j..j + C·NB_VN) += Σ_i alpha·x[i]·A[i, j..]: C vectors of y stay in
- * registers (P sets of them, for P rows at a time, so that P·C independent
- * sums hide the multiply-add's latency) while the rows of A stream by: one
- * load per vector of A. */
-#define NB_GEMVT_COLS(C, P)                                                                                  \
+/* y[j..j + C·NB_VN + tail) += Σ_i alpha·x[i]·A[i, j..]: C vectors of y
+ * (then, when tail, every column left: a half vector, a quarter vector and
+ * scalars) stay in registers while the rows of A stream by: one load per
+ * vector of A, a single pass over the rows. */
+#define NB_GEMVT_COLS(C, tail)                                                                               \
     do {                                                                                                     \
-        T(vec) s[P][C] = {{{0}}};                                                                            \
-        int64_t i = 0;                                                                                       \
-        for (; i + P <= rows; i += P)                                                                        \
-            for (int p = 0; p < P; p++) {                                                                    \
-                const T(vec) xi = (T(vec)){0} + alpha * x[i + p];                                            \
-                for (int k = 0; k < C; k++)                                                                  \
-                    s[p][k] += T(vec_load)(A + (i + p) * lda + j + k * NB_VN) * xi;                          \
-            }                                                                                                \
-        for (; i < rows; i++) {                                                                              \
-            const T(vec) xi = (T(vec)){0} + alpha * x[i];                                                    \
+        T(vec) s[C > 0 ? C : 1] = {{0}};                                                                     \
+        T(hvec) sh = {0};                                                                                    \
+        T(qvec) sq = {0};                                                                                    \
+        REAL ss[NB_VN / 4] = {0};                                                                            \
+        const int64_t jh = j + C * NB_VN, left = (tail) ? cols - jh : 0;                                     \
+        const int has_h = left >= NB_VN / 2, has_q = left - has_h * NB_VN / 2 >= NB_VN / 4;                  \
+        const int64_t jq = jh + has_h * NB_VN / 2, js = jq + has_q * NB_VN / 4, ns = (tail) ? cols - js : 0; \
+        for (int64_t i = 0; i < rows; i++) {                                                                 \
+            const REAL xs = alpha * x[i], *a = A + i * lda;                                                  \
+            const T(vec) xi = (T(vec)){0} + xs;                                                              \
             for (int k = 0; k < C; k++)                                                                      \
-                s[0][k] += T(vec_load)(A + i * lda + j + k * NB_VN) * xi;                                    \
+                s[k] += T(vec_load)(a + j + k * NB_VN) * xi;                                                 \
+            if (has_h) sh += T(hvec_load)(a + jh) * ((T(hvec)){0} + xs);                                     \
+            if (has_q) {                                                                                     \
+                T(qvec) v;                                                                                   \
+                memcpy(&v, a + jq, sizeof v);                                                                \
+                sq += v * ((T(qvec)){0} + xs);                                                               \
+            }                                                                                                \
+            for (int64_t q = 0; q < ns; q++)                                                                 \
+                ss[q] += a[js + q] * xs;                                                                     \
         }                                                                                                    \
         for (int k = 0; k < C; k++) {                                                                        \
-            T(vec) sum = T(vec_load)(y + j + k * NB_VN);                                                     \
-            for (int p = 0; p < P; p++)                                                                      \
-                sum += s[p][k];                                                                              \
+            const T(vec) sum = T(vec_load)(y + j + k * NB_VN) + s[k];                                        \
             memcpy(y + j + k * NB_VN, &sum, sizeof sum);                                                     \
         }                                                                                                    \
+        for (int k = 0; k < NB_VN / 2 && has_h; k++)                                                         \
+            y[jh + k] += sh[k];                                                                              \
+        for (int k = 0; k < NB_VN / 4 && has_q; k++)                                                         \
+            y[jq + k] += sq[k];                                                                              \
+        for (int64_t q = 0; q < ns; q++)                                                                     \
+            y[js + q] += ss[q];                                                                              \
         j += C * NB_VN;                                                                                      \
     } while (0)
 
-/* y[j] = alpha·(Aᵀx)[j] (+ y[j] when acc), j < cols: blocks of 16, 8, 4, 2
- * and 1 vectors of columns, then the last columns four rows at a time. */
+/* y[j] = alpha·(Aᵀx)[j] (+ y[j] when acc), j < cols: blocks of 16 vectors
+ * of columns, then the rest in one pass. */
 static void T(gemv_t)(int64_t rows, int64_t cols, REAL alpha, const REAL *restrict A, int64_t lda,
                       const REAL *restrict x, REAL *restrict y, int acc) {
     if (!acc) T(fill)(cols, y, 0);
     int64_t j = 0;
-    while (j + 16 * NB_VN <= cols)
-        NB_GEMVT_COLS(16, 1);
-    if (j + 8 * NB_VN <= cols) NB_GEMVT_COLS(8, 2);
-    if (j + 4 * NB_VN <= cols) NB_GEMVT_COLS(4, 4);
-    if (j + 2 * NB_VN <= cols) NB_GEMVT_COLS(2, 4);
-    if (j + NB_VN <= cols) NB_GEMVT_COLS(1, 4);
-    if (j == cols) return;
-    int64_t i = 0;
-    for (; i + 4 <= rows; i += 4) {
-        const REAL *restrict a0 = A + i * lda, *restrict a1 = a0 + lda, *restrict a2 = a1 + lda,
-                             *restrict a3 = a2 + lda;
-        const REAL x0 = alpha * x[i], x1 = alpha * x[i + 1], x2 = alpha * x[i + 2], x3 = alpha * x[i + 3];
-        for (int64_t k = j; k < cols; k++)
-            y[k] += a0[k] * x0 + a1[k] * x1 + a2[k] * x2 + a3[k] * x3;
+    while (cols - j > 16 * NB_VN)
+        NB_GEMVT_COLS(16, 0);
+    switch ((cols - j) / NB_VN) {
+#define NB_X(C)                                                                                              \
+    case C:                                                                                                  \
+        NB_GEMVT_COLS(C, 1);                                                                                 \
+        break;
+        NB_X(0) NB_X(1) NB_X(2) NB_X(3) NB_X(4) NB_X(5) NB_X(6) NB_X(7) NB_X(8)
+        NB_X(9) NB_X(10) NB_X(11) NB_X(12) NB_X(13) NB_X(14) NB_X(15) NB_X(16)
+#undef NB_X
     }
-    for (; i < rows; i++)
-        T(axpy)(cols - j, alpha * x[i], A + i * lda + j, y + j);
 }
 #undef NB_GEMVT_COLS
 
