@@ -5,6 +5,8 @@
  * is in registers or L1, for Xᵀ·g).  All four run in this process,
  * alternating sample by sample, so that the noise of a shared machine hits
  * them alike; prints the medians and the ratios.
+ * Build: cc -O3 -march=native -ffast-math (the hand-written loops' sums
+ * vectorised), as bench/bench.py does.
  * Usage: neuron N n f64|f32 [rounds]   (OPENBLAS_NUM_THREADS=1) */
 #include "nabla.h"
 
@@ -41,20 +43,29 @@ static int cmp(const void *a, const void *b) {
         }                                                                                                    \
         return s / (REAL)N;                                                                                  \
     }                                                                                                        \
+    /* four rows at a time: their dot products, then one update of gw by the                                 \
+     * four rows while they are in L1 */                                                                     \
     __attribute__((noinline)) static REAL hand_fg_##SUF(long N, long n, const REAL *X, const REAL *w,        \
                                                         const REAL *y, REAL b, REAL *gw, REAL *gb) {         \
         REAL s = 0, sb = 0;                                                                                  \
         memset(gw, 0, (size_t)n * sizeof *gw);                                                               \
-        for (long i = 0; i < N; i++) {                                                                       \
-            const REAL *x = X + i * n;                                                                       \
-            REAL u = b;                                                                                      \
+        for (long i = 0; i < N; i += 4) {                                                                    \
+            const long rows = N - i < 4 ? N - i : 4;                                                         \
+            REAL c[4] = {0, 0, 0, 0};                                                                        \
+            for (long r = 0; r < rows; r++) {                                                                \
+                const REAL *x = X + (i + r) * n;                                                             \
+                REAL u = b;                                                                                  \
+                for (long j = 0; j < n; j++)                                                                 \
+                    u += x[j] * w[j];                                                                        \
+                REAL d = y[i + r] - (u > 0 ? u : 0);                                                         \
+                s += d * d;                                                                                  \
+                c[r] = u > 0 ? u - y[i + r] : 0;                                                             \
+                sb += c[r];                                                                                  \
+            }                                                                                                \
+            const REAL *x0 = X + i * n, *x1 = rows > 1 ? x0 + n : x0, *x2 = rows > 2 ? x0 + 2 * n : x0,      \
+                       *x3 = rows > 3 ? x0 + 3 * n : x0;                                                     \
             for (long j = 0; j < n; j++)                                                                     \
-                u += x[j] * w[j];                                                                            \
-            REAL r = y[i] - (u > 0 ? u : 0), c = u > 0 ? u - y[i] : 0;                                       \
-            s += r * r;                                                                                      \
-            sb += c;                                                                                         \
-            for (long j = 0; j < n; j++)                                                                     \
-                gw[j] += c * x[j];                                                                           \
+                gw[j] += c[0] * x0[j] + c[1] * x1[j] + c[2] * x2[j] + c[3] * x3[j];                          \
         }                                                                                                    \
         for (long j = 0; j < n; j++)                                                                         \
             gw[j] *= (REAL)2 / (REAL)N;                                                                      \
