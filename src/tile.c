@@ -177,15 +177,8 @@ oom:
     return -1;
 }
 
-/* Tile sizes, threads, accumulator slots and partial sums of the regions.
- * A tile aims at L1 (TILE_BYTES of rows: the second read of a row block then
- * comes from L1), with at least TILE_MIN_ROWS rows so that the products'
- * per-tile costs (a sum over rows reloads its result vector) stay small;
- * a region whose smallest tile does not fit in L2 (TILE_MAX_BYTES) gains
- * nothing and runs whole. */
-#define NB_TILE_BYTES (32 * 1024)
-#define NB_TILE_MAX_BYTES (512 * 1024)
-#define NB_TILE_MIN_ROWS 32
+/* Tile sizes, threads, accumulator slots and partial sums of the regions. */
+#define NB_TILE_BYTES (256 * 1024)
 int nbc_plan_regions(nb_program *p, size_t *nacc, int64_t *extra_out) {
     const size_t rs = p->k->real_size;
     int64_t extra = 0;
@@ -215,10 +208,9 @@ int nbc_plan_regions(nb_program *p, size_t *nacc, int64_t *extra_out) {
             }
         }
         stamp++;
-        const double row_bytes = per_row * (double)rs + 1;
-        int64_t tile = (int64_t)((double)NB_TILE_BYTES / row_bytes) / 8 * 8;
-        R->tile = tile < NB_TILE_MIN_ROWS ? NB_TILE_MIN_ROWS : tile;
-        R->active = t.oom == 0 && (double)R->tile * row_bytes <= NB_TILE_MAX_BYTES && R->rows >= 2 * R->tile;
+        int64_t tile = (int64_t)((double)NB_TILE_BYTES / (per_row * (double)rs + 1)) / 8 * 8;
+        R->tile = tile < 8 ? 8 : tile;
+        R->active = t.oom == 0 && R->tile >= 32 && R->rows >= 2 * R->tile;
         R->nt = R->active && p->nthreads > 1 && R->rows >= 2 * R->tile * p->nthreads ? p->nthreads : 1;
         if (!R->active) continue;
         size_t base = 0;
