@@ -14,7 +14,7 @@
 #define NB_GEMM_KC 128
 #define NB_GEMM_NC 256
 /* rows of A per step of the matrix-vector product */
-#define NB_GEMV_R 4
+#define NB_GEMV_R 8
 
 const char *const nb_mop_names[NB_M_COUNT] = {
 #define NB_X(name, ar) #name,
