@@ -14,18 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int cmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
+#include "timing.h"
 
 /* By hand: u_i = X_i·w + b, f = Σ (y_i − max(0, u_i))² / N, and with the
  * gradient c_i = 1[u_i > 0]·(u_i − y_i), d/dw = (2/N) Σ c_i X_i,

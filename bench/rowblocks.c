@@ -14,7 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include "timing.h"
 
 #define N 10000
 #define COLS 100 /* 12 vectors of 8 and a half vector of 4 */
@@ -32,16 +32,6 @@ static inline hvec hload(const double *p) {
     memcpy(&v, p, sizeof v);
     return v;
 }
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-static int cmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 static inline double dot(const double *x, const double *w) {
     vec s0 = {0}, s1 = {0};
     for (int k = 0; k < NV; k += 2) {
