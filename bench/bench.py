@@ -77,6 +77,16 @@ def mlp_vs_sgemm(B, threads, rounds):
     return d
 
 
+def neuron_vs_c(N, n, dtype, rounds):
+    """bench/neuron.c: nabla's neuron f and f+gradient against the hand-written fused C loop, in one process."""
+    exe = built("neuron.c", "nabla_neuron", ["-march=native", "-ffast-math", os.path.join(ROOT, "build", "libnabla.a")])
+    out = subprocess.run([exe, str(N), str(n), dtype, str(rounds)], capture_output=True, text=True,
+                         env=env_for(1, False), check=True).stdout
+    nab = re.search(r"nabla f: (\S+) us\s+f\+grad: (\S+) us", out)
+    c = re.search(r"C\s+f: (\S+) us\s+f\+grad: (\S+) us", out)
+    return [float(v) * 1e-6 for v in nab.groups() + c.groups()]
+
+
 def chain_vs_c(rounds):
     """bench/chain.c: nabla's compiled chain against the hand-written C chain, in one process."""
     exe = built("chain.c", "nabla_chain", [os.path.join(ROOT, "build", "libnabla.a")])
@@ -138,6 +148,12 @@ def main():
         for sizes in ("N=10000,n=100", "N=1000,n=1000"):
             for dt in ("f64", "f32"):
                 bench("(a)", "neuron cost+gradient " + sizes, "neuron", cases.NEURON, sizes, dt)
+                N, n = (int(v.split("=")[1]) for v in sizes.split(","))
+                if T == 1:
+                    nf, nfd, cf, cfd = neuron_vs_c(N, n, dt, max(15, 5 * args.rounds))
+                    print("    in one process, alternating: nabla f %s f+d %s (%.2fx f) | hand-written fused C loop "
+                          "f %s f+d %s (%.2fx f)" % (fmt_t(nf), fmt_t(nfd), nfd / nf, fmt_t(cf), fmt_t(cfd), cfd / cf),
+                          flush=True)
     if "b" in only:
         for B in (64, 256):
             bench("(b)", "MLP 784-256-256-10 B=%d" % B, "mlp", cases.MLP, "B=%d" % B, "f32")

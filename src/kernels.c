@@ -14,6 +14,8 @@
 #define NB_GEMM_MC 64
 #define NB_GEMM_KC 128
 #define NB_GEMM_NC 256
+/* rows of A per step of the matrix-vector product */
+#define NB_GEMV_R 8
 
 const char *const nb_mop_names[NB_M_COUNT] = {
 #define NB_X(name, ar) #name,
@@ -46,11 +48,17 @@ size_t nb_instr_accs(const nb_instr *in) {
     return 0;
 }
 
+/* The kernels' vector helpers are static: no call crosses an ABI boundary, so
+ * the note that passing 32-byte vectors without AVX would change the ABI does
+ * not apply (it fires in KERNEL_ARCH= builds for the x86-64 baseline). */
+#pragma GCC diagnostic ignored "-Wpsabi"
+
 #define NB_CAT2(a, b) a##b
 #define NB_CAT(a, b) NB_CAT2(a, b)
 
 /* double */
 #define REAL double
+#define NB_REAL_BYTES 8
 #define UREAL uint64_t
 #define NB_EXPMASK UINT64_C(0x7ff0000000000000)
 #define T(name) NB_CAT(name, _f64)
@@ -60,6 +68,7 @@ size_t nb_instr_accs(const nb_instr *in) {
 
 /* float */
 #define REAL float
+#define NB_REAL_BYTES 4
 #define UREAL uint32_t
 #define NB_EXPMASK UINT32_C(0x7f800000)
 #define T(name) NB_CAT(name, _f32)

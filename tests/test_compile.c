@@ -673,6 +673,26 @@ static void test_networks(uint64_t seed) {
         check_program(ctx, "neuron N=3000 n=40", 3, outs, 4, ins);
         nb_ctx_free(ctx);
     }
+    /* the neuron over widths that reach every tail of the matrix-vector
+     * kernels (half, quarter and single columns after whole vectors, blocks of
+     * 16 vectors) in f64 and f32 */
+    static const int widths[] = {1, 2, 3, 5, 6, 7, 9, 12, 13, 17, 31, 33, 47, 100, 129, 263};
+    for (size_t k = 0; k < sizeof widths / sizeof *widths; k++) {
+        nb_ctx *ctx = nb_ctx_new();
+        uint64_t rng = seed + 7 + k;
+        nb_declare(ctx, "w: vector(n); X: matrix(N, n); y: vector(N); b: scalar");
+        nb_expr *C = nb_parse(ctx, "sum((y - max(0, X*w + b)).^2)/N");
+        nb_expr *w = nb_lookup(ctx, "w"), *b = nb_lookup(ctx, "b"), *X = nb_lookup(ctx, "X"),
+                *y = nb_lookup(ctx, "y");
+        nb_bind_dim(ctx, nb_dim_symbol(ctx, "N"), 90);
+        nb_bind_dim(ctx, nb_dim_symbol(ctx, "n"), widths[k]);
+        nb_randomize(ctx, C, &rng, -1, 1);
+        nb_expr *outs[3] = {C, nb_gradient(ctx, C, w), nb_gradient(ctx, C, b)}, *ins[4] = {w, b, X, y};
+        char label[64];
+        snprintf(label, sizeof label, "neuron N=90 n=%d", widths[k]);
+        check_program(ctx, label, 3, outs, 4, ins);
+        nb_ctx_free(ctx);
+    }
     /* an MLP with softmax cross-entropy */
     {
         nb_ctx *ctx = nb_ctx_new();
