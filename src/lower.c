@@ -367,49 +367,23 @@ static int32_t emit_pow_const(cstate *c, nb_dim R, nb_dim C, int32_t a, double e
     return nbc_emit_mop(c, NB_M_POW, R, C, a, evid);
 }
 
-static int unary_mop(int op) {
-    switch (op) {
-    case NB_OP_EXP:
-        return NB_M_EXP;
-    case NB_OP_LOG:
-        return NB_M_LOG;
-    case NB_OP_SIN:
-        return NB_M_SIN;
-    case NB_OP_COS:
-        return NB_M_COS;
-    case NB_OP_TAN:
-        return NB_M_TAN;
-    case NB_OP_TANH:
-        return NB_M_TANH;
-    case NB_OP_SIGMOID:
-        return NB_M_SIGMOID;
-    case NB_OP_ABS:
-        return NB_M_ABS;
-    case NB_OP_SOFTPLUS:
-        return NB_M_SOFTPLUS;
-    case NB_OP_LOGSIGMOID:
-        return NB_M_LOGSIGMOID;
-    default:
-        return NB_M_SIGN;
-    }
-}
-
-static int binary_mop(int op) {
-    switch (op) {
-    case NB_OP_MAX:
-        return NB_M_MAX;
-    case NB_OP_MIN:
-        return NB_M_MIN;
-    case NB_OP_GT:
-        return NB_M_GT;
-    case NB_OP_GE:
-        return NB_M_GE;
-    case NB_OP_LT:
-        return NB_M_LT;
-    default:
-        return NB_M_LE;
-    }
-}
+/* The micro-operation of each element-wise operator, generated from ops.def:
+ * every EW_UNARY and EW_BINARY row runs the micro-operation of its own name
+ * (NB_MOP_LIST in kernels.h), so a new element-wise row needs a kernel of
+ * that name and nothing here (a missing one fails to compile). */
+#define EW_MOP_NB_CLASS_EW_UNARY(id) [NB_OP_##id] = NB_M_##id,
+#define EW_MOP_NB_CLASS_EW_BINARY(id) [NB_OP_##id] = NB_M_##id,
+#define EW_MOP_NB_CLASS_LEAF(id)
+#define EW_MOP_NB_CLASS_EW_NARY(id)
+#define EW_MOP_NB_CLASS_LINEAR(id)
+#define EW_MOP_NB_CLASS_BILINEAR(id)
+#define EW_MOP_NB_CLASS_ROWWISE(id)
+#define EW_MOP_NB_CLASS_MATRIX_FN(id)
+static const uint16_t elementwise_mop[NB_OP_COUNT] = {
+#define OP(id, arity, cls, ...) EW_MOP_##cls(id)
+#include "ops.def"
+#undef OP
+};
 
 /* s·x for a uniform s, keeping x's structure. */
 static nval scale_value(cstate *c, nval x, const nb_node *xe, nval s) {
@@ -592,9 +566,7 @@ static nval lower_add_mul(cstate *c, const nb_node *y) {
     return nv_make(ST_DENSE, emit_nary(c, y, is_add, R, C, ew_operand));
 }
 
-static int f_zero_at_zero(int op) {
-    return op == NB_OP_SIN || op == NB_OP_TAN || op == NB_OP_TANH || op == NB_OP_ABS || op == NB_OP_SIGN;
-}
+static bool f_zero_at_zero(int op) { return (nb_ops[op].flags & NB_F_ZERO_AT_ZERO) != 0; }
 
 static nval known_fill(cstate *c, double v) {
     nval r = nv_make(ST_FILL, const_value(c, v));
@@ -729,7 +701,7 @@ static nval lower_unary(cstate *c, const nb_node *y) {
     nb_dim R = y->type.rows, C = y->type.cols;
     const nb_node *A = y->args[0];
     nval a = c->nv[A->id];
-    int op = unary_mop(y->op);
+    int op = elementwise_mop[y->op];
     if (a.vid < 0) return a;
     if (a.st == ST_FILL) return nv_make(ST_FILL, nbc_emit_mop(c, op, 1, 1, a.vid, -1));
     if ((a.st == ST_DIAG || a.st == ST_SID) && f_zero_at_zero(y->op))
@@ -741,7 +713,7 @@ static nval lower_unary(cstate *c, const nb_node *y) {
 static nval lower_binary(cstate *c, const nb_node *y) {
     nb_dim R = y->type.rows, C = y->type.cols;
     const nb_node *A = y->args[0], *B = y->args[1];
-    int op = binary_mop(y->op);
+    int op = elementwise_mop[y->op];
     if (c->nv[A->id].st == ST_FILL && c->nv[B->id].st == ST_FILL)
         return nv_make(ST_FILL, nbc_emit_mop(c, op, 1, 1, c->nv[A->id].vid, c->nv[B->id].vid));
     if (all_transposed(c, y))
@@ -811,25 +783,6 @@ static nval lower_node(cstate *c, const nb_node *y) {
     case NB_OP_COLUMN:
     case NB_OP_ENTRY:
         return lower_part(c, y);
-    case NB_OP_EXP:
-    case NB_OP_LOG:
-    case NB_OP_SIN:
-    case NB_OP_COS:
-    case NB_OP_TAN:
-    case NB_OP_TANH:
-    case NB_OP_SIGMOID:
-    case NB_OP_ABS:
-    case NB_OP_SIGN:
-    case NB_OP_SOFTPLUS:
-    case NB_OP_LOGSIGMOID:
-        return lower_unary(c, y);
-    case NB_OP_MAX:
-    case NB_OP_MIN:
-    case NB_OP_GT:
-    case NB_OP_GE:
-    case NB_OP_LT:
-    case NB_OP_LE:
-        return lower_binary(c, y);
     case NB_OP_SOFTMAX:
     case NB_OP_LOGSOFTMAX:
     case NB_OP_SOFTMAX_XENT:
@@ -850,6 +803,8 @@ static nval lower_node(cstate *c, const nb_node *y) {
     case NB_OP_COMMUTATION:
         return lower_matfn(c, y);
     default:
+        if (nb_ops[y->op].cls == NB_CLASS_EW_UNARY) return lower_unary(c, y);
+        if (nb_ops[y->op].cls == NB_CLASS_EW_BINARY) return lower_binary(c, y);
         break;
     }
     nbc_cfail(c, "cannot compile operator %s", y->op < NB_OP_COUNT ? nb_ops[y->op].name : "?");
