@@ -14,6 +14,7 @@
 #define _GNU_SOURCE /* RTLD_NEXT */
 #include "nabla.h"
 #include "nb_internal.h"
+#include "ops_table.h"
 #include "test.h"
 
 #include <math.h>
@@ -429,40 +430,38 @@ static nb_expr *positive(gen *g, nb_expr *e) { /* e.^2 + 1 > 0 */
     return nb_add(g->ctx, nb_pow(g->ctx, e, nb_num(g->ctx, 2)), nb_num(g->ctx, 1));
 }
 
+/* An element-wise function of the registry (tests/ops_table.h: every
+ * EW_UNARY / EW_BINARY row of ops.def with a builder), its argument kept in
+ * the function's domain by the row's flags, or one of the arithmetic forms
+ * the compiler lowers specially (relu, powers, square roots, division). */
 static nb_expr *elementwise(gen *g, int kind, nb_dim r, nb_dim c, int depth) {
     nb_ctx *ctx = g->ctx;
     nb_expr *a = gen_expr(g, kind, r, c, depth - 1);
-    switch (rnd(g->rng, 14)) {
+    switch (rnd(g->rng, 12)) {
     case 0:
-        return nb_exp(ctx, nb_tanh(ctx, a));
-    case 1:
-        return nb_log(ctx, positive(g, a));
-    case 2:
-        return nb_sin(ctx, a);
-    case 3:
-        return nb_cos(ctx, a);
-    case 4:
-        return nb_tanh(ctx, a);
-    case 5:
-        return nb_sigmoid(ctx, a);
-    case 6:
-        return nb_abs(ctx, a);
-    case 7:
         return nb_relu(ctx, a);
-    case 8:
+    case 1:
         return nb_pow(ctx, a, nb_num(ctx, 3));
-    case 9:
+    case 2:
         return nb_sqrt(ctx, positive(g, a));
-    case 10:
-        return nb_tan(ctx, nb_mul(ctx, nb_num(ctx, 0.3), nb_tanh(ctx, a)));
-    case 11:
+    case 3:
         return nb_div(ctx, a, positive(g, gen_expr(g, kind, r, c, depth - 1)));
-    case 12:
-        return nb_mul(
-            ctx, nb_compare(ctx, (const char *[]){">", "<=", ">=", "<"}[rnd(g->rng, 4)], a, nb_num(ctx, 0.1)),
-            a);
-    default:
+    case 4:
         return nb_pow(ctx, positive(g, a), nb_num(ctx, -0.5));
+    case 5:
+    case 6:
+    case 7: { /* a binary row: max, min, or an indicator times its operand (1[a > 0.1] ⊙ a) */
+        int op = test_op_pick(NB_CLASS_EW_BINARY, rnd(g->rng, 1000));
+        if (test_ops[op].flags & NB_F_INDICATOR) return nb_mul(ctx, test_op_apply(ctx, op, a, nb_num(ctx, 0.1)), a);
+        return test_op_apply(ctx, op, a, gen_expr(g, kind, r, c, depth - 1));
+    }
+    default: {
+        int op = test_op_pick(NB_CLASS_EW_UNARY, rnd(g->rng, 1000));
+        unsigned flags = test_ops[op].flags;
+        if (flags & NB_F_POSITIVE_ARG) a = positive(g, a);
+        if (flags & NB_F_SMALL_ARG) a = nb_mul(ctx, nb_num(ctx, 0.3), nb_tanh(ctx, a));
+        return test_op_apply(ctx, op, a, NULL);
+    }
     }
 }
 
@@ -475,17 +474,15 @@ static nb_expr *binary(gen *g, int kind, nb_dim r, nb_dim c, int depth) {
         a = b;
         b = t;
     }
-    switch (rnd(g->rng, 6)) {
+    switch (rnd(g->rng, 5)) {
     case 0:
         return nb_add(ctx, a, b);
     case 1:
         return nb_sub(ctx, a, b);
     case 2:
         return nb_mul(ctx, a, b);
-    case 3:
-        return nb_max(ctx, a, b);
-    case 4:
-        return nb_min(ctx, a, b);
+    case 3: /* a binary row of the registry, with scalar expansion */
+        return test_op_apply(ctx, test_op_pick(NB_CLASS_EW_BINARY, rnd(g->rng, 1000)), a, b);
     default:
         return nb_add(ctx, nb_mul(ctx, nb_num(ctx, -1.5), a), b);
     }
