@@ -4,6 +4,8 @@
  *   serial blocks  X·w (dot products) for a block of T rows, then the block's
  *                  rows again for Xᵀ·g (nabla's row-tiled region, without
  *                  the interpreter);
+ *   lagged         row i's dot product, then the update by row i − T (the
+ *                  second pass overlapping the stream, T rows behind it);
  *   row-fused      each row's dot product, then at once its update of the
  *                  gradient (the row is still in L1);
  * against f alone (one dot product per row).  No dispatch, no tails: the
@@ -86,6 +88,22 @@ __attribute__((noinline)) static double fg_blocks(const double *X, const double 
     STORE_GRADIENT();
     return f;
 }
+__attribute__((noinline)) static double fg_lagged(const double *X, const double *w, const double *y, double *gw,
+                                                  long T) {
+    double f = 0, c[N];
+    vec g[NV] = {{0}};
+    hvec gh = {0};
+    for (long i = 0; i < T && i < N; i++)
+        c[i] = coefficient(dot(X + i * COLS, w), y[i], &f);
+    for (long i = T; i < N; i++) {
+        c[i] = coefficient(dot(X + i * COLS, w), y[i], &f);
+        UPDATE(X + (i - T) * COLS, c[i - T]);
+    }
+    for (long i = N - T > 0 ? N - T : 0; i < N; i++)
+        UPDATE(X + i * COLS, c[i]);
+    STORE_GRADIENT();
+    return f;
+}
 __attribute__((noinline)) static double fg_rows(const double *X, const double *w, const double *y, double *gw) {
     double f = 0;
     vec g[NV] = {{0}};
@@ -103,7 +121,7 @@ int main(int argc, char **argv) {
     const long T = argc > 1 ? atol(argv[1]) : 32;
     if (T < 1 || T > N) return 2;
     double *X = malloc(sizeof(double) * N * COLS), *w = malloc(sizeof(double) * COLS), *y = malloc(sizeof(double) * N);
-    double g1[COLS], g2[COLS];
+    double g1[COLS], g2[COLS], g3[COLS];
     if (!X || !w || !y) return 1;
     srand(1);
     for (long k = 0; k < N * COLS; k++)
@@ -112,22 +130,26 @@ int main(int argc, char **argv) {
         w[k] = rand() / (double)RAND_MAX - 0.5;
     for (long k = 0; k < N; k++)
         y[k] = rand() / (double)RAND_MAX - 0.5;
-    if (fg_blocks(X, w, y, g1, T) != fg_rows(X, w, y, g2) || memcmp(g1, g2, sizeof g1)) {
+    if (fg_blocks(X, w, y, g1, T) != fg_rows(X, w, y, g2) || memcmp(g1, g2, sizeof g1) ||
+        fg_lagged(X, w, y, g3, T) != fg_rows(X, w, y, g2) || memcmp(g3, g2, sizeof g3)) {
         fprintf(stderr, "rowblocks: the two orders disagree\n");
         return 1;
     }
-    static const char *names[3] = {"f", "f+grad, serial blocks", "f+grad, row-fused"};
-    double t[3][ROUNDS];
+    static const char *names[4] = {"f", "f+grad, serial blocks", "f+grad, lagged", "f+grad, row-fused"};
+    double t[4][ROUNDS];
     volatile double sink = 0;
     for (int r = 0; r < ROUNDS; r++)
-        for (int k = 0; k < 3; k++) {
+        for (int k = 0; k < 4; k++) {
             const double t0 = now();
             for (int b = 0; b < 10; b++)
-                sink += k == 0 ? f_only(X, w, y) : k == 1 ? fg_blocks(X, w, y, g1, T) : fg_rows(X, w, y, g1);
+                sink += k == 0   ? f_only(X, w, y)
+                        : k == 1 ? fg_blocks(X, w, y, g1, T)
+                        : k == 2 ? fg_lagged(X, w, y, g1, T)
+                                 : fg_rows(X, w, y, g1);
             t[k][r] = (now() - t0) / 10;
         }
     printf("N=%d n=%d f64, blocks of %ld rows, medians of %d:\n", N, COLS, T, ROUNDS);
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < 4; k++) {
         qsort(t[k], ROUNDS, sizeof(double), cmp);
         printf("  %-22s %7.1f us  %.2fx f\n", names[k], t[k][ROUNDS / 2] * 1e6, t[k][ROUNDS / 2] / t[0][ROUNDS / 2]);
     }

@@ -524,10 +524,10 @@ static void T(gemv_n)(int64_t rows, int64_t cols, REAL alpha, const REAL *restri
         const int has_h = left >= NB_VN / 2, has_q = left - has_h * NB_VN / 2 >= NB_VN / 4;                  \
         const int64_t jq = jh + has_h * NB_VN / 2, js = jq + has_q * NB_VN / 4, ns = (tail) ? cols - js : 0; \
         for (int64_t i = 0; i < rows; i++) {                                                                 \
-            const REAL xs = alpha * x[i], *a = A + i * lda;                                                  \
+            const REAL xs = alpha * x[i], *a = A + i * lda, *aj = a + j;                                     \
             const T(vec) xi = (T(vec)){0} + xs;                                                              \
             for (int k = 0; k < C; k++)                                                                      \
-                s[k] += T(vec_load)(a + j + k * NB_VN) * xi;                                                 \
+                s[k] += T(vec_load)(aj + k * NB_VN) * xi;                                                    \
             if (has_h) sh += T(hvec_load)(a + jh) * ((T(hvec)){0} + xs);                                     \
             if (has_q) {                                                                                     \
                 T(qvec) v;                                                                                   \
