@@ -773,7 +773,7 @@ static nval lower_matfn(cstate *c, const nb_node *y) {
     lop *L = new_lop(c, NB_I_MATFN);
     if (!L) return nv_make(ST_DENSE, -1);
     L->op = product ? NB_LA_TRACE_PRODUCT : nb_matfn_code(y->op);
-    if (y->op == NB_OP_COMMUTATION) L->soff = nb_dim_value(c->ctx, y->a.index[0]);
+    if (y->op == NB_OP_COMMUTATION) L->soff = y->a.index[0]; /* the dimension m, resolved when planned */
     L->src[0] = a;
     L->src[1] = b;
     return nv_make(scalar ? ST_FILL : ST_DENSE, finish_lop(c, L, y->type.rows, y->type.cols));

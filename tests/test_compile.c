@@ -1042,6 +1042,137 @@ static void test_no_allocation(void) {
     nb_ctx_free(ctx);
 }
 
+/* ---- product dimensions (m·n) ---------------------------------------------------- */
+/* Runs p (f64) at the context's bound values of ins and compares every output
+ * with nb_eval; returns the number of mismatches. */
+static int compare_with_reference(nb_ctx *ctx, nb_program *p, size_t nout, nb_expr *const *outs, size_t nin,
+                                  nb_expr *const *ins, const char *label) {
+    void *in[8] = {0}, *out[8] = {0};
+    int bad = 0;
+    for (size_t i = 0; i < nin; i++) {
+        const nb_matrix *m = bound_value(ctx, ins[i]);
+        in[i] = m ? m->data : NULL;
+        bad += !m || nb_program_input_size(p, i) != m->rows * m->cols;
+    }
+    for (size_t k = 0; k < nout; k++)
+        out[k] = calloc((size_t)nb_program_output_size(p, k) + 1, sizeof(double));
+    int rc = bad ? -1 : nb_program_run(p, (const void *const *)in, out);
+    CHECK(rc == NB_OK, "%s: run: %s", label, nb_program_error(p));
+    for (size_t k = 0; k < nout && rc == NB_OK; k++) {
+        nb_matrix ref;
+        int64_t r, c;
+        if (nb_eval(ctx, outs[k], &ref) || nb_program_output_shape(p, k, &r, &c) || r != ref.rows || c != ref.cols) {
+            CHECK(0, "%s: output %zu: shape or reference: %s", label, k, nb_error(ctx));
+            bad++;
+            continue;
+        }
+        double *dense = malloc((size_t)(r * c) * sizeof *dense), worst = 0;
+        nb_program_expand_output(p, k, out[k], dense);
+        for (int64_t e = 0; e < r * c; e++)
+            worst = fmax(worst, fabs(dense[e] - ref.data[e]));
+        CHECK(worst <= 1e-12, "%s: output %zu differs by %g", label, k, worst);
+        bad += !(worst <= 1e-12);
+        free(dense);
+        nb_matrix_free(&ref);
+    }
+    for (size_t k = 0; k < nout; k++)
+        free(out[k]);
+    return bad;
+}
+
+/* kron(X, A), d(Xᵀ)/dX = K and vec(X) .* vec(X) of X: matrix(n, m), A: matrix(n, 2)
+ * in a new context with n, m bound and X, A random; false when building fails. */
+static bool product_dim_case(nb_ctx *ctx, int64_t n, int64_t m, uint64_t *rng, nb_expr **outs, nb_expr **ins) {
+    nb_declare(ctx, "X: matrix(n, m); A: matrix(n, 2)");
+    ins[0] = nb_lookup(ctx, "X");
+    ins[1] = nb_lookup(ctx, "A");
+    outs[0] = nb_parse(ctx, "kron(X, A)");
+    outs[1] = nb_derivative(ctx, nb_parse(ctx, "X'"), 1, &ins[0], NB_NUMERATOR);
+    outs[2] = nb_parse(ctx, "vec(X) .* vec(X)");
+    nb_bind_dim(ctx, nb_dim_symbol(ctx, "n"), n);
+    nb_bind_dim(ctx, nb_dim_symbol(ctx, "m"), m);
+    double data[64];
+    for (int k = 0; k < 64; k++)
+        data[k] = uniform(rng, -2, 2);
+    return outs[0] && outs[1] && outs[2] && nb_set_value(ctx, "X", n, m, data) == 0 &&
+           nb_set_value(ctx, "A", n, 2, data + 32) == 0;
+}
+
+/* A product dimension (n·m of kron and vec, the commutation matrix's m)
+ * follows its factors whenever they are bound again. */
+static void test_product_dims(void) {
+    nb_ctx *ctx = nb_ctx_new();
+    uint64_t rng = 11;
+    nb_expr *outs[3], *ins[2];
+    nb_program *p = product_dim_case(ctx, 2, 3, &rng, outs, ins) ? nb_compile(ctx, 3, outs, 2, ins, NB_F64, 0) : NULL;
+    CHECK(p != NULL, "product dims: compile: %s", nb_error(ctx));
+    if (p) compare_with_reference(ctx, p, 3, outs, 2, ins, "n=2, m=3");
+    nb_ctx_free(ctx);
+    if (!p) return;
+    static const int64_t sizes[][2] = {{3, 2}, {4, 4}, {1, 5}};
+    for (size_t t = 0; t < 3; t++) {
+        char label[64];
+        snprintf(label, sizeof label, "rebound n=%lld, m=%lld", (long long)sizes[t][0], (long long)sizes[t][1]);
+        CHECK(nb_program_bind_dim(p, "n", sizes[t][0]) == NB_OK && nb_program_bind_dim(p, "m", sizes[t][1]) == NB_OK,
+              "%s: %s", label, nb_program_error(p));
+        int64_t r, c;
+        CHECK(nb_program_output_shape(p, 0, &r, &c) == NB_OK && r == sizes[t][0] * sizes[t][0] &&
+                  c == 2 * sizes[t][1],
+              "%s: kron(X, A) is %lldx%lld", label, (long long)r, (long long)c);
+        ctx = nb_ctx_new();
+        if (product_dim_case(ctx, sizes[t][0], sizes[t][1], &rng, outs, ins))
+            compare_with_reference(ctx, p, 3, outs, 2, ins, label);
+        else
+            CHECK(0, "%s: reference: %s", label, nb_error(ctx));
+        nb_ctx_free(ctx);
+    }
+    /* a product is not bound directly, and one over 2^40 entries is refused
+     * with the old sizes kept */
+    size_t nn = 0;
+    while (nn < nb_program_num_dims(p) && strcmp(nb_program_dim_name(p, nn), "n·n") != 0)
+        nn++;
+    CHECK(nn < nb_program_num_dims(p) && nb_program_dim_value(p, nn) == 1, "n·n is a program dimension (n = 1)");
+    CHECK(nb_program_bind_dim(p, "n·n", 9) == NB_ERR_ARG && strstr(nb_program_error(p), "product of its factors"),
+          "binding n·n refused: %s", nb_program_error(p));
+    int rc = nb_program_bind_dim(p, "n", (int64_t)1 << 21);
+    CHECK(rc == NB_ERR_ARG && strstr(nb_program_error(p), "too large"), "n = 2^21: n·n over 2^40 refused (%d): %s", rc,
+          nb_program_error(p));
+    CHECK(nn < nb_program_num_dims(p) && nb_program_dim_value(p, nn) == 1 && nb_program_output_size(p, 2) == 5,
+          "old sizes kept after the refusal");
+    nb_program_free(p);
+}
+
+/* An input whose type is a product is checked against its factors. */
+static void test_product_dim_input(void) {
+    nb_ctx *ctx = nb_ctx_new();
+    nb_declare(ctx, "X: matrix(n, n); v: vector(n)");
+    nb_expr *X = nb_lookup(ctx, "X"), *v = nb_lookup(ctx, "v");
+    nb_expr *J = nb_derivative(ctx, nb_parse(ctx, "X*v"), 1, &X, NB_NUMERATOR); /* vᵀ ⊗ I: n x n·n */
+    nb_expr *w = nb_declare(ctx, "w: vector(n·n)") == 0 ? nb_lookup(ctx, "w") : NULL;
+    CHECK(J && w, "product input: build: %s", nb_error(ctx));
+    if (!J || !w) {
+        nb_ctx_free(ctx);
+        return;
+    }
+    nb_expr *f = nb_matmul(ctx, J, w), *ins[3] = {X, v, w};
+    nb_program *p = f ? nb_compile(ctx, 1, &f, 3, ins, NB_F64, 0) : NULL;
+    CHECK(p != NULL, "product input: compile: %s", nb_error(ctx));
+    if (p) {
+        int rc = nb_program_bind_input(p, 2, 9, 1);
+        CHECK(rc == NB_ERR_UNBOUND && strstr(nb_program_error(p), "bind its factors first"),
+              "w before n (%d): %s", rc, nb_program_error(p));
+        CHECK(nb_program_bind_input(p, 0, 3, 3) == NB_OK, "X binds n = 3: %s", nb_program_error(p));
+        rc = nb_program_bind_input(p, 2, 8, 1);
+        CHECK(rc == NB_ERR_SIZE && strstr(nb_program_error(p), "expected n·n = 9"), "w of 8 refused (%d): %s", rc,
+              nb_program_error(p));
+        CHECK(nb_program_bind_input(p, 2, 9, 1) == NB_OK && nb_program_input_size(p, 2) == 9, "w of 9: %s",
+              nb_program_error(p));
+        CHECK(nb_program_bind_input(p, 0, 2, 2) == NB_OK && nb_program_input_size(p, 2) == 4, "n = 2: w has 4 entries");
+        nb_program_free(p);
+    }
+    nb_ctx_free(ctx);
+}
+
 /* The program outlives its context and does not depend on it. */
 static void test_independent(void) {
     nb_ctx *ctx = nb_ctx_new();
@@ -1071,6 +1202,8 @@ int main(int argc, char **argv) {
     test_arguments();
     test_one_element_rebind();
     test_no_allocation();
+    test_product_dims();
+    test_product_dim_input();
     test_reference(seed);
     test_networks(seed);
     test_random(seed, count);
