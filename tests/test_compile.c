@@ -1255,6 +1255,45 @@ static void test_kron_derivatives(uint64_t seed) {
     }
 }
 
+/* A structured Kronecker product runs without allocating: J·v for
+ * J = d X⁻¹/dX = −(X⁻ᵀ ⊗ X⁻¹), in f64 and f32, on 1 and 2 threads. */
+static void test_kron_no_allocation(void) {
+    if (!HAVE_ALLOC_COUNT) {
+        CHECK(1, "skipped");
+        return;
+    }
+    nb_ctx *ctx = nb_ctx_new();
+    nb_declare(ctx, "X: matrix(n, n); v: vector(n*n)");
+    nb_expr *X = nb_lookup(ctx, "X"), *ins[2] = {X, nb_lookup(ctx, "v")};
+    nb_expr *J = nb_derivative(ctx, nb_parse(ctx, "inv(X)"), 1, &X, NB_NUMERATOR);
+    nb_expr *f = J ? nb_matmul(ctx, J, ins[1]) : NULL;
+    nb_bind_dim(ctx, nb_dim_symbol(ctx, "n"), 40);
+    for (int cfg = 0; cfg < 4 && f; cfg++) {
+        nb_dtype dt = cfg < 2 ? NB_F64 : NB_F32;
+        size_t rs = dt == NB_F64 ? sizeof(double) : sizeof(float);
+        nb_program *p = nb_compile(ctx, 1, &f, 2, ins, dt, 0);
+        CHECK(p != NULL, "kron no allocation: compile: %s", nb_error(ctx));
+        if (!p) break;
+        nb_program_set_threads(p, 1 + cfg % 2);
+        void *in[2] = {calloc(1600, rs), calloc(1600, rs)}, *out[1] = {calloc(1600, rs)};
+        for (int k = 0; k < 1600; k += 41) /* X = I */
+            dt == NB_F64 ? (void)(((double *)in[0])[k] = 1) : (void)(((float *)in[0])[k] = 1);
+        nb_program_run(p, (const void *const *)in, out); /* warm-up */
+        long before = alloc_count;
+        int rc = NB_OK;
+        for (int k = 0; k < 10 && rc == NB_OK; k++)
+            rc = nb_program_run(p, (const void *const *)in, out);
+        CHECK(rc == NB_OK && alloc_count == before, "%s %d thread(s): 10 runs allocated %ld times (%s)",
+              dt == NB_F64 ? "f64" : "f32", 1 + cfg % 2, alloc_count - before, nb_program_error(p));
+        for (int i = 0; i < 2; i++)
+            free(in[i]);
+        free(out[0]);
+        nb_program_free(p);
+    }
+    CHECK(f != NULL, "kron no allocation: %s", nb_error(ctx));
+    nb_ctx_free(ctx);
+}
+
 /* The program outlives its context and does not depend on it. */
 static void test_independent(void) {
     nb_ctx *ctx = nb_ctx_new();
@@ -1288,6 +1327,7 @@ int main(int argc, char **argv) {
     test_product_dim_input();
     test_kron_products(seed);
     test_kron_derivatives(seed);
+    test_kron_no_allocation();
     test_reference(seed);
     test_networks(seed);
     test_random(seed, count);
