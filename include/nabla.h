@@ -269,8 +269,9 @@ int nb_randomize(nb_ctx *ctx, const nb_expr *e, uint64_t *rng, double lo, double
 /* A product by a Kronecker product or the commutation matrix is computed on
  * the factors, without forming the mn x pq matrix: (P ⊗ Q)·vec(V) =
  * vec(Q·V·Pᵀ) (two products), uᵀ·(P ⊗ Q) = ((Pᵀ ⊗ Qᵀ)·u)ᵀ, K·vec(X) =
- * vec(Xᵀ) (a transpose); identity factors are skipped.  This covers a vector
- * (or row) operand; a matrix operand uses the dense product.  Dimensions that
+ * vec(Xᵀ) (a transpose); identity factors are skipped.  (P ⊗ Q)·M for a
+ * matrix M of k columns is two products and two transposes on the factors;
+ * M·(P ⊗ Q) and K·M for a matrix M form the product densely.  Dimensions that
  * are products (n·n, of vec and kron) follow their factors when these are
  * bound (nb_program_bind_dim); they are not bound themselves. */
 typedef struct nb_program nb_program;

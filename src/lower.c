@@ -573,6 +573,38 @@ static int32_t kron_times_vector(cstate *c, const kron_factor *k, int32_t v, nb_
     return alias_value(c, y, len, 1, 0, 0);
 }
 
+/* a·b of two dimensions, a product symbol when either is one (it joins the
+ * program's table); 0 on failure. */
+static nb_dim dim_product(cstate *c, nb_dim a, nb_dim b) {
+    nb_dim d = nb_dim_mul(c->ctx, a, b);
+    return d && (d > 0 || nbc_add_dim(c, d) == 0) ? d : 0;
+}
+
+/* (P ⊗ Q)·M for M of p·q rows and k columns (P m x p, Q n x q as used), on
+ * the factors, with O((m + p)·(n + q)·k) memory.  Row-major, column c of M
+ * is vec(V_c), read as p x q rows W_c = V_cᵀ:
+ *   T = Mᵀ·Qᵀ  (Mᵀ as k·p x q rows: block c of T is W_c·Qᵀ, p x n)
+ *   N = Tᵀ     (T as k x p·n: N is p·n x k, read as p x n·k rows)
+ *   Y = P·N    (m x n·k rows = m·n x k): column c is P·W_c·Qᵀ = vec(Q·V_c·Pᵀ). */
+static int32_t kron_times_matrix(cstate *c, const kron_factor *k, int32_t M, nb_dim R, nb_dim K) {
+    bool t = k->transposed;
+    nb_dim m = t ? k->P->type.cols : k->P->type.rows, p = t ? k->P->type.rows : k->P->type.cols;
+    nb_dim n = t ? k->Q->type.cols : k->Q->type.rows, q = t ? k->Q->type.rows : k->Q->type.cols;
+    nb_dim kp = dim_product(c, K, p), pn = dim_product(c, p, n), nk = dim_product(c, n, K);
+    nb_dim pq = dim_product(c, p, q);
+    if (!kp || !pn || !nk || !pq || M < 0) return -1;
+    int32_t mt = emit_kernel(c, NB_I_TRANSPOSE, K, pq, M, -1);
+    int32_t tq = alias_value(c, mt, K, pn, 0, 0); /* Q = I: Mᵀ is T */
+    if (k->Q->op != NB_OP_IDENTITY) {
+        bool flip = !t;
+        int32_t qd = factor_data(c, k->Q, &flip);
+        tq = alias_value(c, emit_gemm(c, alias_value(c, mt, kp, q, 0, 0), false, qd, flip, kp, n), K, pn, 0, 0);
+    }
+    int32_t nt = emit_kernel(c, NB_I_TRANSPOSE, pn, K, tq, -1);
+    int32_t y = factor_times(c, k->P, t, alias_value(c, nt, p, nk, 0, 0), m, nk);
+    return alias_value(c, y, R, K, 0, 0);
+}
+
 /* K·v = vec(Xᵀ) for v = vec(X), X m x n: on row-major data, v is Xᵀ as n x m
  * rows and the result X as m x n rows, a transpose. */
 static int32_t commutation_times_vector(cstate *c, nb_dim m, nb_dim n, int32_t v, nb_dim len) {
@@ -588,11 +620,17 @@ static int32_t commutation_times_vector(cstate *c, nb_dim m, nb_dim n, int32_t v
 static bool lower_structured_product(cstate *c, const nb_node *y, nval *out) {
     if (c->p->flags & NB_COMPILE_DENSE) return false;
     bool row = y->type.kind == NB_ROW;
+    kron_factor k = {0};
+    if (y->type.kind == NB_MATRIX && as_kron(y->args[0], &k)) {
+        int32_t r = kron_times_matrix(c, &k, need_dense(c, y->args[1]), y->type.rows, y->type.cols);
+        if (k.scale) r = nbc_emit_mop(c, NB_M_MUL, y->type.rows, y->type.cols, ew_operand(c, k.scale), r);
+        *out = nv_make(ST_DENSE, r);
+        return true;
+    }
     if (!row && y->type.kind != NB_VECTOR) return false;
     const nb_node *L = y->args[row ? 1 : 0], *x = y->args[row ? 0 : 1];
     nb_dim len = row ? y->type.cols : y->type.rows;
     int32_t r;
-    kron_factor k = {0};
     if (L->op == NB_OP_COMMUTATION) {
         nb_dim m = L->a.index[row ? 1 : 0], n = L->a.index[row ? 0 : 1];
         r = commutation_times_vector(c, m, n, need_dense(c, x), len);

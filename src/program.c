@@ -74,6 +74,13 @@ static int check_compile_args(nb_ctx *ctx, size_t nout, nb_expr *const *outputs,
 
 static int add_dims(cstate *c, nb_node *const *nodes, size_t n);
 
+/* A dimension lowering made (a product of the program's dimensions) joins
+ * the table. */
+int nbc_add_dim(cstate *c, nb_dim d) {
+    nb_node *size = nb_dimval(c->ctx, d);
+    return size ? add_dims(c, &size, 1) : nbc_cfail(c, "out of memory");
+}
+
 /* ---- product dimensions ------------------------------------------------------ */
 /* A product dimension "m·n·…" (kron.c's nb_dim_mul) is derived: its size is
  * the product of its factors' sizes, recomputed at every bind. */

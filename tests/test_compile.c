@@ -1189,18 +1189,24 @@ static void test_kron_products(uint64_t seed) {
         "kron(A, eye(n))*z",
         "kron(A, B)*(v + 1)",
         "sum(kron(A, B)*v) + kron(A, B)*v",
+        "kron(A, B)*V",
+        "kron(A, B)'*U",
+        "s*kron(eye(m), B)*W",
+        "kron(A, eye(n))*Z",
+        "kron(A, B)*(V .* V) + 2*kron(A, B)*V",
     };
     static const char decls[] = "A: matrix(m, p); B: matrix(n, q); v: vector(p*q); u: vector(m*n); s: scalar;"
-                                "w: vector(m*q); z: vector(p*n)";
+                                "w: vector(m*q); z: vector(p*n); V: matrix(p*q, k); U: matrix(m*n, k);"
+                                "W: matrix(m*q, k); Z: matrix(p*n, k)";
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         nb_ctx *ctx = nb_ctx_new();
         uint64_t rng = seed + i;
         nb_expr *f = nb_declare(ctx, decls) == 0 ? nb_parse(ctx, cases[i]) : NULL;
         CHECK(f != NULL, "KRON %s: %s", cases[i], nb_error(ctx));
         if (f) {
-            static const char *const dims[] = {"m", "p", "n", "q"};
-            static const int64_t sizes[] = {3, 2, 4, 5};
-            for (int d = 0; d < 4; d++)
+            static const char *const dims[] = {"m", "p", "n", "q", "k"};
+            static const int64_t sizes[] = {3, 2, 4, 5, 3};
+            for (int d = 0; d < 5; d++)
                 nb_bind_dim(ctx, nb_dim_symbol(ctx, dims[d]), sizes[d]);
             nb_expr *vars[8];
             size_t nv = variables_of(ctx, f, vars, 8);
