@@ -1259,6 +1259,44 @@ static void test_kron_derivatives(uint64_t seed) {
     }
 }
 
+/* (A ⊗ B)·V in a new context at sizes m, p, n, q, k with random values;
+ * ins receives A, B, V. */
+static nb_expr *kron_matrix_case(nb_ctx *ctx, const int64_t *sizes, uint64_t *rng, nb_expr **ins) {
+    static const char *const dims[] = {"m", "p", "n", "q", "k"};
+    nb_declare(ctx, "A: matrix(m, p); B: matrix(n, q); V: matrix(p*q, k)");
+    nb_expr *f = nb_parse(ctx, "kron(A, B)*V");
+    for (int d = 0; d < 5; d++)
+        nb_bind_dim(ctx, nb_dim_symbol(ctx, dims[d]), sizes[d]);
+    ins[0] = nb_lookup(ctx, "A");
+    ins[1] = nb_lookup(ctx, "B");
+    ins[2] = nb_lookup(ctx, "V");
+    return f && nb_randomize(ctx, f, rng, -1, 1) == 0 ? f : NULL;
+}
+
+/* The reshapes of a structured (A ⊗ B)·V use product dimensions (k·p, n·k)
+ * that follow their factors when the program is bound to new sizes. */
+static void test_kron_matrix_rebind(void) {
+    static const int64_t first[] = {2, 3, 2, 2, 1}, second[] = {3, 2, 4, 5, 3};
+    uint64_t rng = 3;
+    nb_expr *ins[3];
+    nb_ctx *ctx = nb_ctx_new();
+    nb_expr *f = kron_matrix_case(ctx, first, &rng, ins);
+    nb_program *p = f ? nb_compile(ctx, 1, &f, 3, ins, NB_F64, 0) : NULL;
+    CHECK(p != NULL, "kron matrix rebind: compile: %s", nb_error(ctx));
+    if (p) compare_with_reference(ctx, p, 1, &f, 3, ins, "kron(A, B)*V first sizes");
+    nb_ctx_free(ctx);
+    if (!p) return;
+    static const char *const dims[] = {"m", "p", "n", "q", "k"};
+    for (int d = 0; d < 5; d++)
+        CHECK(nb_program_bind_dim(p, dims[d], second[d]) == NB_OK, "bind %s: %s", dims[d], nb_program_error(p));
+    ctx = nb_ctx_new();
+    f = kron_matrix_case(ctx, second, &rng, ins);
+    if (f) compare_with_reference(ctx, p, 1, &f, 3, ins, "kron(A, B)*V rebound");
+    CHECK(f != NULL, "kron matrix rebind: reference: %s", nb_error(ctx));
+    nb_ctx_free(ctx);
+    nb_program_free(p);
+}
+
 /* A structured Kronecker product runs without allocating: J·v for
  * J = d X⁻¹/dX = −(X⁻ᵀ ⊗ X⁻¹), in f64 and f32, on 1 and 2 threads. */
 static void test_kron_no_allocation(void) {
@@ -1332,6 +1370,7 @@ int main(int argc, char **argv) {
     test_kron_products(seed);
     test_kron_derivatives(seed);
     test_kron_no_allocation();
+    test_kron_matrix_rebind();
     test_reference(seed);
     test_networks(seed);
     test_random(seed, count);
