@@ -10,7 +10,9 @@
  *                   n² x n² Jacobian would exceed 2 GiB (it is then reported as
  *                   the bytes it would need).
  * Build: cc -O2 -Iinclude bench/kron.c build/libnabla.a -lopenblas -lz -lm -lpthread
- * Run:   ./kron 64 21; ./kron 256 11 */
+ * Run:   ./kron 64 21; ./kron 256 11
+ * Peer:  /usr/bin/python3 bench/kron_torch.py 64 21 (PyTorch's jvp of the same
+ *        functions; it also computes F itself, as its jvp does). */
 #define _POSIX_C_SOURCE 200809L
 #include "nabla.h"
 
