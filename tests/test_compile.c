@@ -1194,10 +1194,14 @@ static void test_kron_products(uint64_t seed) {
         "s*kron(eye(m), B)*W",
         "kron(A, eye(n))*Z",
         "kron(A, B)*(V .* V) + 2*kron(A, B)*V",
+        "kron(a, b)*r",
+        "kron(A, b)*x",
+        "kron(A, b')*Z",
     };
     static const char decls[] = "A: matrix(m, p); B: matrix(n, q); v: vector(p*q); u: vector(m*n); s: scalar;"
                                 "w: vector(m*q); z: vector(p*n); V: matrix(p*q, k); U: matrix(m*n, k);"
-                                "W: matrix(m*q, k); Z: matrix(p*n, k)";
+                                "W: matrix(m*q, k); Z: matrix(p*n, k); a: vector(m); b: vector(n); r: row(k);"
+                                "x: vector(p)";
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         nb_ctx *ctx = nb_ctx_new();
         uint64_t rng = seed + i;
