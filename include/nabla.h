@@ -266,6 +266,14 @@ int nb_randomize(nb_ctx *ctx, const nb_expr *e, uint64_t *rng, double lo, double
  * when the dimensions are bound; a run then performs no allocation.  A
  * program is independent of its context once compiled.  Calls on one program
  * must not overlap; distinct programs may run concurrently. */
+/* A product by a Kronecker product or the commutation matrix is computed on
+ * the factors, without forming the mn x pq matrix: (P ⊗ Q)·vec(V) =
+ * vec(Q·V·Pᵀ) (two products), uᵀ·(P ⊗ Q) = ((Pᵀ ⊗ Qᵀ)·u)ᵀ, K·vec(X) =
+ * vec(Xᵀ) (a transpose); identity factors are skipped.  (P ⊗ Q)·M for a
+ * matrix M of k columns is two products and two transposes on the factors;
+ * M·(P ⊗ Q) and K·M for a matrix M form the product densely.  Dimensions that
+ * are products (n·n, of vec and kron) follow their factors when these are
+ * bound (nb_program_bind_dim); they are not bound themselves. */
 typedef struct nb_program nb_program;
 typedef enum { NB_F64, NB_F32 } nb_dtype;
 /* How an output buffer holds its value (the shape is always rows x cols). */
@@ -276,7 +284,8 @@ typedef enum {
     NB_STRUCT_UNIFORM          /* every entry equal: one entry */
 } nb_structure;
 /* nb_compile flags */
-#define NB_COMPILE_DENSE 1u        /* every output dense: no structured outputs */
+#define NB_COMPILE_DENSE 1u        /* every output dense: no structured outputs, and Kronecker
+                                    * products formed densely (see below) */
 #define NB_COMPILE_CHECK_FINITE 2u /* runs reject NaN/Inf inputs (see nb_program_check_finite) */
 /* Status codes of program calls; the message is nb_program_error(p). */
 typedef enum {

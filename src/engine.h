@@ -235,6 +235,7 @@ char *nbc_dupstr(const char *s);
 bool nbc_all_bound(const nb_program *p, const char **missing);
 int nbc_shape_of(const nb_program *p, nb_type t, int64_t *rows, int64_t *cols);
 int nbc_replan(nb_program *p);
+int nbc_add_dim(cstate *c, nb_dim d);
 /* lower.c */
 int nbc_cfail(cstate *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int32_t nbc_new_value(cstate *c, nb_dim r, nb_dim cl, int kind);

@@ -475,6 +475,151 @@ static nval lower_matmul_dense(cstate *c, const nb_node *y, nval a, nval b) {
     return nv_make(ST_DENSE, finish_lop(c, L, R, C));
 }
 
+/* ---- Kronecker products kept structured -------------------------------------- */
+/* A Kronecker factor of a product: (P ⊗ Q), its transpose Pᵀ ⊗ Qᵀ, or either
+ * times a scalar s (scale: s's node, NULL for none). */
+typedef struct {
+    const nb_node *P, *Q, *scale;
+    bool transposed;
+} kron_factor;
+
+static bool as_kron(const nb_node *e, kron_factor *k) {
+    *k = (kron_factor){0};
+    if (e->op == NB_OP_MUL && e->nargs == 2) {
+        int s = e->args[0]->type.kind == NB_SCALAR ? 0 : e->args[1]->type.kind == NB_SCALAR ? 1 : -1;
+        if (s < 0) return false;
+        k->scale = e->args[s];
+        e = e->args[1 - s];
+    }
+    if (e->op == NB_OP_TRANSPOSE) {
+        k->transposed = true;
+        e = e->args[0];
+    }
+    if (e->op != NB_OP_KRON) return false;
+    k->P = e->args[0];
+    k->Q = e->args[1];
+    return true;
+}
+
+/* a·b (a r x k, b k x cl) with a, b read transposed when ta, tb. */
+static int32_t emit_gemm(cstate *c, int32_t a, bool ta, int32_t b, bool tb, nb_dim r, nb_dim cl) {
+    if (a < 0 || b < 0) return -1;
+    lop *L = new_lop(c, NB_I_GEMM);
+    if (!L) return -1;
+    L->src[0] = a;
+    L->src[1] = b;
+    L->ta = ta;
+    L->tb = tb;
+    return finish_lop(c, L, r, cl);
+}
+
+/* Stored data of factor F, *t flipped when F is kept transposed (a product
+ * reads it with a transpose flag instead of a transposed copy). */
+static int32_t factor_data(cstate *c, const nb_node *F, bool *t) {
+    if (c->nv[F->id].st != ST_DENSE_T) return need_dense(c, F);
+    *t = !*t;
+    return c->nv[F->id].vid;
+}
+
+/* Left factor F (r x k as used, Fᵀ when t) times W (k x cl); the identity
+ * is skipped. */
+static int32_t factor_times(cstate *c, const nb_node *F, bool t, int32_t w, nb_dim r, nb_dim cl) {
+    if (F->op == NB_OP_IDENTITY) return w;
+    int32_t f = factor_data(c, F, &t);
+    return emit_gemm(c, f, t, w, false, r, cl);
+}
+
+/* (P ⊗ Q)·v for v of length p·q, P m x p, Q n x q (as used: transposed
+ * factors when k->transposed), without forming P ⊗ Q:
+ *   (P ⊗ Q)·vec(V) = vec(Q·V·Pᵀ),
+ * which on row-major data (W = v as p x q rows, W = Vᵀ) reads
+ *   y as m x n rows = P·W·Qᵀ. */
+static int32_t kron_times_vector(cstate *c, const kron_factor *k, int32_t v, nb_dim len) {
+    bool t = k->transposed;
+    nb_dim m = t ? k->P->type.cols : k->P->type.rows, p = t ? k->P->type.rows : k->P->type.cols;
+    nb_dim n = t ? k->Q->type.cols : k->Q->type.rows, q = t ? k->Q->type.rows : k->Q->type.cols;
+    int32_t w = alias_value(c, v, p, q, 0, 0);
+    int32_t pw = factor_times(c, k->P, t, w, m, q); /* P·W, m x q */
+    if (k->Q->op == NB_OP_IDENTITY) return alias_value(c, pw, len, 1, 0, 0);
+    bool tq = !t;
+    int32_t qd = factor_data(c, k->Q, &tq);
+    int32_t y = emit_gemm(c, pw, false, qd, tq, m, n);
+    return alias_value(c, y, len, 1, 0, 0);
+}
+
+/* a·b of two dimensions, a product symbol when either is one (it joins the
+ * program's table); 0 on failure. */
+static nb_dim dim_product(cstate *c, nb_dim a, nb_dim b) {
+    nb_dim d = nb_dim_mul(c->ctx, a, b);
+    return d && (d > 0 || nbc_add_dim(c, d) == 0) ? d : 0;
+}
+
+/* (P ⊗ Q)·M for M of p·q rows and k columns (P m x p, Q n x q as used), on
+ * the factors, with O((m + p)·(n + q)·k) memory.  Row-major, column c of M
+ * is vec(V_c), read as p x q rows W_c = V_cᵀ:
+ *   T = Mᵀ·Qᵀ  (Mᵀ as k·p x q rows: block c of T is W_c·Qᵀ, p x n)
+ *   N = Tᵀ     (T as k x p·n: N is p·n x k, read as p x n·k rows)
+ *   Y = P·N    (m x n·k rows = m·n x k): column c is P·W_c·Qᵀ = vec(Q·V_c·Pᵀ). */
+static int32_t kron_times_matrix(cstate *c, const kron_factor *k, int32_t M, nb_dim R, nb_dim K) {
+    bool t = k->transposed;
+    nb_dim m = t ? k->P->type.cols : k->P->type.rows, p = t ? k->P->type.rows : k->P->type.cols;
+    nb_dim n = t ? k->Q->type.cols : k->Q->type.rows, q = t ? k->Q->type.rows : k->Q->type.cols;
+    nb_dim kp = dim_product(c, K, p), pn = dim_product(c, p, n), nk = dim_product(c, n, K);
+    nb_dim pq = dim_product(c, p, q);
+    if (!kp || !pn || !nk || !pq || M < 0) return -1;
+    int32_t mt = emit_kernel(c, NB_I_TRANSPOSE, K, pq, M, -1);
+    int32_t tq = alias_value(c, mt, K, pn, 0, 0); /* Q = I: Mᵀ is T */
+    if (k->Q->op != NB_OP_IDENTITY) {
+        bool flip = !t;
+        int32_t qd = factor_data(c, k->Q, &flip);
+        tq = alias_value(c, emit_gemm(c, alias_value(c, mt, kp, q, 0, 0), false, qd, flip, kp, n), K, pn, 0, 0);
+    }
+    int32_t nt = emit_kernel(c, NB_I_TRANSPOSE, pn, K, tq, -1);
+    int32_t y = factor_times(c, k->P, t, alias_value(c, nt, p, nk, 0, 0), m, nk);
+    return alias_value(c, y, R, K, 0, 0);
+}
+
+/* K·v = vec(Xᵀ) for v = vec(X), X m x n: on row-major data, v is Xᵀ as n x m
+ * rows and the result X as m x n rows, a transpose. */
+static int32_t commutation_times_vector(cstate *c, nb_dim m, nb_dim n, int32_t v, nb_dim len) {
+    int32_t xt = alias_value(c, v, n, m, 0, 0);
+    int32_t x = emit_kernel(c, NB_I_TRANSPOSE, m, n, xt, -1);
+    return alias_value(c, x, len, 1, 0, 0);
+}
+
+/* y = L·v or y = u·L (a row) with L a Kronecker product or the commutation
+ * matrix, computed on the factors; false when y is not such a product
+ * (then it is formed densely).  uᵀ·(P ⊗ Q) = ((Pᵀ ⊗ Qᵀ)·u)ᵀ and uᵀ·K(m,n) =
+ * (K(n,m)·u)ᵀ. */
+static bool lower_structured_product(cstate *c, const nb_node *y, nval *out) {
+    if (c->p->flags & NB_COMPILE_DENSE) return false;
+    bool row = y->type.kind == NB_ROW;
+    kron_factor k = {0};
+    if (y->type.kind == NB_MATRIX && as_kron(y->args[0], &k)) {
+        int32_t r = kron_times_matrix(c, &k, need_dense(c, y->args[1]), y->type.rows, y->type.cols);
+        if (k.scale) r = nbc_emit_mop(c, NB_M_MUL, y->type.rows, y->type.cols, ew_operand(c, k.scale), r);
+        *out = nv_make(ST_DENSE, r);
+        return true;
+    }
+    if (!row && y->type.kind != NB_VECTOR) return false;
+    const nb_node *L = y->args[row ? 1 : 0], *x = y->args[row ? 0 : 1];
+    nb_dim len = row ? y->type.cols : y->type.rows;
+    int32_t r;
+    if (L->op == NB_OP_COMMUTATION) {
+        nb_dim m = L->a.index[row ? 1 : 0], n = L->a.index[row ? 0 : 1];
+        r = commutation_times_vector(c, m, n, need_dense(c, x), len);
+    } else if (as_kron(L, &k)) {
+        k.transposed ^= row;
+        r = kron_times_vector(c, &k, need_dense(c, x), len);
+    } else {
+        return false;
+    }
+    if (row) r = alias_value(c, r, 1, len, 0, 0);
+    if (k.scale) r = nbc_emit_mop(c, NB_M_MUL, y->type.rows, y->type.cols, ew_operand(c, k.scale), r);
+    *out = nv_make(ST_DENSE, r);
+    return true;
+}
+
 static nval lower_matmul(cstate *c, const nb_node *y) {
     const nb_node *A = y->args[0], *B = y->args[1];
     nval a = c->nv[A->id], b = c->nv[B->id];
@@ -486,6 +631,8 @@ static nval lower_matmul(cstate *c, const nb_node *y) {
     }
     if (a.st == ST_SID) return scale_value(c, b, B, a);
     if (b.st == ST_SID) return scale_value(c, a, A, b);
+    nval structured;
+    if (lower_structured_product(c, y, &structured)) return structured;
     if (a.st == ST_DIAG && b.st == ST_DIAG)
         return nv_make(ST_DIAG, nbc_emit_mop(c, NB_M_MUL, R, 1, a.vid, b.vid));
     if (K == 1) { /* outer product */
@@ -745,7 +892,7 @@ static nval lower_matfn(cstate *c, const nb_node *y) {
     lop *L = new_lop(c, NB_I_MATFN);
     if (!L) return nv_make(ST_DENSE, -1);
     L->op = product ? NB_LA_TRACE_PRODUCT : nb_matfn_code(y->op);
-    if (y->op == NB_OP_COMMUTATION) L->soff = nb_dim_value(c->ctx, y->a.index[0]);
+    if (y->op == NB_OP_COMMUTATION) L->soff = y->a.index[0]; /* the dimension m, resolved when planned */
     L->src[0] = a;
     L->src[1] = b;
     return nv_make(scalar ? ST_FILL : ST_DENSE, finish_lop(c, L, y->type.rows, y->type.cols));

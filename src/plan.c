@@ -253,8 +253,8 @@ static int plan_kernel(nb_program *p, nb_instr *in, const lop *L) {
                                                                                                        : in->m;
         break;
     case NB_I_MATFN: /* sizes of a and b; the commutation matrix K(m, n) has m in soff */
-        in->m = L->src[0] >= 0 ? a->r : L->soff;
-        in->n = L->src[0] >= 0 ? a->c : y->r / L->soff;
+        in->m = L->src[0] >= 0 ? a->r : resolve(p, L->soff);
+        in->n = L->src[0] >= 0 ? a->c : y->r / in->m;
         in->ldb = b ? b->r : 0;
         in->k = b ? b->c : 0;
         split = 1;

@@ -72,6 +72,84 @@ static int check_compile_args(nb_ctx *ctx, size_t nout, nb_expr *const *outputs,
     return 0;
 }
 
+static int add_dims(cstate *c, nb_node *const *nodes, size_t n);
+
+/* A dimension lowering made (a product of the program's dimensions) joins
+ * the table. */
+int nbc_add_dim(cstate *c, nb_dim d) {
+    nb_node *size = nb_dimval(c->ctx, d);
+    return size ? add_dims(c, &size, 1) : nbc_cfail(c, "out of memory");
+}
+
+/* ---- product dimensions ------------------------------------------------------ */
+/* A product dimension "m·n·…" (kron.c's nb_dim_mul) is derived: its size is
+ * the product of its factors' sizes, recomputed at every bind. */
+static const char product_dot[] = "·";
+
+static bool is_product_dim(const char *name) { return strstr(name, product_dot) != NULL; }
+
+/* Calls fn(arg, factor, length) for each factor of a product name; stops at
+ * the first nonzero return, which it returns. */
+static int each_factor(const char *name, int (*fn)(void *, const char *, size_t), void *arg) {
+    for (const char *q = name; *q;) {
+        const char *end = strstr(q, product_dot);
+        size_t len = end ? (size_t)(end - q) : strlen(q);
+        int rc = fn(arg, q, len);
+        if (rc) return rc;
+        q = end ? end + strlen(product_dot) : q + len;
+    }
+    return 0;
+}
+
+static int add_factor(void *arg, const char *f, size_t len) {
+    cstate *c = arg;
+    char name[128];
+    if (len == 0 || len >= sizeof name || strspn(f, "0123456789") >= len) return 0; /* a number */
+    memcpy(name, f, len);
+    name[len] = 0;
+    nb_node *sym = nb_dimval(c->ctx, nb_dim_symbol(c->ctx, name));
+    if (!sym) return nbc_cfail(c, "out of memory");
+    return add_dims(c, &sym, 1);
+}
+
+/* The symbols a product dimension is made of join the table too, so that
+ * binding them re-derives the product. */
+static int add_factor_dims(cstate *c, const char *name) {
+    return is_product_dim(name) ? each_factor(name, add_factor, c) : 0;
+}
+
+typedef struct {
+    const nb_program *p;
+    int64_t value; /* product so far; 0 once a factor is unbound */
+    bool overflow;
+} product_acc;
+
+static int multiply_factor(void *arg, const char *f, size_t len) {
+    product_acc *acc = arg;
+    int64_t v = 0;
+    if (len && strspn(f, "0123456789") >= len) v = strtoll(f, NULL, 10);
+    for (size_t j = 0; !v && j < acc->p->ndims; j++)
+        if (strlen(acc->p->dim_names[j]) == len && strncmp(acc->p->dim_names[j], f, len) == 0)
+            v = acc->p->dim_vals[j];
+    if (v <= 0) acc->value = 0;
+    else if (__builtin_mul_overflow(acc->value, v, &acc->value) || acc->value > NB_MAX_ENTRIES) acc->overflow = true;
+    return acc->value == 0 || acc->overflow;
+}
+
+/* Sets every product dimension to the product of its factors (0 while one is
+ * unbound); a product over 2^40 is refused (NB_ERR_ARG). */
+static int derive_product_dims(nb_program *p) {
+    for (size_t j = 0; j < p->ndims; j++) {
+        if (!is_product_dim(p->dim_names[j])) continue;
+        product_acc acc = {p, 1, false};
+        each_factor(p->dim_names[j], multiply_factor, &acc);
+        if (acc.overflow)
+            return nbc_perr(p, NB_ERR_ARG, "dimension %s is too large (at most 2^40)", p->dim_names[j]);
+        p->dim_vals[j] = acc.value;
+    }
+    return NB_OK;
+}
+
 /* The dimension symbols of nodes' types (and of dimension values, identities)
  * join the program's table, with the context's bound sizes. */
 static int add_dims(cstate *c, nb_node *const *nodes, size_t n) {
@@ -99,6 +177,7 @@ static int add_dims(cstate *c, nb_node *const *nodes, size_t n) {
             p->dim_vals[p->ndims] = nb_dim_value(c->ctx, d);
             if (!p->dim_names[p->ndims]) goto oom;
             p->ndims++;
+            if (add_factor_dims(c, name)) return -1;
         }
     }
     return 0;
@@ -201,8 +280,9 @@ static int program_init(nb_program *p) {
     if (!p->acc_base || !p->partial_off || !p->red_len || !p->scratch || !p->acc || nbc_find_regions(p))
         return nbc_perr(p, NB_ERR_NOMEM, "out of memory");
     const char *missing;
-    if (nbc_all_bound(p, &missing)) return nbc_replan(p);
-    return NB_OK;
+    int rc = derive_product_dims(p);
+    if (rc == NB_OK && nbc_all_bound(p, &missing)) return nbc_replan(p);
+    return rc;
 }
 
 nb_program *nb_compile(nb_ctx *ctx, size_t nout, nb_expr *const *outputs, size_t nin, nb_expr *const *inputs,
@@ -256,8 +336,9 @@ nb_program *nb_compile(nb_ctx *ctx, size_t nout, nb_expr *const *outputs, size_t
 static int plan_or_restore(nb_program *p, const int64_t *saved) {
     const char *missing;
     p->planned = 0;
-    if (!nbc_all_bound(p, &missing)) return NB_OK;
-    int rc = nbc_replan(p);
+    int rc = derive_product_dims(p);
+    if (rc == NB_OK && !nbc_all_bound(p, &missing)) return NB_OK;
+    if (rc == NB_OK) rc = nbc_replan(p);
     if (rc == NB_OK) return NB_OK;
     memcpy(p->dim_vals, saved, p->ndims * sizeof *saved);
     if (nbc_all_bound(p, &missing)) {
@@ -279,10 +360,27 @@ static int bind_one(nb_program *p, nb_dim d, int64_t size, const char *what) {
     }
     for (size_t j = 0; j < p->ndims; j++)
         if (p->dim_ids[j] == d) {
-            p->dim_vals[j] = size;
+            if (!is_product_dim(p->dim_names[j])) {
+                p->dim_vals[j] = size;
+                return NB_OK;
+            }
+            int rc = derive_product_dims(p);
+            if (rc) return rc;
+            if (p->dim_vals[j] == 0)
+                return nbc_perr(p, NB_ERR_UNBOUND, "%s is %s: bind its factors first (nb_program_bind_dim)", what,
+                                p->dim_names[j]);
+            if (p->dim_vals[j] != size)
+                return nbc_perr(p, NB_ERR_SIZE, "%s has %lld entries, expected %s = %lld", what, (long long)size,
+                                p->dim_names[j], (long long)p->dim_vals[j]);
             return NB_OK;
         }
     return nbc_perr(p, NB_ERR_ARG, "internal: unknown dimension");
+}
+
+static bool is_product_dim_id(const nb_program *p, nb_dim d) {
+    for (size_t j = 0; j < p->ndims; j++)
+        if (p->dim_ids[j] == d) return is_product_dim(p->dim_names[j]);
+    return false;
 }
 
 static int check_size(nb_program *p, const char *what, int64_t size) {
@@ -299,6 +397,8 @@ int nb_program_bind_dim(nb_program *p, const char *name, int64_t size) {
     if (rc) return rc;
     for (size_t j = 0; j < p->ndims; j++)
         if (strcmp(p->dim_names[j], name) == 0) {
+            if (is_product_dim(name))
+                return nbc_perr(p, NB_ERR_ARG, "dimension %s is the product of its factors: bind them instead", name);
             if (p->dim_vals[j] == size && p->planned) return NB_OK;
             int64_t *saved = malloc((p->ndims + 1) * sizeof *saved);
             if (!saved) return nbc_perr(p, NB_ERR_NOMEM, "out of memory");
@@ -324,11 +424,20 @@ int nb_program_bind_input(nb_program *p, size_t i, int64_t rows, int64_t cols) {
     int64_t *saved = malloc((p->ndims + 1) * sizeof *saved);
     if (!saved) return nbc_perr(p, NB_ERR_NOMEM, "out of memory");
     memcpy(saved, p->dim_vals, p->ndims * sizeof *saved);
+    /* plain symbols first: a product of them is then checked against them */
     char what[160];
-    snprintf(what, sizeof what, "input '%s' (rows)", p->in_names[i]);
-    rc = bind_one(p, p->in_types[i].rows, rows, what);
-    snprintf(what, sizeof what, "input '%s' (columns)", p->in_names[i]);
-    if (!rc) rc = bind_one(p, p->in_types[i].cols, cols, what);
+    const nb_type t = p->in_types[i];
+    bool rows_derived = t.rows < 0 && is_product_dim_id(p, t.rows);
+    for (int pass = 0; pass < 2 && !rc; pass++) {
+        if (rows_derived == (pass == 1)) {
+            snprintf(what, sizeof what, "input '%s' (rows)", p->in_names[i]);
+            rc = bind_one(p, t.rows, rows, what);
+        }
+        if (!rc && (t.cols < 0 && is_product_dim_id(p, t.cols)) == (pass == 1)) {
+            snprintf(what, sizeof what, "input '%s' (columns)", p->in_names[i]);
+            rc = bind_one(p, t.cols, cols, what);
+        }
+    }
     if (rc) {
         memcpy(p->dim_vals, saved, p->ndims * sizeof *saved);
     } else if (memcmp(saved, p->dim_vals, p->ndims * sizeof *saved) != 0 || !p->planned) {

@@ -1059,6 +1059,304 @@ static void test_no_allocation(void) {
     nb_ctx_free(ctx);
 }
 
+/* ---- product dimensions (m·n) ---------------------------------------------------- */
+/* Runs p (f64) at the context's bound values of ins and compares every output
+ * with nb_eval; returns the number of mismatches. */
+static int compare_with_reference(nb_ctx *ctx, nb_program *p, size_t nout, nb_expr *const *outs, size_t nin,
+                                  nb_expr *const *ins, const char *label) {
+    void *in[8] = {0}, *out[8] = {0};
+    int bad = 0;
+    for (size_t i = 0; i < nin; i++) {
+        const nb_matrix *m = bound_value(ctx, ins[i]);
+        in[i] = m ? m->data : NULL;
+        bad += !m || nb_program_input_size(p, i) != m->rows * m->cols;
+    }
+    for (size_t k = 0; k < nout; k++)
+        out[k] = calloc((size_t)nb_program_output_size(p, k) + 1, sizeof(double));
+    int rc = bad ? -1 : nb_program_run(p, (const void *const *)in, out);
+    CHECK(rc == NB_OK, "%s: run: %s", label, nb_program_error(p));
+    for (size_t k = 0; k < nout && rc == NB_OK; k++) {
+        nb_matrix ref;
+        int64_t r, c;
+        if (nb_eval(ctx, outs[k], &ref) || nb_program_output_shape(p, k, &r, &c) || r != ref.rows || c != ref.cols) {
+            CHECK(0, "%s: output %zu: shape or reference: %s", label, k, nb_error(ctx));
+            bad++;
+            continue;
+        }
+        double *dense = malloc((size_t)(r * c) * sizeof *dense), worst = 0;
+        nb_program_expand_output(p, k, out[k], dense);
+        for (int64_t e = 0; e < r * c; e++)
+            worst = fmax(worst, fabs(dense[e] - ref.data[e]));
+        CHECK(worst <= 1e-12, "%s: output %zu differs by %g", label, k, worst);
+        bad += !(worst <= 1e-12);
+        free(dense);
+        nb_matrix_free(&ref);
+    }
+    for (size_t k = 0; k < nout; k++)
+        free(out[k]);
+    return bad;
+}
+
+/* kron(X, A), d(Xᵀ)/dX = K and vec(X) .* vec(X) of X: matrix(n, m), A: matrix(n, 2)
+ * in a new context with n, m bound and X, A random; false when building fails. */
+static bool product_dim_case(nb_ctx *ctx, int64_t n, int64_t m, uint64_t *rng, nb_expr **outs, nb_expr **ins) {
+    nb_declare(ctx, "X: matrix(n, m); A: matrix(n, 2)");
+    ins[0] = nb_lookup(ctx, "X");
+    ins[1] = nb_lookup(ctx, "A");
+    outs[0] = nb_parse(ctx, "kron(X, A)");
+    outs[1] = nb_derivative(ctx, nb_parse(ctx, "X'"), 1, &ins[0], NB_NUMERATOR);
+    outs[2] = nb_parse(ctx, "vec(X) .* vec(X)");
+    nb_bind_dim(ctx, nb_dim_symbol(ctx, "n"), n);
+    nb_bind_dim(ctx, nb_dim_symbol(ctx, "m"), m);
+    double data[64];
+    for (int k = 0; k < 64; k++)
+        data[k] = uniform(rng, -2, 2);
+    return outs[0] && outs[1] && outs[2] && nb_set_value(ctx, "X", n, m, data) == 0 &&
+           nb_set_value(ctx, "A", n, 2, data + 32) == 0;
+}
+
+/* A product dimension (n·m of kron and vec, the commutation matrix's m)
+ * follows its factors whenever they are bound again. */
+static void test_product_dims(void) {
+    nb_ctx *ctx = nb_ctx_new();
+    uint64_t rng = 11;
+    nb_expr *outs[3], *ins[2];
+    nb_program *p = product_dim_case(ctx, 2, 3, &rng, outs, ins) ? nb_compile(ctx, 3, outs, 2, ins, NB_F64, 0) : NULL;
+    CHECK(p != NULL, "product dims: compile: %s", nb_error(ctx));
+    if (p) compare_with_reference(ctx, p, 3, outs, 2, ins, "n=2, m=3");
+    nb_ctx_free(ctx);
+    if (!p) return;
+    static const int64_t sizes[][2] = {{3, 2}, {4, 4}, {1, 5}};
+    for (size_t t = 0; t < 3; t++) {
+        char label[64];
+        snprintf(label, sizeof label, "rebound n=%lld, m=%lld", (long long)sizes[t][0], (long long)sizes[t][1]);
+        CHECK(nb_program_bind_dim(p, "n", sizes[t][0]) == NB_OK && nb_program_bind_dim(p, "m", sizes[t][1]) == NB_OK,
+              "%s: %s", label, nb_program_error(p));
+        int64_t r, c;
+        CHECK(nb_program_output_shape(p, 0, &r, &c) == NB_OK && r == sizes[t][0] * sizes[t][0] &&
+                  c == 2 * sizes[t][1],
+              "%s: kron(X, A) is %lldx%lld", label, (long long)r, (long long)c);
+        ctx = nb_ctx_new();
+        if (product_dim_case(ctx, sizes[t][0], sizes[t][1], &rng, outs, ins))
+            compare_with_reference(ctx, p, 3, outs, 2, ins, label);
+        else
+            CHECK(0, "%s: reference: %s", label, nb_error(ctx));
+        nb_ctx_free(ctx);
+    }
+    /* a product is not bound directly, and one over 2^40 entries is refused
+     * with the old sizes kept */
+    size_t nn = 0;
+    while (nn < nb_program_num_dims(p) && strcmp(nb_program_dim_name(p, nn), "n·n") != 0)
+        nn++;
+    CHECK(nn < nb_program_num_dims(p) && nb_program_dim_value(p, nn) == 1, "n·n is a program dimension (n = 1)");
+    CHECK(nb_program_bind_dim(p, "n·n", 9) == NB_ERR_ARG && strstr(nb_program_error(p), "product of its factors"),
+          "binding n·n refused: %s", nb_program_error(p));
+    int rc = nb_program_bind_dim(p, "n", (int64_t)1 << 21);
+    CHECK(rc == NB_ERR_ARG && strstr(nb_program_error(p), "too large"), "n = 2^21: n·n over 2^40 refused (%d): %s", rc,
+          nb_program_error(p));
+    CHECK(nn < nb_program_num_dims(p) && nb_program_dim_value(p, nn) == 1 && nb_program_output_size(p, 2) == 5,
+          "old sizes kept after the refusal");
+    nb_program_free(p);
+}
+
+/* An input whose type is a product is checked against its factors. */
+static void test_product_dim_input(void) {
+    nb_ctx *ctx = nb_ctx_new();
+    nb_declare(ctx, "X: matrix(n, n); v: vector(n)");
+    nb_expr *X = nb_lookup(ctx, "X"), *v = nb_lookup(ctx, "v");
+    nb_expr *J = nb_derivative(ctx, nb_parse(ctx, "X*v"), 1, &X, NB_NUMERATOR); /* vᵀ ⊗ I: n x n·n */
+    nb_expr *w = nb_declare(ctx, "w: vector(n·n)") == 0 ? nb_lookup(ctx, "w") : NULL;
+    CHECK(J && w, "product input: build: %s", nb_error(ctx));
+    if (!J || !w) {
+        nb_ctx_free(ctx);
+        return;
+    }
+    nb_expr *f = nb_matmul(ctx, J, w), *ins[3] = {X, v, w};
+    nb_program *p = f ? nb_compile(ctx, 1, &f, 3, ins, NB_F64, 0) : NULL;
+    CHECK(p != NULL, "product input: compile: %s", nb_error(ctx));
+    if (p) {
+        int rc = nb_program_bind_input(p, 2, 9, 1);
+        CHECK(rc == NB_ERR_UNBOUND && strstr(nb_program_error(p), "bind its factors first"),
+              "w before n (%d): %s", rc, nb_program_error(p));
+        CHECK(nb_program_bind_input(p, 0, 3, 3) == NB_OK, "X binds n = 3: %s", nb_program_error(p));
+        rc = nb_program_bind_input(p, 2, 8, 1);
+        CHECK(rc == NB_ERR_SIZE && strstr(nb_program_error(p), "expected n·n = 9"), "w of 8 refused (%d): %s", rc,
+              nb_program_error(p));
+        CHECK(nb_program_bind_input(p, 2, 9, 1) == NB_OK && nb_program_input_size(p, 2) == 9, "w of 9: %s",
+              nb_program_error(p));
+        CHECK(nb_program_bind_input(p, 0, 2, 2) == NB_OK && nb_program_input_size(p, 2) == 4, "n = 2: w has 4 entries");
+        nb_program_free(p);
+    }
+    nb_ctx_free(ctx);
+}
+
+/* ---- Kronecker products kept structured ------------------------------------------- */
+/* (P ⊗ Q)·v, uᵀ·(P ⊗ Q), K·v and the vec-convention derivatives applied to a
+ * vector, against nb_eval (check_program: f64/f32, 1 and 2 threads, and
+ * NB_COMPILE_DENSE, where the product is formed densely). */
+static void test_kron_products(uint64_t seed) {
+    static const char *const cases[] = {
+        "kron(A, B)*v",
+        "u'*kron(A, B)",
+        "kron(A, B)'*u",
+        "(u'*kron(A, B))'",
+        "-3*kron(A, B)*v",
+        "s*kron(A, B)*v",
+        "kron(eye(m), B)*w",
+        "kron(A, eye(n))*z",
+        "kron(A, B)*(v + 1)",
+        "sum(kron(A, B)*v) + kron(A, B)*v",
+        "kron(A, B)*V",
+        "kron(A, B)'*U",
+        "s*kron(eye(m), B)*W",
+        "kron(A, eye(n))*Z",
+        "kron(A, B)*(V .* V) + 2*kron(A, B)*V",
+        "kron(a, b)*r",
+        "kron(A, b)*x",
+        "kron(A, b')*Z",
+    };
+    static const char decls[] = "A: matrix(m, p); B: matrix(n, q); v: vector(p*q); u: vector(m*n); s: scalar;"
+                                "w: vector(m*q); z: vector(p*n); V: matrix(p*q, k); U: matrix(m*n, k);"
+                                "W: matrix(m*q, k); Z: matrix(p*n, k); a: vector(m); b: vector(n); r: row(k);"
+                                "x: vector(p)";
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        nb_ctx *ctx = nb_ctx_new();
+        uint64_t rng = seed + i;
+        nb_expr *f = nb_declare(ctx, decls) == 0 ? nb_parse(ctx, cases[i]) : NULL;
+        CHECK(f != NULL, "KRON %s: %s", cases[i], nb_error(ctx));
+        if (f) {
+            static const char *const dims[] = {"m", "p", "n", "q", "k"};
+            static const int64_t sizes[] = {3, 2, 4, 5, 3};
+            for (int d = 0; d < 5; d++)
+                nb_bind_dim(ctx, nb_dim_symbol(ctx, dims[d]), sizes[d]);
+            nb_expr *vars[8];
+            size_t nv = variables_of(ctx, f, vars, 8);
+            nb_randomize(ctx, f, &rng, -2, 2);
+            char label[96];
+            snprintf(label, sizeof label, "KRON %s", cases[i]);
+            check_program(ctx, label, 1, &f, nv, vars);
+            /* structured: no mn x pq matrix is formed (no matrix-function kernel makes it) */
+            nb_program *p = nb_compile(ctx, 1, &f, nv, vars, NB_F64, 0);
+            char *listing = p ? nb_program_describe(p) : NULL;
+            CHECK(listing && !strstr(listing, "matfn") && strstr(listing, "gemm"), "%s: structured:\n%s", label,
+                  listing ? listing : "");
+            free(listing);
+            nb_program_free(p);
+        }
+        nb_ctx_free(ctx);
+    }
+}
+
+/* Jacobian-vector and vector-Jacobian products of matrix functions (vec
+ * convention): d(A·X·B)/dX = Bᵀ ⊗ A, d X⁻¹/dX = −(X⁻ᵀ ⊗ X⁻¹), d Xᵀ/dX = K. */
+static void test_kron_derivatives(uint64_t seed) {
+    static const char *const cases[][2] = {
+        {"A*X*B", "v"}, {"inv(X)", "v"}, {"X'", "v"}, {"X' * A", "v"}, {"A*X*B", "u"}, {"inv(X)", "u"}, {"X'", "u"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        nb_ctx *ctx = nb_ctx_new();
+        uint64_t rng = seed + 100 + i;
+        nb_declare(ctx, "A: matrix(n, n); B: matrix(n, n); X: matrix(n, n); v: vector(n*n); u: row(n*n)");
+        nb_expr *X = nb_lookup(ctx, "X"), *F = nb_parse(ctx, cases[i][0]);
+        nb_expr *J = F ? nb_derivative(ctx, F, 1, &X, NB_NUMERATOR) : NULL;
+        nb_expr *x = nb_lookup(ctx, cases[i][1]);
+        nb_expr *f = J ? (cases[i][1][0] == 'v' ? nb_matmul(ctx, J, x) : nb_matmul(ctx, x, J)) : NULL;
+        char label[96];
+        snprintf(label, sizeof label, "KRON d(%s)/dX with %s", cases[i][0], cases[i][1]);
+        CHECK(f != NULL, "%s: %s", label, nb_error(ctx));
+        if (f) {
+            nb_bind_dim(ctx, nb_dim_symbol(ctx, "n"), 4);
+            nb_expr *vars[8];
+            size_t nv = variables_of(ctx, f, vars, 8);
+            nb_randomize(ctx, f, &rng, -1, 1);
+            double eye[16] = {0};
+            const nb_matrix *xv = bound_value(ctx, X);
+            for (int k = 0; k < 16; k++) /* well conditioned: X = I·4 + noise */
+                eye[k] = (k % 5 == 0 ? 4 : 0) + (xv ? xv->data[k] : 0);
+            nb_set_value(ctx, "X", 4, 4, eye);
+            check_program(ctx, label, 1, &f, nv, vars);
+        }
+        nb_ctx_free(ctx);
+    }
+}
+
+/* (A ⊗ B)·V in a new context at sizes m, p, n, q, k with random values;
+ * ins receives A, B, V. */
+static nb_expr *kron_matrix_case(nb_ctx *ctx, const int64_t *sizes, uint64_t *rng, nb_expr **ins) {
+    static const char *const dims[] = {"m", "p", "n", "q", "k"};
+    nb_declare(ctx, "A: matrix(m, p); B: matrix(n, q); V: matrix(p*q, k)");
+    nb_expr *f = nb_parse(ctx, "kron(A, B)*V");
+    for (int d = 0; d < 5; d++)
+        nb_bind_dim(ctx, nb_dim_symbol(ctx, dims[d]), sizes[d]);
+    ins[0] = nb_lookup(ctx, "A");
+    ins[1] = nb_lookup(ctx, "B");
+    ins[2] = nb_lookup(ctx, "V");
+    return f && nb_randomize(ctx, f, rng, -1, 1) == 0 ? f : NULL;
+}
+
+/* The reshapes of a structured (A ⊗ B)·V use product dimensions (k·p, n·k)
+ * that follow their factors when the program is bound to new sizes. */
+static void test_kron_matrix_rebind(void) {
+    static const int64_t first[] = {2, 3, 2, 2, 1}, second[] = {3, 2, 4, 5, 3};
+    uint64_t rng = 3;
+    nb_expr *ins[3];
+    nb_ctx *ctx = nb_ctx_new();
+    nb_expr *f = kron_matrix_case(ctx, first, &rng, ins);
+    nb_program *p = f ? nb_compile(ctx, 1, &f, 3, ins, NB_F64, 0) : NULL;
+    CHECK(p != NULL, "kron matrix rebind: compile: %s", nb_error(ctx));
+    if (p) compare_with_reference(ctx, p, 1, &f, 3, ins, "kron(A, B)*V first sizes");
+    nb_ctx_free(ctx);
+    if (!p) return;
+    static const char *const dims[] = {"m", "p", "n", "q", "k"};
+    for (int d = 0; d < 5; d++)
+        CHECK(nb_program_bind_dim(p, dims[d], second[d]) == NB_OK, "bind %s: %s", dims[d], nb_program_error(p));
+    ctx = nb_ctx_new();
+    f = kron_matrix_case(ctx, second, &rng, ins);
+    if (f) compare_with_reference(ctx, p, 1, &f, 3, ins, "kron(A, B)*V rebound");
+    CHECK(f != NULL, "kron matrix rebind: reference: %s", nb_error(ctx));
+    nb_ctx_free(ctx);
+    nb_program_free(p);
+}
+
+/* A structured Kronecker product runs without allocating: J·v for
+ * J = d X⁻¹/dX = −(X⁻ᵀ ⊗ X⁻¹), in f64 and f32, on 1 and 2 threads. */
+static void test_kron_no_allocation(void) {
+    if (!HAVE_ALLOC_COUNT) {
+        CHECK(1, "skipped");
+        return;
+    }
+    nb_ctx *ctx = nb_ctx_new();
+    nb_declare(ctx, "X: matrix(n, n); v: vector(n*n)");
+    nb_expr *X = nb_lookup(ctx, "X"), *ins[2] = {X, nb_lookup(ctx, "v")};
+    nb_expr *J = nb_derivative(ctx, nb_parse(ctx, "inv(X)"), 1, &X, NB_NUMERATOR);
+    nb_expr *f = J ? nb_matmul(ctx, J, ins[1]) : NULL;
+    nb_bind_dim(ctx, nb_dim_symbol(ctx, "n"), 40);
+    for (int cfg = 0; cfg < 4 && f; cfg++) {
+        nb_dtype dt = cfg < 2 ? NB_F64 : NB_F32;
+        size_t rs = dt == NB_F64 ? sizeof(double) : sizeof(float);
+        nb_program *p = nb_compile(ctx, 1, &f, 2, ins, dt, 0);
+        CHECK(p != NULL, "kron no allocation: compile: %s", nb_error(ctx));
+        if (!p) break;
+        nb_program_set_threads(p, 1 + cfg % 2);
+        void *in[2] = {calloc(1600, rs), calloc(1600, rs)}, *out[1] = {calloc(1600, rs)};
+        for (int k = 0; k < 1600; k += 41) /* X = I */
+            dt == NB_F64 ? (void)(((double *)in[0])[k] = 1) : (void)(((float *)in[0])[k] = 1);
+        nb_program_run(p, (const void *const *)in, out); /* warm-up */
+        long before = alloc_count;
+        int rc = NB_OK;
+        for (int k = 0; k < 10 && rc == NB_OK; k++)
+            rc = nb_program_run(p, (const void *const *)in, out);
+        CHECK(rc == NB_OK && alloc_count == before, "%s %d thread(s): 10 runs allocated %ld times (%s)",
+              dt == NB_F64 ? "f64" : "f32", 1 + cfg % 2, alloc_count - before, nb_program_error(p));
+        for (int i = 0; i < 2; i++)
+            free(in[i]);
+        free(out[0]);
+        nb_program_free(p);
+    }
+    CHECK(f != NULL, "kron no allocation: %s", nb_error(ctx));
+    nb_ctx_free(ctx);
+}
+
 /* The program outlives its context and does not depend on it. */
 static void test_independent(void) {
     nb_ctx *ctx = nb_ctx_new();
@@ -1088,6 +1386,12 @@ int main(int argc, char **argv) {
     test_arguments();
     test_one_element_rebind();
     test_no_allocation();
+    test_product_dims();
+    test_product_dim_input();
+    test_kron_products(seed);
+    test_kron_derivatives(seed);
+    test_kron_no_allocation();
+    test_kron_matrix_rebind();
     test_reference(seed);
     test_networks(seed);
     test_random(seed, count);
