@@ -257,7 +257,7 @@ static nb_node *add_rewrite(nb_ctx *ctx, size_t n, nb_node *const *args, nb_type
     bool indexed = node_index_init(&seen, cap);
     if (!t || !out || !indexed) goto done;
     size_t nt = 0;
-    bool like_terms = false;
+    bool like_terms = false, numbers_added = false;
     nb_node *number_key = nb_ones(ctx, nb_scalar_type()); /* stands for the plain-number term */
     for (size_t i = 0; i < n; i++) {
         bool flat = args[i]->op == NB_OP_ADD && args[i]->nargs <= FLATTEN_LIMIT;
@@ -265,7 +265,11 @@ static nb_node *add_rewrite(nb_ctx *ctx, size_t n, nb_node *const *args, nb_type
             term s = split_term(ctx, flat ? args[i]->args[k] : args[i]);
             if (s.rest == NULL && s.coef.exact && s.coef.num == 0) continue;
             size_t j = node_index_get(&seen, s.rest ? s.rest : number_key, nt);
-            if (j < nt) t[j].coef = nb_number_add(t[j].coef, s.coef), like_terms = true;
+            if (j < nt) {
+                t[j].coef = nb_number_add(t[j].coef, s.coef);
+                if (s.rest) like_terms = true;
+                else numbers_added = true;
+            }
             else t[nt++] = s;
         }
     }
@@ -336,6 +340,7 @@ static nb_node *add_rewrite(nb_ctx *ctx, size_t n, nb_node *const *args, nb_type
         result = make_nary(ctx, NB_OP_ADD, no, out);
     }
     if (like_terms) nb_rule(ctx, "a·x + b·x = (a + b)·x", result);
+    else if (numbers_added) nb_rule(ctx, NB_RULE_CONSTANT_ARITHMETIC, result);
 done:
     if ((!t || !out || !indexed) && !result) nb_set_error(ctx, "out of memory");
     node_index_free(&seen);
@@ -850,8 +855,8 @@ static nb_node *sum_rewrite(nb_ctx *ctx, nb_node *a) {
     case NB_OP_CONST:
         return nb_rule(ctx, "sum(c·1) = c·m·n", nb_mul(ctx, nb_const(ctx, node_number(a), nb_scalar_type()),
                                                       nb_mul(ctx, nb_dimval(ctx, a->type.rows), nb_dimval(ctx, a->type.cols))));
-    case NB_OP_TRANSPOSE:
-    case NB_OP_DIAG: return nb_rule(ctx, "sum(Aᵀ) = sum(diag(A)) = sum(A)", nb_sum(ctx, a->args[0]));
+    case NB_OP_TRANSPOSE: return nb_rule(ctx, "sum(Aᵀ) = sum(A)", nb_sum(ctx, a->args[0]));
+    case NB_OP_DIAG: return nb_rule(ctx, "sum(diag(v)) = sum(v)", nb_sum(ctx, a->args[0]));
     case NB_OP_IDENTITY: return nb_rule(ctx, "sum(I) = n", nb_dimval(ctx, a->a.dim));
     case NB_OP_VECLIT:
     case NB_OP_MATLIT: return nb_rule(ctx, "sum([a, b]) = a + b", nb_add_n(ctx, a->nargs, a->args));
