@@ -808,7 +808,7 @@ static nb_node *matmul_rewrite(nb_ctx *ctx, nb_node *a, nb_node *b) {
     if (b->op == NB_OP_IDENTITY) return nb_rule(ctx, "A·I = A", a);
     if ((b->op == NB_OP_INV && b->args[0] == a) || (a->op == NB_OP_INV && a->args[0] == b))
         return nb_rule(ctx, "A·A⁻¹ = A⁻¹·A = I", nb_identity(ctx, t.rows));
-    nb_node *mixed = nb_kron_mixed_product(ctx, a, b);
+    nb_node *mixed = nb_kron_matmul_rewrite(ctx, a, b);
     if (mixed) return mixed;
     nb_node *sa, *ra, *sb, *rb;
     split_scalars(ctx, a, &sa, &ra);
@@ -857,6 +857,7 @@ static nb_node *sum_rewrite(nb_ctx *ctx, nb_node *a) {
                                                       nb_mul(ctx, nb_dimval(ctx, a->type.rows), nb_dimval(ctx, a->type.cols))));
     case NB_OP_TRANSPOSE: return nb_rule(ctx, "sum(Aᵀ) = sum(A)", nb_sum(ctx, a->args[0]));
     case NB_OP_DIAG: return nb_rule(ctx, "sum(diag(v)) = sum(v)", nb_sum(ctx, a->args[0]));
+    case NB_OP_VEC: return nb_rule(ctx, "sum(vec(A)) = sum(A)", nb_sum(ctx, a->args[0]));
     case NB_OP_IDENTITY: return nb_rule(ctx, "sum(I) = n", nb_dimval(ctx, a->a.dim));
     case NB_OP_VECLIT:
     case NB_OP_MATLIT: return nb_rule(ctx, "sum([a, b]) = a + b", nb_add_n(ctx, a->nargs, a->args));

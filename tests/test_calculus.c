@@ -116,7 +116,11 @@ static const golden goldens[] = {
     {"-y'*logsoftmax(x)", "x", 'n', "sum(y)·softmax(x)ᵀ - yᵀ"},
     {"tr(X'*A*X)", "X", 'h', "I ⊗ (A + Aᵀ)"},
     {"logdet(X)", "X", 'h', "-K·(X⁻ᵀ ⊗ X⁻¹)"},
-    {"sum(kron(A, X))", "X", 'n', "(vec(I)ᵀ ⊗ I)·(I ⊗ ((vec(A)ᵀ ⊗ I)·((I ⊗ K) ⊗ I)·vec(𝟏·𝟏ᵀ)))"},
+    /* the vec-convention pieces fold back: unvec(s·1) = s·1·1ᵀ, P·(s·1) = s·1, (A ⊗ B)·1 = A·1 ⊗ B·1 */
+    {"sum(kron(A, X))", "X", 'n', "sum(A)·𝟏·𝟏ᵀ"},
+    {"sum(kron(X, M))*s", "X", 'n', "s·sum(M)·𝟏·𝟏ᵀ"},
+    {"sum(kron(M, X)/s)", "X", 'n', "sum(M)·𝟏·𝟏ᵀ/s"},
+    {"sum(kron(X, a))", "X", 'n', "sum(a)·𝟏·𝟏ᵀ"},
     /* matrixcalculus.org's examples */
     {"x'*A*x + k*sin(y)'*x", "x", 'd', "Aᵀ·x + A·x + k·sin(y)"},
     {"norm2(M*w - t)^2", "w", 'd', "2·Mᵀ·(M·w - t)"},
