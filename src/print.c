@@ -516,9 +516,11 @@ static void print_node(printer *p, const nb_node *e, int prec) {
     case NB_OP_MATMUL: {
         bool paren = prec > P_MUL;
         open_paren(p, paren);
-        /* (a ⊙ b)·c: parenthesise an element-wise product on the left */
+        /* (a ⊙ b)·c and (a ⊘ b)·c: parenthesise an element-wise product or
+         * quotient on the left, also inside A·((a ⊘ b)·c) printed as A·(a ⊘ b)·c */
         const nb_node *l = e->args[0];
-        print_node(p, l, l->op == NB_OP_MUL && l->type.kind != NB_SCALAR ? P_MUL + 1 : P_MUL);
+        bool elementwise = l->type.kind != NB_SCALAR && (l->op == NB_OP_MUL || is_negative_power(l));
+        print_node(p, l, elementwise ? P_MUL + 1 : P_MUL);
         nb_sb_puts(&p->sb, pick(p, "*", "·", " "));
         /* the matrix product is associative: A·(B·C) prints as A·B·C */
         print_node(p, e->args[1], e->args[1]->op == NB_OP_MATMUL ? P_MUL : P_MUL + 1);
