@@ -808,6 +808,8 @@ static nb_node *matmul_rewrite(nb_ctx *ctx, nb_node *a, nb_node *b) {
     if (b->op == NB_OP_IDENTITY) return nb_rule(ctx, "A·I = A", a);
     if ((b->op == NB_OP_INV && b->args[0] == a) || (a->op == NB_OP_INV && a->args[0] == b))
         return nb_rule(ctx, "A·A⁻¹ = A⁻¹·A = I", nb_identity(ctx, t.rows));
+    nb_node *cancelled = nb_matfn_matmul_rewrite(ctx, a, b);
+    if (cancelled) return cancelled;
     nb_node *mixed = nb_kron_matmul_rewrite(ctx, a, b);
     if (mixed) return mixed;
     nb_node *sa, *ra, *sb, *rb;

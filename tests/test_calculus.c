@@ -44,6 +44,8 @@ static const golden goldens[] = {
     {"tr(A*X)", "X", 'n', "Aᵀ"},                        /* (100) */
     {"tr(X'*A*X)", "X", 'n', "(A + Aᵀ)·X"},             /* (117) */
     {"det(X)", "X", 'n', "det(X)·X⁻ᵀ"},                 /* (49) */
+    {"logdet(X*B)", "X", 'n', "X⁻ᵀ"},
+    {"tr(inv(X*A)*X)", "X", 'n', "𝟎"},                /* (X·A)⁻¹·X = A⁻¹ */
     {"logdet(X)", "X", 'n', "X⁻ᵀ"},                     /* (57) */
     {"log(det(X))", "X", 'n', "X⁻ᵀ"},                   /* (57) */
     {"a'*inv(X)*b", "X", 'n', "-X⁻ᵀ·a·bᵀ·X⁻ᵀ"},          /* (61) */
@@ -65,9 +67,9 @@ static const golden goldens[] = {
     {"tr(inv(X))", "X", 'n', "-X⁻ᵀ·X⁻ᵀ"},               /* (124) */
     {"tr(A*inv(X)*B)", "X", 'n', "-X⁻ᵀ·Aᵀ·Bᵀ·X⁻ᵀ"},     /* (125) */
     {"tr(A*X^-1)", "X", 'n', "-X⁻ᵀ·Aᵀ·X⁻ᵀ"},
-    {"det(A*X*B)", "X", 'n', "det(A·X·B)·(Aᵀ·(A·X·B)⁻ᵀ·Bᵀ)"}, /* (51) before det(AXB)·X⁻ᵀ */
+    {"det(A*X*B)", "X", 'n', "det(A·X·B)·X⁻ᵀ"},         /* (51): Aᵀ·(A·X·B)⁻ᵀ·Bᵀ = X⁻ᵀ */
     {"det(X)^2", "X", 'n', "2·det(X)²·X⁻ᵀ"},
-    {"logdet(X*X)", "X", 'n', "Xᵀ·(X·X)⁻ᵀ + (X·X)⁻ᵀ·Xᵀ"},
+    {"logdet(X*X)", "X", 'n', "2·X⁻ᵀ"},                 /* Xᵀ·(X·X)⁻ᵀ = (X·X)⁻ᵀ·Xᵀ = X⁻ᵀ */
     {"a'*X*b", "X", 'n', "a·bᵀ"},                       /* (70) */
     {"a'*X'*b", "X", 'n', "b·aᵀ"},                      /* (71) */
     {"a'*X*a", "X", 'n', "a·aᵀ"},                       /* (72) */
