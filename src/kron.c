@@ -172,15 +172,37 @@ static bool is_unvec(const nb_node *l, const nb_node *r, nb_node **v) {
     return (*v)->type.kind == NB_VECTOR;
 }
 
+/* Whether W is diag(vec(Iₙ))·(1 ⊗ Iₙ), the n² x n matrix with W·v =
+ * vec(diag(v)) (diag_embedding below); n 0: of any size. */
+static bool is_diag_embedding(const nb_node *W, nb_dim n) {
+    if (W->op != NB_OP_MATMUL || W->args[0]->op != NB_OP_DIAG || W->args[1]->op != NB_OP_KRON) return false;
+    const nb_node *v = W->args[0]->args[0], *ones = W->args[1]->args[0], *I = W->args[1]->args[1];
+    return v->op == NB_OP_VEC && v->args[0]->op == NB_OP_IDENTITY && I->op == NB_OP_IDENTITY &&
+           v->args[0]->a.dim == I->a.dim && (n == 0 || I->a.dim == n) && nb_is_const(ones, 1) &&
+           ones->type.kind == NB_VECTOR && ones->type.rows == I->a.dim;
+}
+
 /* The products of matmul that the vec convention produces, folded back into
  * plain matrix expressions (NULL when none applies):
  *   unvec(vec(M)) = M,  unvec(s·1) = s·1·1ᵀ
+ *   (uᵀ ⊗ M)·W = M·diag(u) for W with W·v = vec(diag(v)), as
+ *       (uᵀ ⊗ M)·vec(D) = vec(M·D·u) and diag(v)·u = diag(u)·v
  *   P·(s·1) = s·1 for a permutation P
  *   (A ⊗ B)·(s·1) = s·(A·1) ⊗ (B·1)       (1 = 1 ⊗ 1)
  *   (L·M)·(s·1) = L·(M·(s·1)) when M·(s·1) folds
+ *   (A ⊗ B)·((C ⊗ D)·E) and (L·(A ⊗ B))·R regrouped where a product folds
  * and the mixed product (A ⊗ B)·(C ⊗ D) = (A·C) ⊗ (B·D). */
 nb_node *nb_kron_matmul_rewrite(nb_ctx *ctx, nb_node *l, nb_node *r) {
-    nb_node *v, *s;
+    nb_node *v, *s, *folded;
+    if (l->op == NB_OP_KRON && l->args[0]->type.kind == NB_ROW && is_diag_embedding(r, l->args[1]->type.cols))
+        return nb_rule(ctx, "(uᵀ ⊗ M)·W = M·diag(u), W·v = vec(diag(v))",
+                       nb_matmul(ctx, l->args[1], nb_diag(ctx, nb_transpose(ctx, l->args[0]))));
+    if (l->op == NB_OP_KRON && r->op == NB_OP_MATMUL && r->args[0]->op == NB_OP_KRON &&
+        (folded = mixed_product(ctx, l, r->args[0])) != NULL)
+        return nb_matmul(ctx, folded, r->args[1]); /* (A ⊗ B)·((C ⊗ D)·E) = ((A·C) ⊗ (B·D))·E */
+    if (l->op == NB_OP_MATMUL && l->args[1]->op == NB_OP_KRON && (r->op == NB_OP_KRON || is_diag_embedding(r, 0)) &&
+        (folded = nb_kron_matmul_rewrite(ctx, l->args[1], r)) != NULL)
+        return nb_matmul(ctx, l->args[0], folded); /* (L·(A ⊗ B))·R = L·((A ⊗ B)·R) when the second folds */
     if (is_unvec(l, r, &v)) {
         nb_type t = shape_type(l->type.rows, r->type.cols);
         if (v->op == NB_OP_VEC && nb_type_eq(v->args[0]->type, t)) return nb_rule(ctx, "unvec(vec(M)) = M", v->args[0]);

@@ -112,7 +112,10 @@ static const golden goldens[] = {
     {"tr(X)*X", "X", 'n', "vec(X)·vec(I)ᵀ + tr(X)·I"},
     {"solve(X, a)", "X", 'n', "-X⁻¹·(solve(X, a)ᵀ ⊗ I)"},
     {"x*x'*x", "x", 'n', "(xᵀ·x)·I + 2·x·xᵀ"},
-    {"diag(x)*A*x", "x", 'n', "(xᵀ ⊗ I)·(Aᵀ ⊗ I)·diag(vec(I))·(𝟏 ⊗ I) + diag(x)·A"},
+    /* (uᵀ ⊗ M)·W = M·diag(u) where W·v = vec(diag(v)) */
+    {"diag(x)*A*x", "x", 'n', "diag(A·x) + diag(x)·A"},
+    {"M*diag(x)*A*x", "x", 'n', "M·diag(A·x) + M·diag(x)·A"},
+    {"M*diag(x)*b", "x", 'n', "M·diag(b)"},
     {"softmax(x)", "x", 'n', "diag(softmax(x)) - softmax(x)·softmax(x)ᵀ"},
     {"logsoftmax(x)", "x", 'n', "I - 𝟏·softmax(x)ᵀ"},
     {"-y'*logsoftmax(x)", "x", 'n', "sum(y)·softmax(x)ᵀ - yᵀ"},
