@@ -332,7 +332,10 @@ static nb_node *add_rewrite(nb_ctx *ctx, size_t n, nb_node *const *args, nb_type
         result = nb_make(ctx, NB_OP_MUL, type, 2, f, NULL, 0);
     } else if (no == 1) result = out[0];
     else {
-        if (no == 2 && out[0]->op == NB_OP_TRANSPOSE && out[0]->args[0] == out[1]) { /* Aᵀ + A = A + Aᵀ */
+        /* Aᵀ + A = A + Aᵀ: the symmetric part as the Cookbook writes it, and one
+         * node for both orders (other sums keep their terms' order, so this
+         * is a canonicalisation the printer could not make) */
+        if (no == 2 && out[0]->op == NB_OP_TRANSPOSE && out[0]->args[0] == out[1]) {
             nb_node *swap = out[0];
             out[0] = out[1];
             out[1] = swap;
@@ -521,7 +524,9 @@ static nb_node *mul_rewrite(nb_ctx *ctx, size_t n, nb_node *const *args, nb_type
         goto done;
     }
     if (coef.val < 0) {
-        /* −c·(a − b) = c·(b − a): the sign goes into a two-term difference */
+        /* −c·(a − b) = c·(b − a): the sign goes into a two-term difference.
+         * A canonicalisation, not a display choice: both spellings become one
+         * node, so −2·(u − v) + 2·(v − u) collects to 4·(v − u). */
         for (size_t i = 0; i < nf; i++) {
             const nb_node *d = f[i].base;
             if (d->op != NB_OP_ADD || d->nargs != 2 || !nb_number_is(f[i].exp, 1)) continue;
@@ -710,7 +715,8 @@ static void split_scalars(nb_ctx *ctx, nb_node *e, nb_node **scalars, nb_node **
 }
 
 /* A column sum with a matrix product among its terms keeps its transpose
- * outside, (A·x − y)ᵀ, instead of xᵀ·Aᵀ − yᵀ. */
+ * outside, (A·x − y)ᵀ, instead of xᵀ·Aᵀ − yᵀ.  This picks the node, not only
+ * the text: (x − a)ᵀ and xᵀ − aᵀ typed by a user stay two nodes. */
 static bool keeps_transpose_outside(const nb_node *sum) {
     if (sum->type.kind != NB_VECTOR) return false;
     bool variables = true; /* (x − a)ᵀ stays as the Cookbook writes it */
