@@ -529,12 +529,16 @@ static nb_node *mul_rewrite(nb_ctx *ctx, size_t n, nb_node *const *args, nb_type
          * node, so −2·(u − v) + 2·(v − u) collects to 4·(v − u). */
         for (size_t i = 0; i < nf; i++) {
             const nb_node *d = f[i].base;
+            bool transposed = d->op == NB_OP_TRANSPOSE; /* −c·(a − b)ᵀ = c·(b − a)ᵀ too */
+            if (transposed) d = d->args[0];
             if (d->op != NB_OP_ADD || d->nargs != 2 || !nb_number_is(f[i].exp, 1)) continue;
             if (has_negative_coef(d->args[0]) || !has_negative_coef(d->args[1])) continue;
             nb_node *flipped[2] = {nb_neg(ctx, d->args[1]), nb_neg(ctx, d->args[0])};
+            nb_node *difference = nb_add_n(ctx, 2, flipped);
+            if (transposed) difference = nb_transpose(ctx, difference);
             size_t no = 0;
             out[no++] = nb_const(ctx, nb_number_neg(coef), nb_scalar_type());
-            for (size_t j = 0; j < nf; j++) out[no++] = j == i ? nb_add_n(ctx, 2, flipped) : make_pow(ctx, f[j].base, f[j].exp);
+            for (size_t j = 0; j < nf; j++) out[no++] = j == i ? difference : make_pow(ctx, f[j].base, f[j].exp);
             result = nb_rule(ctx, "−c·(a − b) = c·(b − a)", nb_mul_n(ctx, no, out));
             goto done;
         }
