@@ -74,15 +74,18 @@ static nb_node *uniform_scale(nb_ctx *ctx, const nb_node *e) {
     if (e->type.kind == NB_SCALAR) return NULL;
     if (e->op == NB_OP_CONST) return nb_const(ctx, e->a.c, nb_scalar_type());
     if (e->op != NB_OP_MUL || e->nargs > 16) return NULL;
-    nb_node *scalars[16];
-    size_t ns = 0, nconst = 0;
+    const nb_node *uniform = NULL;
     for (size_t i = 0; i < e->nargs; i++) {
-        nb_node *f = e->args[i];
-        if (f->type.kind == NB_SCALAR) scalars[ns++] = f;
-        else if (f->op == NB_OP_CONST && nconst++ == 0) scalars[ns++] = nb_const(ctx, f->a.c, nb_scalar_type());
-        else return NULL;
+        const nb_node *f = e->args[i];
+        if (f->type.kind == NB_SCALAR) continue;
+        if (f->op != NB_OP_CONST || uniform) return NULL;
+        uniform = f;
     }
-    return nb_mul_n(ctx, ns, scalars);
+    if (!uniform) return NULL;
+    nb_node *scalars[16];
+    for (size_t i = 0; i < e->nargs; i++)
+        scalars[i] = e->args[i] == uniform ? nb_const(ctx, uniform->a.c, nb_scalar_type()) : e->args[i];
+    return nb_mul_n(ctx, e->nargs, scalars);
 }
 
 /* ---- constructors ------------------------------------------------------------ */
@@ -93,7 +96,7 @@ nb_expr *nb_vec(nb_ctx *ctx, nb_expr *x) {
     nb_type column = nb_vector_type(nb_dim_mul(ctx, x->type.rows, x->type.cols));
     nb_node *scale = ctx->raw ? NULL : uniform_scale(ctx, x);
     if (scale) return nb_rule(ctx, "vec(s·1) = s·1", nb_mul(ctx, scale, nb_ones(ctx, column)));
-    return nb_make(ctx, NB_OP_VEC, nb_vector_type(nb_dim_mul(ctx, x->type.rows, x->type.cols)), 1, &x, NULL, 0);
+    return nb_make(ctx, NB_OP_VEC, column, 1, &x, NULL, 0);
 }
 
 nb_expr *nb_kron(nb_ctx *ctx, nb_expr *a, nb_expr *b) {
