@@ -130,17 +130,13 @@ int nb_randomize(nb_ctx *ctx, const nb_expr *e, uint64_t *rng, double lo, double
     if (!NB_API_OK(ctx, e)) return -1;
     if (!rng) return nb_set_error(ctx, "nb_randomize: the generator state is NULL");
     if (!(isfinite(lo) && isfinite(hi) && lo <= hi)) return nb_set_error(ctx, "nb_randomize: invalid range [%g, %g]", lo, hi);
-    /* Operands have smaller ids, so one downward sweep marks what e uses. */
-    bool *used = calloc(e->id + 1, sizeof *used);
-    if (!used) return nb_set_error(ctx, "out of memory");
-    used[e->id] = true;
-    for (size_t i = e->id + 1; i-- > 0;)
-        if (used[i])
-            for (size_t k = 0; k < ctx->nodes[i]->nargs; k++) used[ctx->nodes[i]->args[k]->id] = true;
+    size_t n;
+    nb_node *root = (nb_node *)e;
+    nb_node **nodes = nb_toposort(ctx, 1, &root, &n); /* what e uses, operands first */
+    if (!nodes) return nb_set_error(ctx, "out of memory");
     int status = 0;
-    for (size_t i = 0; i <= e->id && status == 0; i++) {
-        const nb_node *node = ctx->nodes[i];
-        if (!used[i]) continue;
+    for (size_t i = 0; i < n && status == 0; i++) {
+        const nb_node *node = nodes[i];
         status = bind_random_dim(ctx, node->type.rows, rng);
         if (status == 0) status = bind_random_dim(ctx, node->type.cols, rng);
         if (status == 0 && (node->op == NB_OP_DIMVAL || node->op == NB_OP_IDENTITY))
@@ -148,7 +144,7 @@ int nb_randomize(nb_ctx *ctx, const nb_expr *e, uint64_t *rng, double lo, double
     }
     for (size_t v = 0; v < ctx->nvars && status == 0; v++) {
         const nb_node *var = ctx->vars[v].var;
-        if (var->id > e->id || !used[var->id] || ctx->vars[v].value.data) continue;
+        if (nb_topo_index(nodes, n, var) == n || ctx->vars[v].value.data) continue;
         int64_t rows = nb_dim_value(ctx, var->type.rows), cols = nb_dim_value(ctx, var->type.cols);
         double *data = NULL;
         if (rows <= MAX_RANDOM_ENTRIES / cols) data = malloc((size_t)rows * (size_t)cols * sizeof *data);
@@ -161,6 +157,6 @@ int nb_randomize(nb_ctx *ctx, const nb_expr *e, uint64_t *rng, double lo, double
         status = nb_set_value(ctx, var->a.name, rows, cols, data);
         free(data);
     }
-    free(used);
+    free(nodes);
     return status;
 }

@@ -68,12 +68,35 @@ static nb_type shape_type(nb_dim rows, nb_dim cols) {
     return nb_matrix_type(rows, cols);
 }
 
+/* The scalar s when e is s·1 (a constant of every entry c, or scalars times
+ * one), else NULL. */
+static nb_node *uniform_scale(nb_ctx *ctx, const nb_node *e) {
+    if (e->type.kind == NB_SCALAR) return NULL;
+    if (e->op == NB_OP_CONST) return nb_const(ctx, e->a.c, nb_scalar_type());
+    if (e->op != NB_OP_MUL || e->nargs > 16) return NULL;
+    const nb_node *uniform = NULL;
+    for (size_t i = 0; i < e->nargs; i++) {
+        const nb_node *f = e->args[i];
+        if (f->type.kind == NB_SCALAR) continue;
+        if (f->op != NB_OP_CONST || uniform) return NULL;
+        uniform = f;
+    }
+    if (!uniform) return NULL;
+    nb_node *scalars[16];
+    for (size_t i = 0; i < e->nargs; i++)
+        scalars[i] = e->args[i] == uniform ? nb_const(ctx, uniform->a.c, nb_scalar_type()) : e->args[i];
+    return nb_mul_n(ctx, e->nargs, scalars);
+}
+
 /* ---- constructors ------------------------------------------------------------ */
 nb_expr *nb_vec(nb_ctx *ctx, nb_expr *x) {
     if (!NB_API_OK(ctx, x)) return NULL;
     if (x->type.kind == NB_SCALAR || x->type.kind == NB_VECTOR) return x; /* vec of a column is itself */
     if (x->type.kind == NB_ROW) return nb_transpose(ctx, x);
-    return nb_make(ctx, NB_OP_VEC, nb_vector_type(nb_dim_mul(ctx, x->type.rows, x->type.cols)), 1, &x, NULL, 0);
+    nb_type column = nb_vector_type(nb_dim_mul(ctx, x->type.rows, x->type.cols));
+    nb_node *scale = ctx->raw ? NULL : uniform_scale(ctx, x);
+    if (scale) return nb_rule(ctx, "vec(s·1) = s·1", nb_mul(ctx, scale, nb_ones(ctx, column)));
+    return nb_make(ctx, NB_OP_VEC, column, 1, &x, NULL, 0);
 }
 
 nb_expr *nb_kron(nb_ctx *ctx, nb_expr *a, nb_expr *b) {
@@ -83,6 +106,8 @@ nb_expr *nb_kron(nb_ctx *ctx, nb_expr *a, nb_expr *b) {
     if (!ctx->raw) {
         if (a->op == NB_OP_IDENTITY && b->op == NB_OP_IDENTITY)
             return nb_rule(ctx, "I ⊗ I = I", nb_identity(ctx, t.rows));
+        if (a->op == NB_OP_CONST && b->op == NB_OP_CONST)
+            return nb_rule(ctx, "(c·1) ⊗ (d·1) = (c·d)·1", nb_const(ctx, nb_number_mul(a->a.c, b->a.c), t));
         if (a->op == NB_OP_IDENTITY && a->type.rows == 1) return b;
         if (b->op == NB_OP_IDENTITY && b->type.rows == 1) return a;
         if (a->type.kind == NB_VECTOR && b->type.kind == NB_ROW) return nb_rule(ctx, "a ⊗ bᵀ = a·bᵀ", nb_matmul(ctx, a, b));
@@ -118,18 +143,86 @@ nb_expr *nb_commutation(nb_ctx *ctx, nb_expr *m, nb_expr *n) {
 
 /* (A ⊗ B)·(C ⊗ D) = (A·C) ⊗ (B·D) when the products are defined, also into
  * a sum of Kronecker products; NULL otherwise. */
-nb_node *nb_kron_mixed_product(nb_ctx *ctx, nb_node *l, nb_node *r) {
+static nb_node *mixed_product(nb_ctx *ctx, nb_node *l, nb_node *r) {
     if (l->op == NB_OP_KRON && r->op == NB_OP_ADD) {
         nb_node *terms[2];
-        if (r->nargs != 2 || !nb_kron_mixed_product(ctx, l, r->args[0])) return NULL;
+        if (r->nargs != 2 || !mixed_product(ctx, l, r->args[0])) return NULL;
         for (int i = 0; i < 2; i++)
-            if (!(terms[i] = nb_kron_mixed_product(ctx, l, r->args[i]))) return NULL;
+            if (!(terms[i] = mixed_product(ctx, l, r->args[i]))) return NULL;
         return nb_rule(ctx, "(A ⊗ B)·(C ⊗ D + E ⊗ F) = A·C ⊗ B·D + A·E ⊗ B·F", nb_add_n(ctx, 2, terms));
     }
     if (l->op != NB_OP_KRON || r->op != NB_OP_KRON) return NULL;
     nb_node *A = l->args[0], *B = l->args[1], *C = r->args[0], *D = r->args[1];
     if (A->type.cols != C->type.rows || B->type.cols != D->type.rows) return NULL;
     return nb_rule(ctx, "(A ⊗ B)·(C ⊗ D) = (A·C) ⊗ (B·D)", nb_kron(ctx, nb_matmul(ctx, A, C), nb_matmul(ctx, B, D)));
+}
+
+/* Whether e is a permutation matrix: I, K(m, n), or Kronecker products of them. */
+static bool is_permutation(const nb_node *e) {
+    if (e->op == NB_OP_KRON) return is_permutation(e->args[0]) && is_permutation(e->args[1]);
+    return e->op == NB_OP_IDENTITY || e->op == NB_OP_COMMUTATION;
+}
+
+/* Whether l·r = unvec(v) = (vec(Iₙ)ᵀ ⊗ Iₘ)·(Iₙ ⊗ v), the m x n matrix whose
+ * columns are stacked in v (the pattern unvec() below builds); sets *v. */
+static bool is_unvec(const nb_node *l, const nb_node *r, nb_node **v) {
+    if (l->op != NB_OP_KRON || r->op != NB_OP_KRON || r->args[0]->op != NB_OP_IDENTITY) return false;
+    const nb_node *row = l->args[0], *eye = l->args[1];
+    if (row->op != NB_OP_TRANSPOSE || row->args[0]->op != NB_OP_VEC || eye->op != NB_OP_IDENTITY) return false;
+    const nb_node *In = row->args[0]->args[0];
+    if (In->op != NB_OP_IDENTITY || In->a.dim != r->args[0]->a.dim) return false;
+    *v = r->args[1];
+    return (*v)->type.kind == NB_VECTOR;
+}
+
+/* Whether W is diag(vec(Iₙ))·(1 ⊗ Iₙ), the n² x n matrix with W·v =
+ * vec(diag(v)) (diag_embedding below); n 0: of any size. */
+static bool is_diag_embedding(const nb_node *W, nb_dim n) {
+    if (W->op != NB_OP_MATMUL || W->args[0]->op != NB_OP_DIAG || W->args[1]->op != NB_OP_KRON) return false;
+    const nb_node *v = W->args[0]->args[0], *ones = W->args[1]->args[0], *I = W->args[1]->args[1];
+    return v->op == NB_OP_VEC && v->args[0]->op == NB_OP_IDENTITY && I->op == NB_OP_IDENTITY &&
+           v->args[0]->a.dim == I->a.dim && (n == 0 || I->a.dim == n) && nb_is_const(ones, 1) &&
+           ones->type.kind == NB_VECTOR && ones->type.rows == I->a.dim;
+}
+
+/* The products of matmul that the vec convention produces, folded back into
+ * plain matrix expressions (NULL when none applies):
+ *   unvec(vec(M)) = M,  unvec(s·1) = s·1·1ᵀ
+ *   (uᵀ ⊗ M)·W = M·diag(u) for W with W·v = vec(diag(v)), as
+ *       (uᵀ ⊗ M)·vec(D) = vec(M·D·u) and diag(v)·u = diag(u)·v
+ *   P·(s·1) = s·1 for a permutation P
+ *   (A ⊗ B)·(s·1) = s·(A·1) ⊗ (B·1)       (1 = 1 ⊗ 1)
+ *   (L·M)·(s·1) = L·(M·(s·1)) when M·(s·1) folds
+ *   (A ⊗ B)·((C ⊗ D)·E) and (L·(A ⊗ B))·R regrouped where a product folds
+ * and the mixed product (A ⊗ B)·(C ⊗ D) = (A·C) ⊗ (B·D). */
+nb_node *nb_kron_matmul_rewrite(nb_ctx *ctx, nb_node *l, nb_node *r) {
+    nb_node *v, *s, *folded;
+    if (l->op == NB_OP_KRON && l->args[0]->type.kind == NB_ROW && is_diag_embedding(r, l->args[1]->type.cols))
+        return nb_rule(ctx, "(uᵀ ⊗ M)·W = M·diag(u), W·v = vec(diag(v))",
+                       nb_matmul(ctx, l->args[1], nb_diag(ctx, nb_transpose(ctx, l->args[0]))));
+    if (l->op == NB_OP_KRON && r->op == NB_OP_MATMUL && r->args[0]->op == NB_OP_KRON &&
+        (folded = mixed_product(ctx, l, r->args[0])) != NULL)
+        return nb_matmul(ctx, folded, r->args[1]); /* (A ⊗ B)·((C ⊗ D)·E) = ((A·C) ⊗ (B·D))·E */
+    if (l->op == NB_OP_MATMUL && l->args[1]->op == NB_OP_KRON && (r->op == NB_OP_KRON || is_diag_embedding(r, 0)) &&
+        (folded = nb_kron_matmul_rewrite(ctx, l->args[1], r)) != NULL)
+        return nb_matmul(ctx, l->args[0], folded); /* (L·(A ⊗ B))·R = L·((A ⊗ B)·R) when the second folds */
+    if (is_unvec(l, r, &v)) {
+        nb_type t = shape_type(l->type.rows, r->type.cols);
+        if (v->op == NB_OP_VEC && nb_type_eq(v->args[0]->type, t)) return nb_rule(ctx, "unvec(vec(M)) = M", v->args[0]);
+        if ((s = uniform_scale(ctx, v)) != NULL) return nb_rule(ctx, "unvec(s·1) = s·1·1ᵀ", nb_mul(ctx, s, nb_ones(ctx, t)));
+    }
+    if (r->type.kind == NB_VECTOR && (s = uniform_scale(ctx, r)) != NULL) {
+        if (is_permutation(l)) return nb_rule(ctx, "P·(s·1) = s·1", nb_mul(ctx, s, nb_ones(ctx, nb_vector_type(l->type.rows))));
+        if (l->op == NB_OP_KRON) {
+            nb_node *A = l->args[0], *B = l->args[1];
+            nb_node *ones_a = nb_ones(ctx, nb_vector_type(A->type.cols)), *ones_b = nb_ones(ctx, nb_vector_type(B->type.cols));
+            return nb_rule(ctx, "(A ⊗ B)·(s·1) = s·(A·1) ⊗ (B·1)",
+                           nb_mul(ctx, s, nb_kron(ctx, nb_matmul(ctx, A, ones_a), nb_matmul(ctx, B, ones_b))));
+        }
+        if (l->op == NB_OP_MATMUL && (l->args[1]->op == NB_OP_KRON || is_permutation(l->args[1])))
+            return nb_matmul(ctx, l->args[0], nb_matmul(ctx, l->args[1], r));
+    }
+    return mixed_product(ctx, l, r);
 }
 
 /* ---- derivative rules ---------------------------------------------------------- */

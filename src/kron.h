@@ -14,8 +14,9 @@ nb_node *nb_commutation_matrix(nb_ctx *ctx, nb_dim m, nb_dim n);
  * when a term has no such form. */
 nb_node *nb_vec_jacobian(nb_ctx *ctx, nb_node *F, nb_node *X);
 
-/* (A ⊗ B)·(C ⊗ D) = (A·C) ⊗ (B·D) (the matrix product's rewrite), or NULL. */
-nb_node *nb_kron_mixed_product(nb_ctx *ctx, nb_node *l, nb_node *r);
+/* The matrix product's rewrites of vec-convention pieces (the mixed product
+ * (A ⊗ B)·(C ⊗ D) = (A·C) ⊗ (B·D), unvec, products with s·1), or NULL. */
+nb_node *nb_kron_matmul_rewrite(nb_ctx *ctx, nb_node *l, nb_node *r);
 int nb_vjp_kron(nb_ctx *ctx, nb_node *y, nb_node *G, const bool *want, nb_node **out);
 int nb_vjp_vec(nb_ctx *ctx, nb_node *y, nb_node *G, const bool *want, nb_node **out);
 

@@ -48,6 +48,32 @@ nb_expr *nb_trace(nb_ctx *ctx, nb_expr *x) { return square_to_scalar(ctx, NB_OP_
 nb_expr *nb_det(nb_ctx *ctx, nb_expr *x) { return square_to_scalar(ctx, NB_OP_DET, x); }
 nb_expr *nb_logdet(nb_ctx *ctx, nb_expr *x) { return square_to_scalar(ctx, NB_OP_LOGDET, x); }
 
+/* R with P = M·R (side 0) or P = R·M (side 1), P a product of any
+ * association; NULL when M is not P's first (last) factor. */
+static nb_node *without_end_factor(nb_ctx *ctx, nb_node *P, const nb_node *M, int side) {
+    if (P->op != NB_OP_MATMUL) return NULL;
+    if (P->args[side] == M) return P->args[1 - side];
+    nb_node *r = without_end_factor(ctx, P->args[side], M, side);
+    if (!r) return NULL;
+    return side == 0 ? nb_matmul(ctx, r, P->args[1]) : nb_matmul(ctx, P->args[0], r);
+}
+
+/* (M·R)⁻¹·M = R⁻¹·M⁻¹·M = R⁻¹ and M·(R·M)⁻¹ = R⁻¹ for a square M (so R is
+ * square too); Mᵀ·(M·R)⁻ᵀ = R⁻ᵀ and (R·M)⁻ᵀ·Mᵀ = R⁻ᵀ as their transposes:
+ * ∂det(A·X·B)/∂X = det(A·X·B)·X⁻ᵀ. */
+nb_node *nb_matfn_matmul_rewrite(nb_ctx *ctx, nb_node *a, nb_node *b) {
+    if (a->op == NB_OP_TRANSPOSE && b->op == NB_OP_TRANSPOSE) {
+        nb_node *r = nb_matfn_matmul_rewrite(ctx, b->args[0], a->args[0]);
+        return r ? nb_transpose(ctx, r) : NULL;
+    }
+    nb_node *R = NULL;
+    if (a->op == NB_OP_INV && is_square(b->type) && (R = without_end_factor(ctx, a->args[0], b, 0)) != NULL)
+        return nb_rule(ctx, "(M·R)⁻¹·M = R⁻¹", nb_inv(ctx, R));
+    if (b->op == NB_OP_INV && is_square(a->type) && (R = without_end_factor(ctx, b->args[0], a, 1)) != NULL)
+        return nb_rule(ctx, "M·(R·M)⁻¹ = R⁻¹", nb_inv(ctx, R));
+    return NULL;
+}
+
 nb_expr *nb_inv(nb_ctx *ctx, nb_expr *x) {
     if (!NB_API_OK(ctx, x) || !need_square(ctx, "inv", x)) return NULL;
     if (!ctx->raw) {

@@ -24,6 +24,9 @@ int nb_matfn_code(int op);
 /* Rewrites of log(…) and sum(…) to the stable forms of losses (NULL: none). */
 nb_node *nb_matfn_log_rewrite(nb_ctx *ctx, nb_node *a);
 nb_node *nb_matfn_sum_rewrite(nb_ctx *ctx, nb_node *a);
+/* A product with an inverse whose argument has a square factor in common:
+ * (M·R)⁻¹·M = R⁻¹ and M·(R·M)⁻¹ = R⁻¹, also transposed (NULL: none). */
+nb_node *nb_matfn_matmul_rewrite(nb_ctx *ctx, nb_node *a, nb_node *b);
 /* Is e an exact integer constant (the k of a matrix power X^k)? */
 bool nb_integer_value(const nb_node *e, int64_t *k);
 

@@ -217,6 +217,9 @@ nb_node *nb_scale(nb_ctx *ctx, nb_number c, nb_node *a); /* c·a */
 /* A named rewrite fired, giving result: reports it to the log hook and
  * returns result, so a rewrite reads  return nb_rule(ctx, "x + x = 2x", r); */
 nb_node *nb_rule(nb_ctx *ctx, const char *name, nb_node *result);
+/* The one rule named in words rather than as an identity: numbers folded
+ * (2 − 1 = 1); steps.c shows it in the reader's language. */
+#define NB_RULE_CONSTANT_ARITHMETIC "constant arithmetic"
 
 /* ---- definitions (steps.c) ---- */
 /* The parser's record of `name = value` (name is len bytes), in the arena. */

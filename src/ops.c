@@ -257,7 +257,7 @@ static nb_node *add_rewrite(nb_ctx *ctx, size_t n, nb_node *const *args, nb_type
     bool indexed = node_index_init(&seen, cap);
     if (!t || !out || !indexed) goto done;
     size_t nt = 0;
-    bool like_terms = false;
+    bool like_terms = false, numbers_added = false;
     nb_node *number_key = nb_ones(ctx, nb_scalar_type()); /* stands for the plain-number term */
     for (size_t i = 0; i < n; i++) {
         bool flat = args[i]->op == NB_OP_ADD && args[i]->nargs <= FLATTEN_LIMIT;
@@ -265,7 +265,11 @@ static nb_node *add_rewrite(nb_ctx *ctx, size_t n, nb_node *const *args, nb_type
             term s = split_term(ctx, flat ? args[i]->args[k] : args[i]);
             if (s.rest == NULL && s.coef.exact && s.coef.num == 0) continue;
             size_t j = node_index_get(&seen, s.rest ? s.rest : number_key, nt);
-            if (j < nt) t[j].coef = nb_number_add(t[j].coef, s.coef), like_terms = true;
+            if (j < nt) {
+                t[j].coef = nb_number_add(t[j].coef, s.coef);
+                if (s.rest) like_terms = true;
+                else numbers_added = true;
+            }
             else t[nt++] = s;
         }
     }
@@ -328,7 +332,10 @@ static nb_node *add_rewrite(nb_ctx *ctx, size_t n, nb_node *const *args, nb_type
         result = nb_make(ctx, NB_OP_MUL, type, 2, f, NULL, 0);
     } else if (no == 1) result = out[0];
     else {
-        if (no == 2 && out[0]->op == NB_OP_TRANSPOSE && out[0]->args[0] == out[1]) { /* Aᵀ + A = A + Aᵀ */
+        /* Aᵀ + A = A + Aᵀ: the symmetric part as the Cookbook writes it, and one
+         * node for both orders (other sums keep their terms' order, so this
+         * is a canonicalisation the printer could not make) */
+        if (no == 2 && out[0]->op == NB_OP_TRANSPOSE && out[0]->args[0] == out[1]) {
             nb_node *swap = out[0];
             out[0] = out[1];
             out[1] = swap;
@@ -336,6 +343,7 @@ static nb_node *add_rewrite(nb_ctx *ctx, size_t n, nb_node *const *args, nb_type
         result = make_nary(ctx, NB_OP_ADD, no, out);
     }
     if (like_terms) nb_rule(ctx, "a·x + b·x = (a + b)·x", result);
+    else if (numbers_added) nb_rule(ctx, NB_RULE_CONSTANT_ARITHMETIC, result);
 done:
     if ((!t || !out || !indexed) && !result) nb_set_error(ctx, "out of memory");
     node_index_free(&seen);
@@ -516,15 +524,21 @@ static nb_node *mul_rewrite(nb_ctx *ctx, size_t n, nb_node *const *args, nb_type
         goto done;
     }
     if (coef.val < 0) {
-        /* −c·(a − b) = c·(b − a): the sign goes into a two-term difference */
+        /* −c·(a − b) = c·(b − a): the sign goes into a two-term difference.
+         * A canonicalisation, not a display choice: both spellings become one
+         * node, so −2·(u − v) + 2·(v − u) collects to 4·(v − u). */
         for (size_t i = 0; i < nf; i++) {
             const nb_node *d = f[i].base;
+            bool transposed = d->op == NB_OP_TRANSPOSE; /* −c·(a − b)ᵀ = c·(b − a)ᵀ too */
+            if (transposed) d = d->args[0];
             if (d->op != NB_OP_ADD || d->nargs != 2 || !nb_number_is(f[i].exp, 1)) continue;
             if (has_negative_coef(d->args[0]) || !has_negative_coef(d->args[1])) continue;
             nb_node *flipped[2] = {nb_neg(ctx, d->args[1]), nb_neg(ctx, d->args[0])};
+            nb_node *difference = nb_add_n(ctx, 2, flipped);
+            if (transposed) difference = nb_transpose(ctx, difference);
             size_t no = 0;
             out[no++] = nb_const(ctx, nb_number_neg(coef), nb_scalar_type());
-            for (size_t j = 0; j < nf; j++) out[no++] = j == i ? nb_add_n(ctx, 2, flipped) : make_pow(ctx, f[j].base, f[j].exp);
+            for (size_t j = 0; j < nf; j++) out[no++] = j == i ? difference : make_pow(ctx, f[j].base, f[j].exp);
             result = nb_rule(ctx, "−c·(a − b) = c·(b − a)", nb_mul_n(ctx, no, out));
             goto done;
         }
@@ -705,7 +719,8 @@ static void split_scalars(nb_ctx *ctx, nb_node *e, nb_node **scalars, nb_node **
 }
 
 /* A column sum with a matrix product among its terms keeps its transpose
- * outside, (A·x − y)ᵀ, instead of xᵀ·Aᵀ − yᵀ. */
+ * outside, (A·x − y)ᵀ, instead of xᵀ·Aᵀ − yᵀ.  This picks the node, not only
+ * the text: (x − a)ᵀ and xᵀ − aᵀ typed by a user stay two nodes. */
 static bool keeps_transpose_outside(const nb_node *sum) {
     if (sum->type.kind != NB_VECTOR) return false;
     bool variables = true; /* (x − a)ᵀ stays as the Cookbook writes it */
@@ -803,7 +818,9 @@ static nb_node *matmul_rewrite(nb_ctx *ctx, nb_node *a, nb_node *b) {
     if (b->op == NB_OP_IDENTITY) return nb_rule(ctx, "A·I = A", a);
     if ((b->op == NB_OP_INV && b->args[0] == a) || (a->op == NB_OP_INV && a->args[0] == b))
         return nb_rule(ctx, "A·A⁻¹ = A⁻¹·A = I", nb_identity(ctx, t.rows));
-    nb_node *mixed = nb_kron_mixed_product(ctx, a, b);
+    nb_node *cancelled = nb_matfn_matmul_rewrite(ctx, a, b);
+    if (cancelled) return cancelled;
+    nb_node *mixed = nb_kron_matmul_rewrite(ctx, a, b);
     if (mixed) return mixed;
     nb_node *sa, *ra, *sb, *rb;
     split_scalars(ctx, a, &sa, &ra);
@@ -850,8 +867,9 @@ static nb_node *sum_rewrite(nb_ctx *ctx, nb_node *a) {
     case NB_OP_CONST:
         return nb_rule(ctx, "sum(c·1) = c·m·n", nb_mul(ctx, nb_const(ctx, node_number(a), nb_scalar_type()),
                                                       nb_mul(ctx, nb_dimval(ctx, a->type.rows), nb_dimval(ctx, a->type.cols))));
-    case NB_OP_TRANSPOSE:
-    case NB_OP_DIAG: return nb_rule(ctx, "sum(Aᵀ) = sum(diag(A)) = sum(A)", nb_sum(ctx, a->args[0]));
+    case NB_OP_TRANSPOSE: return nb_rule(ctx, "sum(Aᵀ) = sum(A)", nb_sum(ctx, a->args[0]));
+    case NB_OP_DIAG: return nb_rule(ctx, "sum(diag(v)) = sum(v)", nb_sum(ctx, a->args[0]));
+    case NB_OP_VEC: return nb_rule(ctx, "sum(vec(A)) = sum(A)", nb_sum(ctx, a->args[0]));
     case NB_OP_IDENTITY: return nb_rule(ctx, "sum(I) = n", nb_dimval(ctx, a->a.dim));
     case NB_OP_VECLIT:
     case NB_OP_MATLIT: return nb_rule(ctx, "sum([a, b]) = a + b", nb_add_n(ctx, a->nargs, a->args));

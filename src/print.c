@@ -84,8 +84,9 @@ typedef struct {
     nb_format fmt;
     bool paper; /* 𝟏, 𝟏ᵀ, 𝟎, I as the paper writes them; else ones(n), eye(n)… */
     nb_strbuf sb;
-    uint32_t *name; /* by id: 0, or k for a node printed as definition tk */
-    uint32_t base;  /* smallest id reachable (name indexes from it) */
+    nb_node **nodes; /* nb_toposort of the printed root (NULL when printing a piece alone) */
+    size_t n;
+    uint32_t *name; /* by position in nodes: 0, or k for a node printed as definition tk */
     char prefix[16]; /* of the definitions' names: t1, t2, … unless a variable is called so */
     bool repeats;    /* names only repeated subexpressions of a small tree ("… where t1 = …") */
 } printer;
@@ -474,8 +475,9 @@ static bool print_matfn(printer *p, const nb_node *e, int prec) {
 
 static void print_node(printer *p, const nb_node *e, int prec) {
     char buf[64];
-    if (p->name && e->id >= p->base && p->name[e->id - p->base]) {
-        print_definition_name(p, p->name[e->id - p->base]);
+    size_t at = p->name ? nb_topo_index(p->nodes, p->n, e) : 0;
+    if (p->name && at < p->n && p->name[at]) {
+        print_definition_name(p, p->name[at]);
         return;
     }
     if (print_matfn(p, e, prec)) return;
@@ -514,9 +516,11 @@ static void print_node(printer *p, const nb_node *e, int prec) {
     case NB_OP_MATMUL: {
         bool paren = prec > P_MUL;
         open_paren(p, paren);
-        /* (a ⊙ b)·c: parenthesise an element-wise product on the left */
+        /* (a ⊙ b)·c and (a ⊘ b)·c: parenthesise an element-wise product or
+         * quotient on the left, also inside A·((a ⊘ b)·c) printed as A·(a ⊘ b)·c */
         const nb_node *l = e->args[0];
-        print_node(p, l, l->op == NB_OP_MUL && l->type.kind != NB_SCALAR ? P_MUL + 1 : P_MUL);
+        bool elementwise = l->type.kind != NB_SCALAR && (l->op == NB_OP_MUL || is_negative_power(l));
+        print_node(p, l, elementwise ? P_MUL + 1 : P_MUL);
         nb_sb_puts(&p->sb, pick(p, "*", "·", " "));
         /* the matrix product is associative: A·(B·C) prints as A·B·C */
         print_node(p, e->args[1], e->args[1]->op == NB_OP_MATMUL ? P_MUL : P_MUL + 1);
@@ -564,7 +568,7 @@ static void print_node(printer *p, const nb_node *e, int prec) {
 
 /* Length of e printed alone in ASCII, so that every format names the same. */
 static size_t printed_length(const printer *p, const nb_node *e) {
-    printer alone = {p->ctx, NB_FMT_ASCII, false, {NULL, 0, 0, false}, NULL, 0, "t", false};
+    printer alone = {p->ctx, NB_FMT_ASCII, false, {NULL, 0, 0, false}, NULL, 0, NULL, "t", false};
     print_node(&alone, e, P_LOW);
     free(alone.sb.buf);
     return alone.sb.len;
@@ -577,90 +581,86 @@ static size_t printed_length(const printer *p, const nb_node *e) {
  * its operands, once only out of a named node (its body is printed once). */
 #define REPEAT_MIN_SIZE 5 /* nodes: smaller repeats are never worth a name */
 
-static bool name_repeats(printer *p, const nb_node *root, const bool *live, const double *size, uint32_t *count) {
-    uint32_t lo = p->base;
-    double *occurs = calloc((size_t)root->id + 1 - lo, sizeof *occurs);
+static bool name_repeats(printer *p, const double *size, uint32_t *count) {
+    size_t n = p->n, root = n - 1;
+    double *occurs = calloc(n, sizeof *occurs);
     if (!occurs) return false;
-    occurs[root->id - lo] = 1;
-    for (size_t id = (size_t)root->id + 1; id-- > lo;) {
-        if (!live[id] || occurs[id - lo] == 0) continue;
-        const nb_node *e = p->ctx->nodes[id];
-        double k = occurs[id - lo];
-        bool named = id != root->id && k >= 2 && size[id] >= REPEAT_MIN_SIZE &&
+    occurs[root] = 1;
+    for (size_t i = n; i-- > 0;) {
+        if (occurs[i] == 0) continue;
+        const nb_node *e = p->nodes[i];
+        double k = occurs[i];
+        bool named = i != root && k >= 2 && size[i] >= REPEAT_MIN_SIZE &&
                      (k - 1) * (double)printed_length(p, e) >= 2 * k + 12;
-        p->name[id - lo] = named;
-        for (size_t i = 0; i < e->nargs; i++) occurs[e->args[i]->id - lo] += named ? 1 : occurs[id - lo];
+        p->name[i] = named;
+        for (size_t a = 0; a < e->nargs; a++) occurs[nb_topo_index(p->nodes, n, e->args[a])] += named ? 1 : k;
     }
-    for (size_t id = lo; id <= root->id; id++) /* numbered inside out: operands first */
-        if (p->name[id - lo]) p->name[id - lo] = ++*count;
+    for (size_t i = 0; i < n; i++) /* numbered inside out: operands first */
+        if (p->name[i]) p->name[i] = ++*count;
     p->repeats = *count > 0;
     free(occurs);
     return true;
 }
 
-static bool plan_names(printer *p, const nb_node *root, uint32_t *count) {
-    uint32_t lo = root->id;
-    size_t n = (size_t)root->id + 1;
-    bool *live = calloc(n, sizeof *live);
+/* Which nodes print as definitions tk: in a small tree, the repeats worth a
+ * name; in a large or deep one, every shared node and the nodes that break a
+ * chain deeper than DEPTH_LIMIT.  Side arrays by position in p->nodes. */
+static bool plan_names(printer *p, nb_node *root, uint32_t *count) {
+    *count = 0;
+    p->nodes = nb_toposort(p->ctx, 1, &root, &p->n);
+    if (!p->nodes) return false;
+    size_t n = p->n;
     uint32_t *uses = calloc(n, sizeof *uses), *height = calloc(n, sizeof *height);
     double *size = calloc(n, sizeof *size);
-    bool ok = live && uses && height && size;
-    *count = 0;
+    size_t *arg_at = NULL; /* positions of each node's operands, in node order */
+    size_t nargs = 0;
+    for (size_t i = 0; i < n; i++) nargs += p->nodes[i]->nargs;
+    arg_at = malloc((nargs ? nargs : 1) * sizeof *arg_at);
+    p->name = calloc(n, sizeof *p->name);
+    bool ok = uses && height && size && arg_at && p->name;
     if (!ok) goto done;
-    live[root->id] = true;
-    for (size_t id = n; id-- > 0;) {
-        if (!live[id]) continue;
-        const nb_node *e = p->ctx->nodes[id];
-        if (id < lo) lo = (uint32_t)id;
-        for (size_t i = 0; i < e->nargs; i++) {
-            live[e->args[i]->id] = true;
-            uses[e->args[i]->id]++;
+    size_t *at = arg_at;
+    for (size_t i = 0; i < n; i++) {
+        const nb_node *e = p->nodes[i];
+        size[i] = 1;
+        for (size_t a = 0; a < e->nargs; a++) {
+            size_t j = at[a] = nb_topo_index(p->nodes, n, e->args[a]);
+            uses[j]++;
+            size[i] += size[j];
+            if (height[j] + 1 > height[i]) height[i] = height[j] + 1;
         }
+        at += e->nargs;
     }
-    for (size_t id = lo; id < n; id++) {
-        if (!live[id]) continue;
-        const nb_node *e = p->ctx->nodes[id];
-        size[id] = 1;
-        for (size_t i = 0; i < e->nargs; i++) {
-            size[id] += size[e->args[i]->id];
-            if (height[e->args[i]->id] + 1 > height[id]) height[id] = height[e->args[i]->id] + 1;
-        }
-    }
-    p->base = lo;
-    p->name = calloc(n - lo, sizeof *p->name);
-    if (!p->name) {
-        ok = false;
+    if (size[n - 1] <= TREE_LIMIT && height[n - 1] <= DEPTH_LIMIT) {
+        ok = name_repeats(p, size, count);
         goto done;
     }
-    if (size[root->id] <= TREE_LIMIT && height[root->id] <= DEPTH_LIMIT) {
-        ok = name_repeats(p, root, live, size, count);
-        goto done;
-    }
-    for (size_t id = lo; id < n; id++) {
-        if (!live[id]) continue;
-        const nb_node *e = p->ctx->nodes[id];
+    at = arg_at;
+    for (size_t i = 0; i < n; i++) {
+        const nb_node *e = p->nodes[i];
         uint32_t h = 0;
         double s = 1;
-        for (size_t i = 0; i < e->nargs; i++) {
-            const nb_node *a = e->args[i];
-            bool named = p->name[a->id - lo] != 0;
-            if (!named && height[a->id] + 1 > h) h = height[a->id] + 1;
-            s += named ? 1 : size[a->id];
+        for (size_t a = 0; a < e->nargs; a++) {
+            size_t j = at[a];
+            bool named = p->name[j] != 0;
+            if (!named && height[j] + 1 > h) h = height[j] + 1;
+            s += named ? 1 : size[j];
         }
-        height[id] = h;
-        size[id] = s;
-        bool shared = uses[id] > 1 && s > 4 && e->nargs > 0;
-        if (id != root->id && (shared || h >= DEPTH_LIMIT)) {
-            p->name[id - lo] = ++*count;
-            height[id] = 0;
-            size[id] = 1;
+        at += e->nargs;
+        height[i] = h;
+        size[i] = s;
+        bool shared = uses[i] > 1 && s > 4 && e->nargs > 0;
+        if (i + 1 != n && (shared || h >= DEPTH_LIMIT)) {
+            p->name[i] = ++*count;
+            height[i] = 0;
+            size[i] = 1;
         }
     }
 done:
-    free(live);
     free(uses);
     free(height);
     free(size);
+    free(arg_at);
     return ok;
 }
 
@@ -680,20 +680,20 @@ static bool prefix_taken(const nb_ctx *ctx, const char *prefix) {
 
 /* lead, then each definition "tk = body" in id order (operands before their
  * users), each followed (ASCII: statements) or separated by sep. */
-static void print_definitions(printer *p, const nb_node *root, const char *lead, const char *sep) {
+static void print_definitions(printer *p, const char *lead, const char *sep) {
     uint32_t *order = p->name;
     bool first = true;
     nb_sb_puts(&p->sb, lead);
-    for (uint32_t id = p->base; id <= root->id; id++) {
-        uint32_t k = order[id - p->base];
+    for (size_t i = 0; i < p->n; i++) {
+        uint32_t k = order[i];
         if (!k) continue;
         if (!first && !ascii(p) && p->repeats) nb_sb_puts(&p->sb, sep);
         first = false;
         print_definition_name(p, k);
         nb_sb_puts(&p->sb, " = ");
-        order[id - p->base] = 0; /* print the body itself, not its name */
-        print_node(p, p->ctx->nodes[id], P_LOW);
-        order[id - p->base] = k;
+        order[i] = 0; /* print the body itself, not its name */
+        print_node(p, p->nodes[i], P_LOW);
+        order[i] = k;
         if (ascii(p) || !p->repeats) nb_sb_puts(&p->sb, sep);
     }
 }
@@ -704,17 +704,22 @@ static char *to_string(nb_ctx *ctx, const nb_expr *e, nb_format fmt, const char 
         nb_set_error(ctx, "%s: invalid format %d", fn, (int)fmt);
         return NULL;
     }
-    printer p = {ctx, fmt, fmt != NB_FMT_ASCII, {NULL, 0, 0, false}, NULL, 0, "t", false};
+    printer p = {ctx, fmt, fmt != NB_FMT_ASCII, {NULL, 0, 0, false}, NULL, 0, NULL, "t", false};
     uint32_t named;
-    if (!plan_names(&p, e, &named)) return NULL;
+    if (!plan_names(&p, (nb_node *)e, &named)) {
+        free(p.nodes);
+        free(p.name);
+        return NULL;
+    }
     while (named && strlen(p.prefix) + 2 < sizeof p.prefix && prefix_taken(ctx, p.prefix)) strcat(p.prefix, "_");
     /* ASCII (and any large result): the definitions first, as the language
      * reads them; the display formats name repeats after: "… where t1 = …". */
     bool after = p.repeats && !ascii(&p);
-    if (named && !after) print_definitions(&p, e, "", p.repeats ? "; " : latex(&p) ? " \\\\\n" : "\n");
+    if (named && !after) print_definitions(&p, "", p.repeats ? "; " : latex(&p) ? " \\\\\n" : "\n");
     print_node(&p, e, P_LOW);
-    if (named && after) print_definitions(&p, e, latex(&p) ? " \\quad\\text{where } " : " where ", ", ");
+    if (named && after) print_definitions(&p, latex(&p) ? " \\quad\\text{where } " : " where ", ", ");
     free(p.name);
+    free(p.nodes);
     if (p.sb.failed) {
         free(p.sb.buf);
         return NULL;

@@ -108,7 +108,12 @@ static const struct {
 /* A rule's name written in the format: Unicode as is; ASCII and LaTeX token
  * by token, a function name f( as \operatorname{f}( and ^(…) as ^{(…)} in
  * LaTeX; a character with no spelling becomes '?'. */
-static void put_rule(nb_strbuf *sb, out_format fmt, const char *rule) {
+static void put_rule(nb_strbuf *sb, out_format fmt, const nb_steps_lang *lang, const char *rule) {
+    if (strcmp(rule, NB_RULE_CONSTANT_ARITHMETIC) == 0) { /* named in words, in the reader's language */
+        bool math = fmt == OUT_LATEX || fmt == OUT_MARKDOWN;
+        cat(sb, math ? "\\text{" : "", lang->constant_arithmetic, math ? "}" : "", NULL);
+        return;
+    }
     if (fmt == OUT_UNICODE) {
         nb_sb_puts(sb, rule);
         return;
@@ -726,7 +731,7 @@ static int put_simplification(derivation *d, nb_node *raw, nb_node **result) {
             for (size_t k = i; k < j && !repeated; k++) repeated = strcmp(d->log[k].rule, d->log[j].rule) == 0;
             if (repeated) continue;
             if (j > i) nb_sb_puts(&rules, d->fmt == OUT_UNICODE || d->fmt == OUT_ASCII ? d->lang->separator : ";\\ ");
-            put_rule(&rules, d->fmt, d->log[j].rule);
+            put_rule(&rules, d->fmt, d->lang, d->log[j].rule);
         }
         const nb_node *at = d->log[i].at;
         nb_node *before = raw_rebuild(ctx, at, d->log[i].args);

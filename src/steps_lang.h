@@ -30,6 +30,7 @@ typedef struct {
     const char *simplify;         /* heading: the named simplifications */
     const char *nothing_to_simplify;
     const char *by;               /* before a rule's name: "by" */
+    const char *constant_arithmetic; /* the rule NB_RULE_CONSTANT_ARITHMETIC: numbers folded */
     const char *result;           /* heading of the final result */
     const char *several_scalars;  /* (printf) variable list: one derivation per variable follows */
     const char *section;          /* (printf) variable: heading of one variable's derivation */

@@ -27,6 +27,7 @@ const nb_steps_lang nb_steps_lang_en = {
     .simplify = "Simplifying, one named rule at a time:",
     .nothing_to_simplify = "Nothing to simplify.",
     .by = "by",
+    .constant_arithmetic = "constant arithmetic",
     .result = "Result, in the original variables:",
     .several_scalars = "Several scalar variables (%s): the derivative with respect to each, then side by side.",
     .section = "With respect to %s:",

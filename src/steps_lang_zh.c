@@ -26,6 +26,7 @@ const nb_steps_lang nb_steps_lang_zh = {
     .simplify = "逐步化简，每步注明所用的规则：",
     .nothing_to_simplify = "无需化简。",
     .by = "依据",
+    .constant_arithmetic = "常数运算",
     .result = "结果（用原变量表示）：",
     .several_scalars = "多个标量自变量（%s）：先分别求导，再并排组成结果。",
     .section = "对 %s 求导：",

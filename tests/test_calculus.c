@@ -44,6 +44,8 @@ static const golden goldens[] = {
     {"tr(A*X)", "X", 'n', "Aᵀ"},                        /* (100) */
     {"tr(X'*A*X)", "X", 'n', "(A + Aᵀ)·X"},             /* (117) */
     {"det(X)", "X", 'n', "det(X)·X⁻ᵀ"},                 /* (49) */
+    {"logdet(X*B)", "X", 'n', "X⁻ᵀ"},
+    {"tr(inv(X*A)*X)", "X", 'n', "𝟎"},                /* (X·A)⁻¹·X = A⁻¹ */
     {"logdet(X)", "X", 'n', "X⁻ᵀ"},                     /* (57) */
     {"log(det(X))", "X", 'n', "X⁻ᵀ"},                   /* (57) */
     {"a'*inv(X)*b", "X", 'n', "-X⁻ᵀ·a·bᵀ·X⁻ᵀ"},          /* (61) */
@@ -65,9 +67,9 @@ static const golden goldens[] = {
     {"tr(inv(X))", "X", 'n', "-X⁻ᵀ·X⁻ᵀ"},               /* (124) */
     {"tr(A*inv(X)*B)", "X", 'n', "-X⁻ᵀ·Aᵀ·Bᵀ·X⁻ᵀ"},     /* (125) */
     {"tr(A*X^-1)", "X", 'n', "-X⁻ᵀ·Aᵀ·X⁻ᵀ"},
-    {"det(A*X*B)", "X", 'n', "det(A·X·B)·(Aᵀ·(A·X·B)⁻ᵀ·Bᵀ)"}, /* (51) before det(AXB)·X⁻ᵀ */
+    {"det(A*X*B)", "X", 'n', "det(A·X·B)·X⁻ᵀ"},         /* (51): Aᵀ·(A·X·B)⁻ᵀ·Bᵀ = X⁻ᵀ */
     {"det(X)^2", "X", 'n', "2·det(X)²·X⁻ᵀ"},
-    {"logdet(X*X)", "X", 'n', "Xᵀ·(X·X)⁻ᵀ + (X·X)⁻ᵀ·Xᵀ"},
+    {"logdet(X*X)", "X", 'n', "2·X⁻ᵀ"},                 /* Xᵀ·(X·X)⁻ᵀ = (X·X)⁻ᵀ·Xᵀ = X⁻ᵀ */
     {"a'*X*b", "X", 'n', "a·bᵀ"},                       /* (70) */
     {"a'*X'*b", "X", 'n', "b·aᵀ"},                      /* (71) */
     {"a'*X*a", "X", 'n', "a·aᵀ"},                       /* (72) */
@@ -110,13 +112,20 @@ static const golden goldens[] = {
     {"tr(X)*X", "X", 'n', "vec(X)·vec(I)ᵀ + tr(X)·I"},
     {"solve(X, a)", "X", 'n', "-X⁻¹·(solve(X, a)ᵀ ⊗ I)"},
     {"x*x'*x", "x", 'n', "(xᵀ·x)·I + 2·x·xᵀ"},
-    {"diag(x)*A*x", "x", 'n', "(xᵀ ⊗ I)·(Aᵀ ⊗ I)·diag(vec(I))·(𝟏 ⊗ I) + diag(x)·A"},
+    /* (uᵀ ⊗ M)·W = M·diag(u) where W·v = vec(diag(v)) */
+    {"diag(x)*A*x", "x", 'n', "diag(A·x) + diag(x)·A"},
+    {"M*diag(x)*A*x", "x", 'n', "M·diag(A·x) + M·diag(x)·A"},
+    {"M*diag(x)*b", "x", 'n', "M·diag(b)"},
     {"softmax(x)", "x", 'n', "diag(softmax(x)) - softmax(x)·softmax(x)ᵀ"},
     {"logsoftmax(x)", "x", 'n', "I - 𝟏·softmax(x)ᵀ"},
     {"-y'*logsoftmax(x)", "x", 'n', "sum(y)·softmax(x)ᵀ - yᵀ"},
     {"tr(X'*A*X)", "X", 'h', "I ⊗ (A + Aᵀ)"},
     {"logdet(X)", "X", 'h', "-K·(X⁻ᵀ ⊗ X⁻¹)"},
-    {"sum(kron(A, X))", "X", 'n', "(vec(I)ᵀ ⊗ I)·(I ⊗ ((vec(A)ᵀ ⊗ I)·((I ⊗ K) ⊗ I)·vec(𝟏·𝟏ᵀ)))"},
+    /* the vec-convention pieces fold back: unvec(s·1) = s·1·1ᵀ, P·(s·1) = s·1, (A ⊗ B)·1 = A·1 ⊗ B·1 */
+    {"sum(kron(A, X))", "X", 'n', "sum(A)·𝟏·𝟏ᵀ"},
+    {"sum(kron(X, M))*s", "X", 'n', "s·sum(M)·𝟏·𝟏ᵀ"},
+    {"sum(kron(M, X)/s)", "X", 'n', "sum(M)·𝟏·𝟏ᵀ/s"},
+    {"sum(kron(X, a))", "X", 'n', "sum(a)·𝟏·𝟏ᵀ"},
     /* matrixcalculus.org's examples */
     {"x'*A*x + k*sin(y)'*x", "x", 'd', "Aᵀ·x + A·x + k·sin(y)"},
     {"norm2(M*w - t)^2", "w", 'd', "2·Mᵀ·(M·w - t)"},

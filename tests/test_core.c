@@ -56,6 +56,10 @@ static void test_canonical_forms(void) {
         {"sum(3*v)", "3*sum(v)"},    {"x^0.5", "sqrt(x)"},    {"1e-3*x", "x/1000"},
         {"-2*(u - v)", "2*(v - u)"}, {"x*y - y*x", "0"},      {"max(2, 3)", "3"},
         {"(2 > 1) + (1 >= 2)", "1"},
+        /* an element-wise quotient heading an inner product keeps its parentheses (seed 48 of test_property) */
+        {"A*((1 ./ B)*v)", "A*(1 ./ B)*v"}, {"A*((u ./ v)*v')", "A*(u ./ v)*v'"},
+        /* the sign goes into a transposed difference too: one node for both spellings */
+        {"-2*(u - v)'", "2*(v - u)'"}, {"-2*(u - v)' + 2*(v - u)'", "4*(v - u)'"}, {"-(u - v)'*A", "(v - u)'*A"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
         CHECK_STR(str(ctx, nb_parse(ctx, cases[i][0]), NB_FMT_ASCII), cases[i][1]);

@@ -9,7 +9,6 @@
  *     ratio: <number>
  * Details (sizes, program statistics, output structures) go to stderr. */
 #include "cli.h"
-#include "nb_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -64,28 +63,12 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* The variables e uses, in id order (walks the DAG once). */
+/* The variables e uses, in creation order, in a malloc'd array (*out NULL
+ * when out of memory). */
 static size_t variables_of(nb_ctx *ctx, const nb_expr *e, nb_expr ***out) {
-    size_t n = (size_t)e->id + 1, nv = 0;
-    uint8_t *seen = calloc(n, 1);
-    nb_expr **vars = malloc(n * sizeof *vars);
-    if (!seen || !vars) {
-        free(seen);
-        free(vars);
-        *out = NULL;
-        return 0;
-    }
-    seen[e->id] = 1;
-    for (size_t id = n; id-- > 0;) {
-        if (!seen[id]) continue;
-        nb_node *x = ctx->nodes[id];
-        if (x->op == NB_OP_VAR) vars[nv++] = x;
-        for (size_t k = 0; k < x->nargs; k++)
-            seen[x->args[k]->id] = 1;
-    }
-    free(seen);
-    *out = vars;
-    return nv;
+    size_t nv = nb_variables(ctx, e, NULL, 0);
+    *out = malloc((nv ? nv : 1) * sizeof **out);
+    return *out ? nb_variables(ctx, e, *out, nv) : 0;
 }
 
 typedef struct {
@@ -201,7 +184,7 @@ static int size_buffers(const timed *tf, const timed *td, size_t nvars, nb_expr 
         if (k == 0)
             snprintf(what, sizeof what, "f");
         else
-            snprintf(what, sizeof what, "d/d%.64s", wrt[k - 1]->a.name);
+            snprintf(what, sizeof what, "d/d%.64s", nb_var_name(wrt[k - 1]));
         const int64_t structured =
             nb_program_output_structure(td->p, k) == NB_STRUCT_DENSE ? 0 : nb_program_output_size(td->p, k);
         if (buffer_bytes(what, r, c, structured, real_size, &out_bytes[k]) ||
@@ -394,7 +377,7 @@ int nb_cmd_time(int argc, char **argv) {
     for (size_t k = 1; k < nout; k++) {
         int64_t r, c;
         nb_program_output_shape(td.p, k, &r, &c);
-        fprintf(stderr, "d/d%s: %lld x %lld, %s (%lld entries computed)\n", wrt[k - 1]->a.name, (long long)r,
+        fprintf(stderr, "d/d%s: %lld x %lld, %s (%lld entries computed)\n", nb_var_name(wrt[k - 1]), (long long)r,
                 (long long)c, structure_name(nb_program_output_structure(td.p, k)),
                 (long long)nb_program_output_size(td.p, k));
     }
