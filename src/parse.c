@@ -573,13 +573,50 @@ static size_t parse_entries(parser *p, expr_list *l, size_t open) {
     return close_bracket(p, TOK_RBRACKET, "',' or ']'") ? count : 0;
 }
 
+/* Whether token kind k after a closing bracket continues an expression
+ * (a postfix or binary operator). */
+static bool continues_expression(token_kind k) {
+    switch (k) {
+    case TOK_TRANSPOSE: case TOK_LBRACKET: case TOK_PLUS: case TOK_MINUS: case TOK_STAR: case TOK_SLASH:
+    case TOK_CARET: case TOK_DOT_STAR: case TOK_DOT_SLASH: case TOK_DOT_CARET: case TOK_GT: case TOK_GE:
+    case TOK_LT: case TOK_LE: return true;
+    default: return false;
+    }
+}
+
+/* Whether the '[' at the current token opens a matrix row rather than the
+ * first entry of a vector, as in [[a, b]'*x, c] (a row literal times x):
+ * a row's matching ']' is not followed by an operator.  Looks ahead without
+ * consuming anything. */
+static bool opens_matrix_row(parser *p) {
+    size_t pos = p->pos, prev_end = p->prev_end;
+    token tok = p->tok;
+    int depth = 0;
+    bool row = true;
+    for (;;) {
+        token_kind k = p->tok.kind;
+        if (k == TOK_EOF || k == TOK_BAD) break; /* the matrix path reports it */
+        if (k == TOK_LBRACKET || k == TOK_LPAREN) depth++;
+        if ((k == TOK_RBRACKET || k == TOK_RPAREN) && --depth == 0) {
+            advance(p);
+            row = !continues_expression(p->tok.kind);
+            break;
+        }
+        advance(p);
+    }
+    p->pos = pos;
+    p->prev_end = prev_end;
+    p->tok = tok;
+    return row;
+}
+
 /* [a, b, c] or [[a, b], [c, d]]; the current token is '['. */
 static nb_expr *parse_literal(parser *p) {
     size_t open = p->tok.start;
     expr_list entries = {NULL, 0, 0};
     nb_expr *result = NULL;
     open_bracket(p);
-    if (p->tok.kind != TOK_LBRACKET) {
+    if (p->tok.kind != TOK_LBRACKET || !opens_matrix_row(p)) {
         size_t n = parse_entries(p, &entries, open);
         if (n) result = check_built(p, nb_vector_lit(p->ctx, n, entries.items), open);
         free(entries.items);
