@@ -121,9 +121,21 @@ static double uniform01(uint64_t *state) { return (double)(splitmix64(state) >> 
  * better an error than a process killed for its memory. */
 #define MAX_RANDOM_ENTRIES (INT64_C(1) << 28)
 
+/* A product dimension "m·n" (kron.c) takes its value from its factors, so
+ * its unbound factors are the ones bound (a compiled program refuses to bind
+ * a product by name, and follows the factors). */
 static int bind_random_dim(nb_ctx *ctx, nb_dim d, uint64_t *rng) {
+    static const char dot[] = "·";
+    char name[260];
     if (d >= 0 || nb_dim_value(ctx, d) != 0) return 0;
-    return nb_bind_dim(ctx, d, 2 + (int64_t)(splitmix64(rng) % 4));
+    if (!strstr(nb_dim_name(ctx, d, name, sizeof name), dot))
+        return nb_bind_dim(ctx, d, 2 + (int64_t)(splitmix64(rng) % 4));
+    for (char *factor = name, *end; factor; factor = end ? end + strlen(dot) : NULL) {
+        if ((end = strstr(factor, dot)) != NULL) *end = 0;
+        if (strspn(factor, "0123456789") == strlen(factor)) continue; /* a number */
+        if (bind_random_dim(ctx, nb_dim_symbol(ctx, factor), rng) != 0) return -1;
+    }
+    return 0;
 }
 
 int nb_randomize(nb_ctx *ctx, const nb_expr *e, uint64_t *rng, double lo, double hi) {

@@ -526,7 +526,27 @@ static void test_api_arguments(void) {
     nb_ctx_free(ctx);
 }
 
+/* nb_randomize binds the factors of a product dimension, not the product:
+ * a compiled program takes products from their factors (the compile fuzz
+ * target found eye(i*x) with every dimension "bound" and no output size). */
+static void test_random_product_dims(void) {
+    nb_ctx *ctx = nb_ctx_new();
+    nb_expr *f = nb_parse(ctx, "eye(i*x) + 1");
+    uint64_t rng = 5;
+    CHECK(f && nb_randomize(ctx, f, &rng, -2, 2) == 0, "randomize: %s", nb_error(ctx));
+    nb_program *p = f ? nb_compile(ctx, 1, &f, 0, NULL, NB_F64, 0) : NULL;
+    int64_t r = 0, c = 0;
+    CHECK(p && nb_program_output_shape(p, 0, &r, &c) == NB_OK && r == c && r >= 4 && r <= 25,
+          "eye(i*x) has a size after randomize: %lld x %lld %s", (long long)r, (long long)c, p ? nb_program_error(p) : nb_error(ctx));
+    nb_matrix want = {0, 0, NULL};
+    CHECK(nb_eval(ctx, f, &want) == 0 && want.rows == r, "evaluates at the same size: %s", nb_error(ctx));
+    nb_matrix_free(&want);
+    nb_program_free(p);
+    nb_ctx_free(ctx);
+}
+
 int main(void) {
+    test_random_product_dims();
     test_api_arguments();
     test_derivative_list();
     test_goldens();
