@@ -792,8 +792,13 @@ static nb_node *transpose_rewrite(nb_ctx *ctx, nb_node *a) {
     return nb_memo_put(ctx, NB_MEMO_TRANSPOSE, a, 0, 0, r);
 }
 
+/* The product's type: a row on the left keeps one row, a column on the
+ * right one column; so do a 1-row matrix times a row and a column times a
+ * 1-column matrix, so that I·B = B and A·I = A keep B's and A's kinds when
+ * the identity is 1×1. */
 static nb_type matmul_type(nb_type a, nb_type b) {
-    bool one_row = a.kind == NB_ROW, one_col = b.kind == NB_VECTOR;
+    bool one_row = a.kind == NB_ROW || (b.kind == NB_ROW && a.rows == 1);
+    bool one_col = b.kind == NB_VECTOR || (a.kind == NB_VECTOR && b.cols == 1);
     if (one_row && one_col) return nb_scalar_type();
     if (one_row) return nb_row_type(b.cols);
     if (one_col) return nb_vector_type(a.rows);
@@ -803,7 +808,9 @@ static nb_type matmul_type(nb_type a, nb_type b) {
 static nb_node *matmul_rewrite(nb_ctx *ctx, nb_node *a, nb_node *b) {
     if (!a || !b) return NULL;
     if (a->type.kind == NB_SCALAR || b->type.kind == NB_SCALAR) return nb_mul(ctx, a, b);
-    if (!dim_eq(a->type.cols, b->type.rows)) {
+    /* a column times a column is no matrix product, even when the second has
+     * one entry (vector(1) is a column, not a 1×1 matrix) */
+    if (!dim_eq(a->type.cols, b->type.rows) || (a->type.kind == NB_VECTOR && b->type.kind == NB_VECTOR)) {
         shape_error(ctx, "the matrix product", a, b);
         if (a->type.kind == NB_VECTOR && b->type.kind == NB_VECTOR) {
             size_t len = strlen(ctx->error);
@@ -1120,7 +1127,8 @@ nb_expr *nb_matmul(nb_ctx *ctx, nb_expr *a, nb_expr *b) {
     if (scalar) return nb_mul(ctx, a, b);
     nb_type t = matmul_type(a->type, b->type);
     nb_node *args[2] = {a, b};
-    if (ctx->raw && dim_eq(a->type.cols, b->type.rows)) return raw_node(ctx, NB_OP_MATMUL, t, 2, args);
+    if (ctx->raw && dim_eq(a->type.cols, b->type.rows) && !(a->type.kind == NB_VECTOR && b->type.kind == NB_VECTOR))
+        return raw_node(ctx, NB_OP_MATMUL, t, 2, args);
     return keep_type(ctx, "a matrix product", t, matmul_rewrite(ctx, a, b));
 }
 

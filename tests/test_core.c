@@ -448,7 +448,33 @@ static void test_long_chain(void) {
     CHECK(times[1] < 8 * times[0] + 0.05, "linear time: %.3fs for 2000, %.3fs for 8000", times[0], times[1]);
 }
 
+/* Sizes of one: a column times a column is refused even when the second has
+ * one entry, and products with a 1×1 identity keep their kinds (the parse
+ * fuzz target found p·q + q, vector(1), failing inside the differentiator). */
+static void test_sizes_of_one(void) {
+    nb_ctx *ctx = nb_ctx_new();
+    CHECK(nb_declare(ctx, "p, q, x: vector(1); A: matrix(1, 1); r: row(1)") == 0, "declare: %s", nb_error(ctx));
+    CHECK(!nb_parse(ctx, "p*q + q") && strstr(nb_error(ctx), "inner product"), "p*q refused: %s", nb_error(ctx));
+    const char *fs[] = {"x'*A*x", "A*x + x", "sum(r*A) + sum(A*x)", "x'*x*r"};
+    const char *wrt[] = {"x", "A", "r"};
+    uint64_t rng = 7;
+    for (size_t i = 0; i < sizeof fs / sizeof *fs; i++) {
+        nb_expr *f = nb_parse(ctx, fs[i]);
+        CHECK(f != NULL, "%s: %s", fs[i], nb_error(ctx));
+        if (!f || nb_randomize(ctx, f, &rng, -2, 2)) continue;
+        for (size_t k = 0; k < 3; k++) {
+            nb_expr *v = nb_lookup(ctx, wrt[k]);
+            double err = 1;
+            if (nb_randomize(ctx, v, &rng, -2, 2)) continue;
+            if (nb_type_of(f).kind != NB_SCALAR && nb_type_of(v).kind == NB_MATRIX) continue;
+            CHECK(nb_check(ctx, f, 1, &v, &err) == 0 && err < 1e-6, "d(%s)/d%s: %s (error %g)", fs[i], wrt[k], nb_error(ctx), err);
+        }
+    }
+    nb_ctx_free(ctx);
+}
+
 int main(void) {
+    test_sizes_of_one();
     test_hash_consing();
     test_canonical_forms();
     test_formats();
