@@ -19,18 +19,8 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
+#include "timing.h"
 
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int by_value(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 /* Runs J·v for J = dF/dX (F one of the cases) in one mode; fills out (n²)
  * and prints the line; returns 0 on success. */
@@ -68,7 +58,7 @@ static int measure(const char *src, int64_t n, int repeat, unsigned flags, doubl
     nb_program_stats st;
     nb_program_get_stats(p, &st);
     if (rc == NB_OK) {
-        qsort(t, (size_t)repeat, sizeof *t, by_value);
+        qsort(t, (size_t)repeat, sizeof *t, cmp);
         printf("%-8s n=%-4lld %-10s median %.6f s  workspace %zu bytes\n", src, (long long)n,
                flags ? "dense" : "structured", t[repeat / 2], st.workspace_bytes);
     } else {

@@ -1,30 +1,7 @@
 #!/usr/bin/env bash
 # The nabla command end to end: formulas, values, checks, and every error
 # path (message, caret, exit status, nothing on stdout).
-set -u
-NABLA=${NABLA:-./nabla}
-passed=0 failed=0
-err_file=$(mktemp)  # private: other runs of this script may be going on at the same time
-trap 'rm -f "$err_file"' EXIT
-fail() { failed=$((failed + 1)); printf 'FAIL: %s\n' "$*" >&2; }
-
-# expect_out WANT ARGS...: stdout equals WANT, exit 0
-expect_out() {
-    local want=$1; shift
-    local got rc
-    got=$("$NABLA" "$@" 2>"$err_file"); rc=$?
-    if [ "$rc" -eq 0 ] && [ "$got" = "$want" ]; then passed=$((passed + 1))
-    else fail "nabla $* -> rc=$rc out=[$got] err=[$(cat "$err_file")] want [$want]"; fi
-}
-
-# expect_err STATUS PATTERN ARGS...: exit STATUS, stderr matches PATTERN, stdout empty
-expect_err() {
-    local want_rc=$1 pattern=$2; shift 2
-    local got rc
-    got=$("$NABLA" "$@" 2>"$err_file"); rc=$?
-    if [ "$rc" -eq "$want_rc" ] && [ -z "$got" ] && grep -qE -- "$pattern" "$err_file"; then passed=$((passed + 1))
-    else fail "nabla $* -> rc=$rc out=[$got] err=[$(cat "$err_file")] want rc $want_rc /$pattern/"; fi
-}
+. "$(dirname "$0")/expect.sh"
 
 VEC='w, x: vector(n); z: scalar'
 NEURON='w: vector(n); X: matrix(N, n); y: vector(N); b: scalar'
@@ -66,25 +43,25 @@ out=$("$NABLA" check 'sum((y - max(0, X*w + b)).^2)/N' --wrt w --let "$NEURON" -
 if [ $rc -eq 0 ]; then passed=$((passed + 1)); else fail "check neuron: rc=$rc $out"; fi
 
 # errors: message, caret column, status 2, nothing on stdout
-expect_err 2 'error: .*' diff 'w + ' --wrt w
-expect_err 2 '^     \^$' diff 'w + ' --wrt w
-expect_err 2 'vector\(n\).*vector\(m\)' diff 'w + v' --wrt w --let 'w: vector(n); v: vector(m)'
-expect_err 2 'matrix\(N, n\).*vector\(m\)' eval 'X*v' --let 'X: matrix(N, n); v: vector(m)' --at 'X=[[1]]; v=[1]'
-expect_err 2 "unknown function 'foo'" diff 'foo(x)' --wrt x
-expect_err 2 "inner product write a'\\*b or dot" diff 'w*x' --wrt w --let 'w, x: vector(n)'
-expect_err 2 'variable' diff 'x + 1' --wrt 'x+1'
+expect_status 2 'error: .*' diff 'w + ' --wrt w
+expect_status 2 '^     \^$' diff 'w + ' --wrt w
+expect_status 2 'vector\(n\).*vector\(m\)' diff 'w + v' --wrt w --let 'w: vector(n); v: vector(m)'
+expect_status 2 'matrix\(N, n\).*vector\(m\)' eval 'X*v' --let 'X: matrix(N, n); v: vector(m)' --at 'X=[[1]]; v=[1]'
+expect_status 2 "unknown function 'foo'" diff 'foo(x)' --wrt x
+expect_status 2 "inner product write a'\\*b or dot" diff 'w*x' --wrt w --let 'w, x: vector(n)'
+expect_status 2 'variable' diff 'x + 1' --wrt 'x+1'
 expect_out '2*u' diff 'u = 2*x; u^2' --wrt u --format ascii   # a definition differentiated against is a variable
-expect_err 2 "expected" eval 'x' --at 'x=[1,2'
-expect_err 2 'log of a negative' eval 'log(x)' --at 'x=-1'
-expect_err 2 'division by zero' eval '1/x' --at 'x=0'
-expect_err 2 'no value' eval 'x + y' --at 'x=1'
+expect_status 2 "expected" eval 'x' --at 'x=[1,2'
+expect_status 2 'log of a negative' eval 'log(x)' --at 'x=-1'
+expect_status 2 'division by zero' eval '1/x' --at 'x=0'
+expect_status 2 'no value' eval 'x + y' --at 'x=1'
 expect_out '2·I' diff 'X*2' --wrt X --let 'X: matrix(2, 2)'
-expect_err 2 '' diff '((((((x' --wrt x
-expect_err 2 '' diff "$(printf '%0.s(' $(seq 1 20000))x" --wrt x
-expect_err 2 '' diff $'\x01\x02\xff' --wrt x
-expect_err 2 '' diff 'x' --wrt
-expect_err 2 '' diff 'x' --bogus
-expect_err 2 '' eval 'x' --at 'x=1e999'
+expect_status 2 '' diff '((((((x' --wrt x
+expect_status 2 '' diff "$(printf '%0.s(' $(seq 1 20000))x" --wrt x
+expect_status 2 '' diff $'\x01\x02\xff' --wrt x
+expect_status 2 '' diff 'x' --wrt
+expect_status 2 '' diff 'x' --bogus
+expect_status 2 '' eval 'x' --at 'x=1e999'
 # check: a large |f| is no false alarm, and a derivative that disagrees still fails
 expect_out 'max relative error: 0' check '1e10 + x' --wrt x
 expect_out 'max relative error: 0' check '1e10 + sin(x)*x' --wrt x --seed 5
@@ -97,14 +74,14 @@ expect_out "[6·x·y, 3·x²]" diff '3*x^2*y' --wrt x,y --layout denominator
 expect_out 'exp(x)' diff 'e^x' --wrt x --format ascii
 expect_out '2·π·x' diff 'π*x^2' --wrt x
 expect_out "2*sum(x)*ones(n)" diff "sum(x*x')" --wrt x --let 'x: vector(n)' --layout denominator --format ascii
-expect_err 2 "Kronecker" diff 'x ⊗ y' --wrt x
-expect_err 2 '^    \^$' diff 'x ⊗ y' --wrt x
-expect_err 2 "'u' is used in its own definition" eval 'u = u*2; u*10' --at 'u=1'
-expect_err 2 '^      \^$' eval 'u = u*2; u*10'
+expect_status 2 "Kronecker" diff 'x ⊗ y' --wrt x
+expect_status 2 '^    \^$' diff 'x ⊗ y' --wrt x
+expect_status 2 "'u' is used in its own definition" eval 'u = u*2; u*10' --at 'u=1'
+expect_status 2 '^      \^$' eval 'u = u*2; u*10'
 
 # output that cannot be written is an error: a full disk, a closed pipe
-"$NABLA" diff 'x^2' --wrt x >/dev/full 2>"$err_file"; rc=$?
-if [ $rc -eq 2 ] && grep -q 'writing the output failed' "$err_file"; then passed=$((passed + 1)); else fail "/dev/full: rc=$rc"; fi
+"$NABLA" diff 'x^2' --wrt x >/dev/full 2>"$err"; rc=$?
+if [ $rc -eq 2 ] && grep -q 'writing the output failed' "$err"; then passed=$((passed + 1)); else fail "/dev/full: rc=$rc"; fi
 "$NABLA" --help >/dev/full 2>/dev/null; rc=$?
 if [ $rc -eq 2 ]; then passed=$((passed + 1)); else fail "--help >/dev/full: rc=$rc"; fi
 # closed_pipe IGNORE_SIGPIPE: exit status of nabla writing into a pipe whose reader is gone

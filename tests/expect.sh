@@ -16,12 +16,14 @@ expect_out() {
     else fail "nabla $* -> rc=$rc out=[$got] err=[$(cat "$err")] want [$want]"; fi
 }
 
-# expect_err PATTERN ARGS...: exit 2, stderr matches PATTERN, stdout empty
-expect_err() {
-    local pattern=$1; shift
+# expect_status STATUS PATTERN ARGS...: exit STATUS, stderr matches PATTERN, stdout empty
+expect_status() {
+    local want_rc=$1 pattern=$2; shift 2
     local got rc
     got=$("$NABLA" "$@" 2>"$err"); rc=$?
-    if [ "$rc" -eq 2 ] && [ -z "$got" ] && grep -qE -- "$pattern" "$err"; then passed=$((passed + 1))
-    else fail "nabla $* -> rc=$rc out=[$got] err=[$(cat "$err")] want rc 2 /$pattern/"; fi
+    if [ "$rc" -eq "$want_rc" ] && [ -z "$got" ] && grep -qE -- "$pattern" "$err"; then passed=$((passed + 1))
+    else fail "nabla $* -> rc=$rc out=[$got] err=[$(cat "$err")] want rc $want_rc /$pattern/"; fi
 }
 
+# expect_err PATTERN ARGS...: an error (exit 2) matching PATTERN, stdout empty
+expect_err() { expect_status 2 "$@"; }
