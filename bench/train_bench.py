@@ -8,7 +8,8 @@ initial weights come from each side's own seeded generator.  Prints, per
 thread count, the median epoch time of each side (training steps only), their
 ratio (and the same for processor time, which time-slicing on a shared
 machine disturbs less), both test accuracies after the last epoch (one per
-run, seeds 1, 2, ...), and the fraction of OpenBLAS
+run, seeds 1, 2, ..., and their medians: a single seed's final accuracy moves
+by +-0.015 on both sides, so compare medians of several --runs), and the fraction of OpenBLAS
 sgemm's peak (one thread, a 1024^3 product, measured in the same run by
 bench/mlp.c's 1024^3 sgemm) that one nabla epoch reaches.  Repeat with --runs for
 medians over runs; the machine is shared, so single runs are noisy.
@@ -114,9 +115,9 @@ def main():
         n_s, t_s = statistics.median(nt), statistics.median(tt)
         n_c, t_c = statistics.median(nc), statistics.median(tc)
         print("threads %d: epoch nabla %.3f s, PyTorch %.3f s, ratio %.2f (processor time: %.3f s, %.3f s, ratio %.2f); "
-              "test accuracy nabla %s, PyTorch %s; nabla epoch at %.0f%% of sgemm peak x %d thread(s)"
-              % (threads, n_s, t_s, n_s / t_s, n_c, t_c, n_c / t_c, " ".join("%.4f" % x for x in na),
-                 " ".join("%.4f" % x for x in ta), 100 * gflop / n_s / (peak * threads), threads))
+              "test accuracy median nabla %.4f (%s), PyTorch %.4f (%s); nabla epoch at %.0f%% of sgemm peak x %d thread(s)"
+              % (threads, n_s, t_s, n_s / t_s, n_c, t_c, n_c / t_c, statistics.median(na),
+                 " ".join("%.4f" % x for x in na), statistics.median(ta), " ".join("%.4f" % x for x in ta), 100 * gflop / n_s / (peak * threads), threads))
         sys.stdout.flush()
 
 

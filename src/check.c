@@ -4,6 +4,7 @@
 
 #include <float.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -125,14 +126,14 @@ static double uniform01(uint64_t *state) { return (double)(splitmix64(state) >> 
  * its unbound factors are the ones bound (a compiled program refuses to bind
  * a product by name, and follows the factors). */
 static int bind_random_dim(nb_ctx *ctx, nb_dim d, uint64_t *rng) {
-    static const char dot[] = "·";
-    char name[260];
+    char name[260], factor[260];
+    nb_dim_factor factors[32];
     if (d >= 0 || nb_dim_value(ctx, d) != 0) return 0;
-    if (!strstr(nb_dim_name(ctx, d, name, sizeof name), dot))
-        return nb_bind_dim(ctx, d, 2 + (int64_t)(splitmix64(rng) % 4));
-    for (char *factor = name, *end; factor; factor = end ? end + strlen(dot) : NULL) {
-        if ((end = strstr(factor, dot)) != NULL) *end = 0;
-        if (strspn(factor, "0123456789") == strlen(factor)) continue; /* a number */
+    size_t n = nb_dim_factors(nb_dim_name(ctx, d, name, sizeof name), factors, 32);
+    if (n == 1) return nb_bind_dim(ctx, d, 2 + (int64_t)(splitmix64(rng) % 4));
+    for (size_t k = 0; k < n; k++) {
+        if (strspn(factors[k].name, "0123456789") >= factors[k].len) continue; /* a number */
+        snprintf(factor, sizeof factor, "%.*s", (int)factors[k].len, factors[k].name);
         if (bind_random_dim(ctx, nb_dim_symbol(ctx, factor), rng) != 0) return -1;
     }
     return 0;

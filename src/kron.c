@@ -13,50 +13,61 @@
 #include <string.h>
 
 /* ---- product dimensions ------------------------------------------------------ */
-static int by_name(const void *x, const void *y) { return strcmp(*(const char *const *)x, *(const char *const *)y); }
+static const char product_dot[] = "·";
+
+size_t nb_dim_factors(const char *name, nb_dim_factor *factors, size_t max) {
+    size_t n = 0;
+    for (const char *p = name; n < max;) {
+        const char *end = strstr(p, product_dot);
+        factors[n].name = p;
+        factors[n++].len = end ? (size_t)(end - p) : strlen(p);
+        if (!end) break;
+        p = end + strlen(product_dot);
+    }
+    return n;
+}
+
+static int by_factor_name(const void *x, const void *y) {
+    const nb_dim_factor *a = x, *b = y;
+    int c = strncmp(a->name, b->name, a->len < b->len ? a->len : b->len);
+    return c ? c : (a->len > b->len) - (a->len < b->len);
+}
 
 /* The symbol of a product names its factors in sorted order, so that
  * m·n and n·m are one dimension. */
 nb_dim nb_dim_mul(nb_ctx *ctx, nb_dim a, nb_dim b) {
-    static const char dot[] = "·";
     char names[2][128], joined[260], name[260] = "";
-    const char *factors[32];
-    size_t n = 0;
+    nb_dim_factor factors[32];
     if (a == 1) return b;
     if (b == 1) return a;
     if (a > 0 && b > 0 && a <= INT64_MAX / b) return a * b;
-    snprintf(joined, sizeof joined, "%s%s%s", nb_dim_name(ctx, a, names[0], sizeof names[0]), dot,
+    snprintf(joined, sizeof joined, "%s%s%s", nb_dim_name(ctx, a, names[0], sizeof names[0]), product_dot,
              nb_dim_name(ctx, b, names[1], sizeof names[1]));
-    for (char *p = joined; p && n < 32;) {
-        factors[n++] = p;
-        if ((p = strstr(p, dot)) != NULL) {
-            *p = 0;
-            p += strlen(dot);
-        }
-    }
-    qsort(factors, n, sizeof *factors, by_name);
-    for (size_t i = 0; i < n; i++) {
-        if (i) strncat(name, dot, sizeof name - strlen(name) - 1);
-        strncat(name, factors[i], sizeof name - strlen(name) - 1);
+    size_t n = nb_dim_factors(joined, factors, 32);
+    qsort(factors, n, sizeof *factors, by_factor_name);
+    for (size_t i = 0, used = 0; i < n; i++) {
+        used += (size_t)snprintf(name + used, used < sizeof name ? sizeof name - used : 0, "%s%.*s",
+                                 i ? product_dot : "", (int)factors[i].len, factors[i].name);
+        if (used >= sizeof name) break;
     }
     return nb_dim_symbol(ctx, name);
 }
 
 /* The value of a symbol "m·n·…": the product of its factors' values. */
 int64_t nb_dim_product_value(const nb_ctx *ctx, const char *name) {
-    static const char dot[] = "·";
-    if (!strstr(name, dot)) return 0;
+    nb_dim_factor factors[32];
+    size_t n = nb_dim_factors(name, factors, 32);
+    if (n < 2) return 0;
     int64_t v = 1;
-    for (const char *p = name; *p;) {
-        const char *end = strstr(p, dot);
-        size_t len = end ? (size_t)(end - p) : strlen(p);
+    for (size_t k = 0; k < n; k++) {
+        const char *p = factors[k].name;
+        size_t len = factors[k].len;
         int64_t f = 0;
         if (len && strspn(p, "0123456789") >= len) f = strtoll(p, NULL, 10);
         for (size_t i = 0; !f && i < ctx->ndims; i++)
             if (strlen(ctx->dims[i].name) == len && strncmp(ctx->dims[i].name, p, len) == 0) f = ctx->dims[i].bound;
         if (f <= 0 || v > INT64_MAX / f) return 0;
         v *= f;
-        p = end ? end + strlen(dot) : p + len;
     }
     return v;
 }

@@ -132,6 +132,13 @@ int64_t nb_dim_value(const nb_ctx *ctx, nb_dim d); /* 0 if unbound */
 /* Product dimensions m·n (the length of vec(X), the sizes of A ⊗ B; kron.c):
  * a number when both are, else the symbol "m·n", whose value is the product. */
 nb_dim nb_dim_mul(nb_ctx *ctx, nb_dim a, nb_dim b);
+/* The factors of a product's name "m·n·…" (one, the name itself, when it is
+ * no product), at most max of them; returns how many. */
+typedef struct {
+    const char *name; /* not terminated: len bytes */
+    size_t len;
+} nb_dim_factor;
+size_t nb_dim_factors(const char *name, nb_dim_factor *factors, size_t max);
 int64_t nb_dim_product_value(const nb_ctx *ctx, const char *name); /* 0: not a product or unbound */
 bool nb_type_eq(nb_type a, nb_type b);
 nb_type nb_row_type(nb_dim n);
