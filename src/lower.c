@@ -95,7 +95,7 @@ static lop *new_lop(cstate *c, int kind) {
     lop *L = &p->l[p->nl++];
     memset(L, 0, sizeof *L);
     L->kind = kind;
-    L->dst = L->src[0] = L->src[1] = -1;
+    L->dst = L->dst2 = L->src[0] = L->src[1] = L->src[2] = -1;
     L->list = -1;
     L->group = -1;
     L->inst = -1;
