@@ -39,7 +39,7 @@ enum {
     NB_MOP_LIST(NB_X)
 #undef NB_X
 };
-#define NB_X(name, inner, outer, swapped)                                                                    \
+#define NB_X(name, inner, outer)                                                                             \
     _Static_assert(NB_ARITY_##name == 3 && NB_ARITY_##inner == 2 && NB_ARITY_##outer == 2,                   \
                    #name ": a fused pair of binary operations");
 NB_FUSED_MOP_LIST(NB_X)

@@ -47,26 +47,24 @@ typedef struct {
     X(EXP, 1) X(LOG, 1) X(SIN, 1) X(COS, 1) X(TAN, 1) X(TANH, 1) X(SIGMOID, 1) X(ABS, 1) X(SIGN, 1)          \
         X(SQRT, 1) X(SQUARE, 1) X(RECIP, 1) X(SOFTPLUS, 1) X(LOGSIGMOID, 1) X(ADD, 2) X(SUB, 2) X(MUL, 2)    \
             X(DIV, 2) X(POW, 2) X(MAX, 2) X(MIN, 2) X(GT, 2) X(GE, 2) X(LT, 2) X(LE, 2) X(RSUM, 0)           \
-                X(SINCOS, 1) X(MULADD, 3) X(MULSUB, 3) X(NMULADD, 3) X(MULMUL, 3) X(ADDMUL, 3) X(SUBMUL, 3)      \
-                    X(DIVMUL, 3) X(ADDADD, 3)
+                X(SINCOS, 1) X(MULADD, 3) X(MULSUB, 3) X(MULMUL, 3) X(MULDIV, 3) X(ADDMUL, 3) X(SUBMUL, 3)       \
+                    X(ADDADD, 3)
 
 /* Fused pairs: one micro-operation for an inner binary operation whose
- * result only the outer one reads, X(name, inner, outer, swapped):
- * name(a, b, c) = outer(inner(a, b), c), or outer(c, inner(a, b)) when
- * swapped.  The inner result is rounded to the element type as before
- * fusion (no contraction into one fma), so values do not change; what goes
- * is a dispatch (scalar code) or a pass over a block register (loops).
- * Each name is also a row of NB_MOP_LIST, of arity 3 (checked in
- * kernels.c); the combining pass (passes.c) reads this list. */
+ * result only the outer one reads, X(name, inner, outer):
+ * name(a, b, c) = outer(inner(a, b), c).  The inner result is rounded to
+ * the element type as before fusion (no contraction into one fma), so values
+ * do not change; what goes is a dispatch (scalar code) or a pass over a
+ * block register (loops).  Each name is also a row of NB_MOP_LIST, of arity
+ * 3 (checked in kernels.c); the combining pass (passes.c) reads this list. */
 #define NB_FUSED_MOP_LIST(X)                                                                                 \
-    X(MULADD, MUL, ADD, 0)  /* a·b + c */                                                                    \
-    X(MULSUB, MUL, SUB, 0)  /* a·b − c */                                                                    \
-    X(NMULADD, MUL, SUB, 1) /* c − a·b */                                                                    \
-    X(MULMUL, MUL, MUL, 0)  /* (a·b)·c */                                                                    \
-    X(ADDMUL, ADD, MUL, 0)  /* (a + b)·c */                                                                  \
-    X(SUBMUL, SUB, MUL, 0)  /* (a − b)·c */                                                                  \
-    X(DIVMUL, DIV, MUL, 0)  /* (a / b)·c */                                                                  \
-    X(ADDADD, ADD, ADD, 0)  /* (a + b) + c */
+    X(MULADD, MUL, ADD) /* a·b + c */                                                                        \
+    X(MULSUB, MUL, SUB) /* a·b − c */                                                                        \
+    X(MULMUL, MUL, MUL) /* (a·b)·c */                                                                        \
+    X(MULDIV, MUL, DIV) /* (a·b)/c */                                                                        \
+    X(ADDMUL, ADD, MUL) /* (a + b)·c */                                                                      \
+    X(SUBMUL, SUB, MUL) /* (a − b)·c */                                                                      \
+    X(ADDADD, ADD, ADD) /* (a + b) + c */
 /* the most operands of a micro-operation */
 #define NB_MOP_SRCS 3
 

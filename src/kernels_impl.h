@@ -111,19 +111,18 @@ static inline REAL T(rounded)(REAL x) {
 /* Fused pairs (NB_FUSED_MOP_LIST): the scalar form, and for blocks the
  * outer operation applied in place after y = inner(a, b) -- two passes, each
  * vectorised and rounded like the operations they replace. */
-#define NB_DEF_FUSED(name, inner, outer, swapped)                                                            \
+#define NB_DEF_FUSED(name, inner, outer)                                                                     \
     static inline REAL T(h_##name)(REAL a, REAL b, REAL c) {                                                 \
-        const REAL x = T(rounded)(T(g_##inner)(a, b));                                                       \
-        return (swapped) ? T(g_##outer)(c, x) : T(g_##outer)(x, c);                                          \
+        return T(g_##outer)(T(rounded)(T(g_##inner)(a, b)), c);                                              \
     }                                                                                                        \
     static void T(then_##name)(int64_t n, REAL *restrict y, const REAL *restrict pc, int sc) {               \
         if (sc) {                                                                                            \
             const REAL c = pc[0];                                                                            \
             for (int64_t i = 0; i < n; i++)                                                                  \
-                y[i] = (swapped) ? T(g_##outer)(c, y[i]) : T(g_##outer)(y[i], c);                            \
+                y[i] = T(g_##outer)(y[i], c);                                                                \
         } else {                                                                                             \
             for (int64_t i = 0; i < n; i++)                                                                  \
-                y[i] = (swapped) ? T(g_##outer)(pc[i], y[i]) : T(g_##outer)(y[i], pc[i]);                    \
+                y[i] = T(g_##outer)(y[i], pc[i]);                                                            \
         }                                                                                                    \
     }
 NB_FUSED_MOP_LIST(NB_DEF_FUSED)
@@ -234,7 +233,7 @@ static void T(block)(const nb_group *g, void *const *bases, REAL *regs, double *
     }
             NB_BINARY(NB_CASE_BINARY)
 #undef NB_CASE_BINARY
-#define NB_CASE_FUSED(name, inner, outer, swapped)                                                           \
+#define NB_CASE_FUSED(name, inner, outer)                                                                    \
     case NB_M_##name: {                                                                                      \
         const REAL *b = T(opnd)(&m->src[1], bases, regs, blen, pos, r, c0, &sb);                             \
         const REAL *c = T(opnd)(&m->src[2], bases, regs, blen, pos, r, c0, &sc);                             \
@@ -292,7 +291,7 @@ static void T(scalar_group)(const nb_group *g, void *const *bases, double *acc) 
 #define NB_LABEL(name, v) [NB_SOP_VARIANTS * NB_M_##name + v] = &&op_##name##_##v,
 #define NB_LABELS_UNARY(name, expr) NB_VARIANTS_1(NB_LABEL, name)
 #define NB_LABELS_BINARY(name, expr) NB_VARIANTS_2(NB_LABEL, name)
-#define NB_LABELS_FUSED(name, inner, outer, swapped) NB_VARIANTS_3(NB_LABEL, name)
+#define NB_LABELS_FUSED(name, inner, outer) NB_VARIANTS_3(NB_LABEL, name)
     static const void *const handler[NB_SOP_VARIANTS * NB_M_COUNT + 1] = {
         NB_UNARY(NB_LABELS_UNARY) NB_BINARY(NB_LABELS_BINARY) NB_FUSED_MOP_LIST(NB_LABELS_FUSED)
             NB_VARIANTS_1(NB_LABEL, RSUM) NB_VARIANTS_1(NB_LABEL, SINCOS)
@@ -344,7 +343,7 @@ op_end:
 #undef NB_OP_BINARY_V
 #define NB_OP_FUSED_V(name, v)                                                                               \
     op_##name##_##v : NB_RESULT(name, v, T(h_##name)(NB_OPERAND(v, 0), NB_OPERAND(v, 1), NB_OPERAND(v, 2)))
-#define NB_OP_FUSED(name, inner, outer, swapped) NB_VARIANTS_3(NB_OP_FUSED_V, name)
+#define NB_OP_FUSED(name, inner, outer) NB_VARIANTS_3(NB_OP_FUSED_V, name)
     NB_FUSED_MOP_LIST(NB_OP_FUSED)
 #undef NB_OP_FUSED
 #undef NB_OP_FUSED_V

@@ -144,11 +144,11 @@ static bool commutes(int op) {
     return op == NB_M_ADD || op == NB_M_MUL;
 }
 
-/* The fused operation for outer reading inner's result as its operand pos,
- * or -1 (NB_FUSED_MOP_LIST). */
+/* The fused operation for outer reading inner's result as its operand pos
+ * (NB_FUSED_MOP_LIST: the first, or either of a commutative operation), or -1. */
 static int fused_op(int inner, int outer, int pos) {
-#define NB_X(name, in, out, swapped)                                                                         \
-    if (inner == NB_M_##in && outer == NB_M_##out && (pos == (swapped) || commutes(outer))) return NB_M_##name;
+#define NB_X(name, in, out)                                                                                  \
+    if (inner == NB_M_##in && outer == NB_M_##out && (pos == 0 || commutes(outer))) return NB_M_##name;
     NB_FUSED_MOP_LIST(NB_X)
 #undef NB_X
     return -1;
