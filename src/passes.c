@@ -21,6 +21,21 @@ int nbc_mark_live(nb_program *p) {
     return 0;
 }
 
+/* Readers of each value's storage (live lops' sources, outputs twice). */
+static int32_t *count_uses(const nb_program *p) {
+    int32_t *uses = calloc(p->nv + 1, sizeof *uses);
+    if (!uses) return NULL;
+    for (size_t li = 0; li < p->nl; li++) {
+        const lop *L = &p->l[li];
+        if (!L->live) continue;
+        for (int k = 0; k < lop_nsrc(L); k++)
+            if (lop_src(p, L, k) >= 0) uses[root_of(p, lop_src(p, L, k))]++;
+    }
+    for (size_t i = 0; i < p->nout; i++)
+        uses[root_of(p, p->out_vid[i])] += 2;
+    return uses;
+}
+
 /* ---- scale folding ------------------------------------------------------------ */
 /* Marks the lops computing v live again (v may be an equal earlier result). */
 static void revive(nb_program *p, int32_t v) {
@@ -52,16 +67,8 @@ static void revive(nb_program *p, int32_t v) {
  * code marking; the scalar lops it adds are live. */
 void nbc_fold_scales(cstate *c) {
     nb_program *p = c->p;
-    int32_t *uses = calloc(p->nv, sizeof *uses);
+    int32_t *uses = count_uses(p);
     if (!uses) return; /* an optimisation: skip it */
-    for (size_t li = 0; li < p->nl; li++) {
-        const lop *L = &p->l[li];
-        if (!L->live) continue;
-        for (int k = 0; k < lop_nsrc(L); k++)
-            if (lop_src(p, L, k) >= 0) uses[root_of(p, lop_src(p, L, k))]++;
-    }
-    for (size_t i = 0; i < p->nout; i++)
-        uses[root_of(p, p->out_vid[i])] += 2;
     const size_t nl = p->nl;
     for (size_t li = 0; li < nl && !c->failed; li++) {
         if (!p->l[li].live || p->l[li].kind != LK_MOP || (p->l[li].op != NB_M_MUL && p->l[li].op != NB_M_DIV))
@@ -98,21 +105,6 @@ void nbc_fold_scales(cstate *c) {
 }
 
 /* ---- combining pairs inside groups ------------------------------------------- */
-/* Readers of each value's storage (live lops' sources, outputs twice). */
-static int32_t *count_uses(const nb_program *p) {
-    int32_t *uses = calloc(p->nv + 1, sizeof *uses);
-    if (!uses) return NULL;
-    for (size_t li = 0; li < p->nl; li++) {
-        const lop *L = &p->l[li];
-        if (!L->live) continue;
-        for (int k = 0; k < lop_nsrc(L); k++)
-            if (lop_src(p, L, k) >= 0) uses[root_of(p, lop_src(p, L, k))]++;
-    }
-    for (size_t i = 0; i < p->nout; i++)
-        uses[root_of(p, p->out_vid[i])] += 2;
-    return uses;
-}
-
 /* sin(u) and cos(u) in one group: the first of the two becomes SINCOS
  * (dst sin, dst2 cos), the second goes.  trig[u]: the group position + 1 of
  * the first unpaired sin or cos of u (zero elsewhere, and again after). */

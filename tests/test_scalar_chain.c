@@ -9,6 +9,7 @@
  *    f32; against nb_eval, and the gradient against central differences of
  *    f in f64. */
 #include "nabla.h"
+#include "random.h"
 #include "test.h"
 
 #include <math.h>
@@ -16,19 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static uint64_t next_u64(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-static int rnd(uint64_t *s, int n) {
-    return (int)(next_u64(s) % (uint64_t)n);
-}
-static double uniform(uint64_t *s, double lo, double hi) {
-    return lo + (hi - lo) * ((double)(next_u64(s) >> 11) * 0x1.0p-53);
-}
 
 /* f and its gradient with respect to x, compiled. */
 static nb_program *compile_f_grad(nb_ctx *ctx, nb_expr *f, nb_expr *x, nb_dtype dt, unsigned flags) {
