@@ -3,7 +3,9 @@
  *
  *   lower.c    DAG -> structured values and low-level operations ("lops"),
  *              with common-subexpression elimination; outputs
- *   passes.c   dead code, scale folding (s·(A·B) -> the product's alpha)
+ *   passes.c   dead code, scale folding (s·(A·B) -> the product's alpha),
+ *              and after fusion combining pairs inside groups (SINCOS,
+ *              fused pairs of binary operations)
  *   fuse.c     grouping of element-wise lops into fused loops, and the order
  *              of instructions (input-independent ones first)
  *   tile.c     row-tiled regions (X·w and Xᵀ·g over one pass of X's rows)
