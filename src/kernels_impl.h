@@ -302,7 +302,7 @@ static void T(scalar_group)(const nb_group *g, void *const *bases, double *acc) 
 #undef NB_LABELS_FUSED
 #undef NB_LABEL
     const nb_sop *s = code;
-    REAL r, r2, prev = 0;
+    REAL r, prev = 0;
 #define NB_OPERAND(v, k) (((v) >> (k) & 1) ? prev : *(const REAL *)s->src[k])
 /* the empty asm, different in each handler, keeps the compiler from merging
  * the handlers' identical tails into one shared indirect jump */
@@ -325,9 +325,15 @@ op_end:
     NB_NEXT(name, v);
     NB_VARIANTS_1(NB_OP_RSUM, RSUM)
 #undef NB_OP_RSUM
+/* (sincos writes through pointers: locals of the handler, so that r stays
+ * in a register) */
 #define NB_OP_SINCOS(name, v)                                                                                \
-    op_##name##_##v : T(sincos)(NB_OPERAND(v, 0), &r, &r2);                                                  \
-    *(REAL *)s->y2 = r2;                                                                                     \
+    op_##name##_##v : {                                                                                      \
+        REAL sv, cv;                                                                                         \
+        T(sincos)(NB_OPERAND(v, 0), &sv, &cv);                                                               \
+        *(REAL *)s->y2 = cv;                                                                                 \
+        r = sv;                                                                                              \
+    }                                                                                                        \
     NB_RESULT(name, v, r)
     NB_VARIANTS_1(NB_OP_SINCOS, SINCOS)
 #undef NB_OP_SINCOS
