@@ -255,8 +255,8 @@ void nbc_fold_scales(cstate *c);
 /* After fusion, inside each group: sin and cos of one operand become one
  * SINCOS, and a binary operation whose result only another one reads joins
  * it as a fused pair (NB_FUSED_MOP_LIST); fewer micro-operations, the same
- * values. */
-int nbc_combine_pairs(nb_program *p);
+ * values.  Out of memory, it leaves the program as it is. */
+void nbc_combine_pairs(nb_program *p);
 /* fuse.c: groups and orders the live lops; the input-independent ones come
  * first (p->ninit of them). */
 int nbc_fuse_and_order(nb_program *p);

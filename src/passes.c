@@ -199,13 +199,13 @@ static void fuse_pairs(nb_program *p, const cgroup *G, int32_t *uses, int32_t *a
     }
 }
 
-int nbc_combine_pairs(nb_program *p) {
+void nbc_combine_pairs(nb_program *p) {
     int32_t *uses = count_uses(p), *trig = calloc(p->nv + 1, sizeof *trig), *at = malloc((p->nl + 1) * sizeof *at);
-    if (!uses || !trig || !at) {
+    if (!uses || !trig || !at) { /* an optimisation: skip it */
         free(uses);
         free(trig);
         free(at);
-        return -1;
+        return;
     }
     for (size_t i = 0; i < p->nci; i++) {
         if (!p->ci[i].is_group) continue;
@@ -222,5 +222,4 @@ int nbc_combine_pairs(nb_program *p) {
     free(uses);
     free(trig);
     free(at);
-    return 0;
 }
