@@ -287,6 +287,8 @@ typedef enum {
 #define NB_COMPILE_DENSE 1u        /* every output dense: no structured outputs, and Kronecker
                                     * products formed densely (see below) */
 #define NB_COMPILE_CHECK_FINITE 2u /* runs reject NaN/Inf inputs (see nb_program_check_finite) */
+#define NB_COMPILE_NO_COMBINE 4u   /* one micro-operation per element-wise operation as lowered: no
+                                    * sin/cos pairs, no fused pairs (the same values; for comparison) */
 /* Status codes of program calls; the message is nb_program_error(p). */
 typedef enum {
     NB_OK = 0,

@@ -71,11 +71,14 @@ char *nb_program_describe(const nb_program *p) {
                     describe_arg(&sb, p, &g->red_dst[m->acc]);
                 } else {
                     describe_arg(&sb, p, &m->dst);
-                    nb_sb_printf(&sb, " = %s ", nb_mop_names[m->op]);
-                    describe_arg(&sb, p, &m->src[0]);
-                    if (nb_mop_arity[m->op] == 2) {
+                    if (m->op == NB_M_SINCOS) {
                         nb_sb_puts(&sb, ", ");
-                        describe_arg(&sb, p, &m->src[1]);
+                        describe_arg(&sb, p, &m->dst2);
+                    }
+                    nb_sb_printf(&sb, " = %s ", nb_mop_names[m->op]);
+                    for (int s = 0; s < nb_mop_arity[m->op]; s++) {
+                        if (s) nb_sb_puts(&sb, ", ");
+                        describe_arg(&sb, p, &m->src[s]);
                     }
                 }
                 nb_sb_puts(&sb, "\n");

@@ -3,7 +3,9 @@
  *
  *   lower.c    DAG -> structured values and low-level operations ("lops"),
  *              with common-subexpression elimination; outputs
- *   passes.c   dead code, scale folding (s·(A·B) -> the product's alpha)
+ *   passes.c   dead code, scale folding (s·(A·B) -> the product's alpha),
+ *              and after fusion combining pairs inside groups (SINCOS,
+ *              fused pairs of binary operations)
  *   fuse.c     grouping of element-wise lops into fused loops, and the order
  *              of instructions (input-independent ones first)
  *   tile.c     row-tiled regions (X·w and Xᵀ·g over one pass of X's rows)
@@ -61,8 +63,9 @@ typedef struct {
 typedef struct {
     int kind; /* LK_MOP or NB_I_* */
     int op;   /* mop code */
-    int32_t dst, src[2];
-    uint8_t mode[2];
+    int32_t dst, src[NB_MOP_SRCS];
+    int32_t dst2; /* NB_M_SINCOS: the cosine's value, else -1 */
+    uint8_t mode[NB_MOP_SRCS];
     nb_dim sr, sc; /* mop iteration space (canonical) */
     int ta, tb, skind;
     int64_t soff; /* SK_COLUMN: column index */
@@ -194,14 +197,18 @@ static inline int32_t root_of(const nb_program *p, int32_t v) {
     return v;
 }
 
-/* Sources of a lop: src[0], src[1], the alpha value, the gathered list. */
+/* Sources of a lop: src[0..NB_MOP_SRCS), the alpha value, the gathered list. */
 static inline int lop_nsrc(const lop *L) {
-    return 3 + L->nlist;
+    return NB_MOP_SRCS + 1 + L->nlist;
 }
 static inline int32_t lop_src(const nb_program *p, const lop *L, int k) {
-    if (k < 2) return L->src[k];
-    if (k == 2) return L->alpha_vid;
-    return p->lists[L->list + k - 3];
+    if (k < NB_MOP_SRCS) return L->src[k];
+    if (k == NB_MOP_SRCS) return L->alpha_vid;
+    return p->lists[L->list + k - NB_MOP_SRCS - 1];
+}
+/* Results of a lop: dst, and dst2 when it has a second one (-1 when not). */
+static inline int32_t lop_dst(const lop *L, int k) {
+    return k == 0 ? L->dst : L->dst2;
 }
 
 /* The representative of group g (union-find with path halving). */
@@ -245,6 +252,11 @@ int nbc_lower_outputs(cstate *c, nb_expr *const *outputs);
 /* passes.c */
 int nbc_mark_live(nb_program *p);
 void nbc_fold_scales(cstate *c);
+/* After fusion, inside each group: sin and cos of one operand become one
+ * SINCOS, and a binary operation whose result only another one reads joins
+ * it as a fused pair (NB_FUSED_MOP_LIST); fewer micro-operations, the same
+ * values.  Out of memory, it leaves the program as it is. */
+void nbc_combine_pairs(nb_program *p);
 /* fuse.c: groups and orders the live lops; the input-independent ones come
  * first (p->ninit of them). */
 int nbc_fuse_and_order(nb_program *p);

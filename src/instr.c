@@ -14,7 +14,10 @@ static void mark_memory_values(nb_program *p) {
     for (size_t li = 0; li < p->nl; li++) {
         const lop *L = &p->l[li];
         if (!L->live) continue;
-        if (L->kind != LK_MOP || p->v[L->dst].is_red || p->v[L->dst].out >= 0) p->v[L->dst].mem = 1;
+        for (int k = 0; k < 2; k++) {
+            int32_t d = lop_dst(L, k);
+            if (d >= 0 && (L->kind != LK_MOP || p->v[d].is_red || p->v[d].out >= 0)) p->v[d].mem = 1;
+        }
         for (int k = 0; k < lop_nsrc(L); k++) {
             int32_t s = lop_src(p, L, k);
             if (s < 0) continue;
@@ -35,7 +38,7 @@ typedef struct {
 } regstate;
 
 static void operand_modes(const nb_program *p, const lop *L, nb_mop *m, nb_group *g, const regstate *rs) {
-    for (int s = 0; s < 2; s++) {
+    for (int s = 0; s < NB_MOP_SRCS; s++) {
         if (L->src[s] < 0) continue;
         int32_t r = root_of(p, L->src[s]);
         if (!p->v[r].mem) {
@@ -60,7 +63,7 @@ static int build_group(nb_program *p, nb_instr *in, const cgroup *G, regstate *r
     if (!g->mops) return -1;
     for (size_t k = 0; k < G->n; k++) {
         const lop *L = &p->l[G->lops[k]];
-        for (int s = 0; s < 2; s++)
+        for (int s = 0; s < NB_MOP_SRCS; s++)
             if (L->src[s] >= 0) rs->lastuse[root_of(p, L->src[s])] = (int32_t)k;
         if (L->op == NB_M_RSUM) g->nred++;
     }
@@ -75,18 +78,25 @@ static int build_group(nb_program *p, nb_instr *in, const cgroup *G, regstate *r
         if (L->op == NB_M_RSUM) {
             m->acc = nred;
             g->red_dst[nred++].mode = NB_A_FULL;
-        } else if (!p->v[L->dst].mem) {
-            int32_t rg = nfree ? rs->freeregs[--nfree] : (int32_t)nregs++;
-            rs->reg[L->dst] = rg;
-            m->dst.mode = NB_A_REG;
-            m->dst.reg = (uint32_t)rg;
         } else {
-            m->dst.mode = NB_A_FULL;
+            for (int d = 0; d < 2; d++) {
+                int32_t v = lop_dst(L, d);
+                nb_arg *dst = d ? &m->dst2 : &m->dst;
+                if (v < 0) continue;
+                if (!p->v[v].mem) {
+                    int32_t rg = nfree ? rs->freeregs[--nfree] : (int32_t)nregs++;
+                    rs->reg[v] = rg;
+                    dst->mode = NB_A_REG;
+                    dst->reg = (uint32_t)rg;
+                } else {
+                    dst->mode = NB_A_FULL;
+                }
+            }
         }
-        for (int s = 0; s < 2; s++) {
+        for (int s = 0; s < NB_MOP_SRCS; s++) { /* registers read for the last time are free (once each) */
             if (L->src[s] < 0) continue;
             int32_t r = root_of(p, L->src[s]);
-            if (!p->v[r].mem && rs->lastuse[r] == (int32_t)k && (s == 0 || root_of(p, L->src[0]) != r)) {
+            if (!p->v[r].mem && rs->lastuse[r] == (int32_t)k) {
                 rs->freeregs[nfree++] = rs->reg[r];
                 rs->lastuse[r] = -1;
             }

@@ -1,6 +1,7 @@
 /* Numeric kernels of compiled programs: kernels_impl.h instantiated for
  * double and float.  Built with -O3 (see the Makefile) so that gcc vectorises
  * the element-wise loops. */
+#define _GNU_SOURCE /* sincos (glibc) */
 #include "kernels.h"
 #include "linalg.h"
 
@@ -32,6 +33,17 @@ const int nb_mop_arity[NB_M_COUNT] = {
     NB_MOP_LIST(NB_X)
 #undef NB_X
 };
+/* each fused pair is a ternary micro-operation of two binary ones */
+enum {
+#define NB_X(name, ar) NB_ARITY_##name = ar,
+    NB_MOP_LIST(NB_X)
+#undef NB_X
+};
+#define NB_X(name, inner, outer)                                                                             \
+    _Static_assert(NB_ARITY_##name == 3 && NB_ARITY_##inner == 2 && NB_ARITY_##outer == 2,                   \
+                   #name ": a fused pair of binary operations");
+NB_FUSED_MOP_LIST(NB_X)
+#undef NB_X
 
 size_t nb_instr_scratch(const nb_instr *in, size_t real_size) {
     if (in->kind == NB_I_GROUP) return (size_t)in->g->nregs * (size_t)in->g->blen * real_size;

@@ -38,13 +38,35 @@ typedef struct {
     int64_t off;  /* element offset from the base */
 } nb_arg;
 
-/* Micro-operations.  X(name, arity); arity 1 unary, 2 binary, 0 reduction. */
+/* Micro-operations.  X(name, arity); arity 1 unary, 2 binary, 3 ternary (the
+ * fused pairs below), 0 reduction.  SINCOS is unary with two results: dst
+ * gets sin, dst2 cos (one libm sincos call). */
 #define NB_MOP_LIST(X)                                                                                       \
     X(COPY, 1)                                                                                               \
     X(NEG, 1)                                                                                                \
     X(EXP, 1) X(LOG, 1) X(SIN, 1) X(COS, 1) X(TAN, 1) X(TANH, 1) X(SIGMOID, 1) X(ABS, 1) X(SIGN, 1)          \
-        X(SQRT, 1) X(SQUARE, 1) X(RECIP, 1) X(SOFTPLUS, 1) X(LOGSIGMOID, 1) X(ADD, 2) X(SUB, 2) X(MUL, 2) X(DIV, 2) X(POW, 2) X(MAX, 2)      \
-            X(MIN, 2) X(GT, 2) X(GE, 2) X(LT, 2) X(LE, 2) X(RSUM, 0)
+        X(SQRT, 1) X(SQUARE, 1) X(RECIP, 1) X(SOFTPLUS, 1) X(LOGSIGMOID, 1) X(ADD, 2) X(SUB, 2) X(MUL, 2)    \
+            X(DIV, 2) X(POW, 2) X(MAX, 2) X(MIN, 2) X(GT, 2) X(GE, 2) X(LT, 2) X(LE, 2) X(RSUM, 0)           \
+                X(SINCOS, 1) X(MULADD, 3) X(MULSUB, 3) X(MULMUL, 3) X(MULDIV, 3) X(ADDMUL, 3) X(SUBMUL, 3)       \
+                    X(ADDADD, 3)
+
+/* Fused pairs: one micro-operation for an inner binary operation whose
+ * result only the outer one reads, X(name, inner, outer):
+ * name(a, b, c) = outer(inner(a, b), c).  The inner result is rounded to
+ * the element type as before fusion (no contraction into one fma), so values
+ * do not change; what goes is a dispatch (scalar code) or a pass over a
+ * block register (loops).  Each name is also a row of NB_MOP_LIST, of arity
+ * 3 (checked in kernels.c); the combining pass (passes.c) reads this list. */
+#define NB_FUSED_MOP_LIST(X)                                                                                 \
+    X(MULADD, MUL, ADD) /* a·b + c */                                                                        \
+    X(MULSUB, MUL, SUB) /* a·b − c */                                                                        \
+    X(MULMUL, MUL, MUL) /* (a·b)·c */                                                                        \
+    X(MULDIV, MUL, DIV) /* (a·b)/c */                                                                        \
+    X(ADDMUL, ADD, MUL) /* (a + b)·c */                                                                      \
+    X(SUBMUL, SUB, MUL) /* (a − b)·c */                                                                      \
+    X(ADDADD, ADD, ADD) /* (a + b) + c */
+/* the most operands of a micro-operation */
+#define NB_MOP_SRCS 3
 
 typedef enum {
 #define NB_X(name, ar) NB_M_##name,
@@ -57,7 +79,8 @@ typedef struct {
     uint16_t op;  /* nb_mop_code */
     uint32_t acc; /* NB_M_RSUM: accumulator slot */
     nb_arg dst;   /* NB_A_REG or NB_A_FULL (unused for RSUM) */
-    nb_arg src[2];
+    nb_arg dst2;  /* NB_M_SINCOS: where the cosine goes */
+    nb_arg src[NB_MOP_SRCS];
 } nb_mop;
 
 /* A micro-operation of a one-element group with its operands' addresses
@@ -66,13 +89,18 @@ typedef struct {
  * of each run from the fixups. */
 typedef struct {
     uint16_t op;      /* nb_mop_code */
-    uint16_t handler; /* 4·op + (a is the previous sop's result) + 2·(b is) */
+    uint16_t handler; /* NB_SOP_VARIANTS·op + Σ 2^k over the operands k that are the previous sop's result */
     uint32_t acc;     /* NB_M_RSUM: accumulator slot */
-    void *y;
-    const void *a, *b;
+    void *y, *y2;     /* results (y2: SINCOS's cosine) */
+    const void *src[NB_MOP_SRCS];
 } nb_sop;
+/* handlers per micro-operation: one per subset of operands read from the
+ * previous result */
+#define NB_SOP_VARIANTS (1 << NB_MOP_SRCS)
+/* the places of a sop a fixup patches: src[0..2], y, y2 */
+enum { NB_SOP_Y = NB_MOP_SRCS, NB_SOP_Y2, NB_SOP_PLACES };
 typedef struct {
-    uint32_t k, which; /* sop k's operand: 0 a, 1 b, 2 y */
+    uint32_t k, which; /* sop k's place (NB_SOP_*: an operand index, y or y2) */
     nb_arg arg;
 } nb_sop_fixup;
 

@@ -78,6 +78,67 @@ static void T(fill)(int64_t n, REAL *restrict y, REAL v) {
         y[i] = v;
 }
 
+/* y = op(a, b) over n elements, an operand flagged sa/sb being one value
+ * broadcast over them. */
+#define NB_DEF_BINARY_BLOCK(name, expr)                                                                      \
+    static void T(blk_##name)(int64_t n, REAL *y, const REAL *a, int sa, const REAL *b, int sb) {            \
+        if (!sa && !sb)                                                                                      \
+            T(b_##name##_vv)(n, y, a, b);                                                                    \
+        else if (sa && !sb)                                                                                  \
+            T(b_##name##_sv)(n, y, a[0], b);                                                                 \
+        else if (!sa)                                                                                        \
+            T(b_##name##_vs)(n, y, a, b[0]);                                                                 \
+        else                                                                                                 \
+            T(fill)(n, y, T(g_##name)(a[0], b[0]));                                                          \
+    }
+NB_BINARY(NB_DEF_BINARY_BLOCK)
+#undef NB_DEF_BINARY_BLOCK
+
+/* x as a value of type REAL: the kernels are built with -ffp-contract=fast,
+ * and a·b + c contracted into one fma would be rounded once, unlike the two
+ * operations a fused pair stands for (the register constraint makes the
+ * compiler materialise x; elsewhere a volatile round trip does). */
+static inline REAL T(rounded)(REAL x) {
+#if defined(__x86_64__) && defined(__SSE2_MATH__)
+    __asm__("" : "+x"(x));
+#else
+    volatile REAL v = x;
+    x = v;
+#endif
+    return x;
+}
+
+/* Fused pairs (NB_FUSED_MOP_LIST): the scalar form, and for blocks the
+ * outer operation applied in place after y = inner(a, b) -- two passes, each
+ * vectorised and rounded like the operations they replace. */
+#define NB_DEF_FUSED(name, inner, outer)                                                                     \
+    static inline REAL T(h_##name)(REAL a, REAL b, REAL c) {                                                 \
+        return T(g_##outer)(T(rounded)(T(g_##inner)(a, b)), c);                                              \
+    }                                                                                                        \
+    static void T(then_##name)(int64_t n, REAL *restrict y, const REAL *restrict pc, int sc) {               \
+        if (sc) {                                                                                            \
+            const REAL c = pc[0];                                                                            \
+            for (int64_t i = 0; i < n; i++)                                                                  \
+                y[i] = T(g_##outer)(y[i], c);                                                                \
+        } else {                                                                                             \
+            for (int64_t i = 0; i < n; i++)                                                                  \
+                y[i] = T(g_##outer)(y[i], pc[i]);                                                            \
+        }                                                                                                    \
+    }
+NB_FUSED_MOP_LIST(NB_DEF_FUSED)
+#undef NB_DEF_FUSED
+
+/* sin and cos of one argument, from one range reduction where the C library
+ * has sincos (glibc: the same values as sin and cos). */
+static inline void T(sincos)(REAL x, REAL *s, REAL *c) {
+#ifdef __GLIBC__
+    M(sincos)(x, s, c);
+#else
+    *s = M(sin)(x);
+    *c = M(cos)(x);
+#endif
+}
+
 /* Σ a[i] accumulated in double with 8 independent partial sums (vectorises
  * without reassociation flags). */
 static double T(sum)(int64_t n, const REAL *restrict a) {
@@ -147,7 +208,7 @@ static void T(block)(const nb_group *g, void *const *bases, REAL *regs, double *
     const int64_t blen = g->blen;
     for (uint32_t k = 0; k < g->nmops; k++) {
         const nb_mop *m = &g->mops[k];
-        int sa = 0, sb = 0;
+        int sa = 0, sb = 0, sc = 0;
         const REAL *a = T(opnd)(&m->src[0], bases, regs, blen, pos, r, c0, &sa);
         if (m->op == NB_M_RSUM) {
             acc[m->acc] += sa ? (double)a[0] * (double)len : T(sum)(len, a);
@@ -167,23 +228,46 @@ static void T(block)(const nb_group *g, void *const *bases, REAL *regs, double *
 #define NB_CASE_BINARY(name, expr)                                                                           \
     case NB_M_##name: {                                                                                      \
         const REAL *b = T(opnd)(&m->src[1], bases, regs, blen, pos, r, c0, &sb);                             \
-        if (!sa && !sb)                                                                                      \
-            T(b_##name##_vv)(len, y, a, b);                                                                  \
-        else if (sa && !sb)                                                                                  \
-            T(b_##name##_sv)(len, y, a[0], b);                                                               \
-        else if (!sa)                                                                                        \
-            T(b_##name##_vs)(len, y, a, b[0]);                                                               \
-        else                                                                                                 \
-            T(fill)(len, y, T(g_##name)(a[0], b[0]));                                                        \
+        T(blk_##name)(len, y, a, sa, b, sb);                                                                 \
         break;                                                                                               \
     }
             NB_BINARY(NB_CASE_BINARY)
 #undef NB_CASE_BINARY
+#define NB_CASE_FUSED(name, inner, outer)                                                                    \
+    case NB_M_##name: {                                                                                      \
+        const REAL *b = T(opnd)(&m->src[1], bases, regs, blen, pos, r, c0, &sb);                             \
+        const REAL *c = T(opnd)(&m->src[2], bases, regs, blen, pos, r, c0, &sc);                             \
+        T(blk_##inner)(len, y, a, sa, b, sb);                                                                \
+        T(then_##name)(len, y, c, sc);                                                                       \
+        break;                                                                                               \
+    }
+            NB_FUSED_MOP_LIST(NB_CASE_FUSED)
+#undef NB_CASE_FUSED
+        case NB_M_SINCOS: {
+            REAL *y2 = T(dst)(&m->dst2, bases, regs, blen, pos);
+            if (sa) {
+                REAL sv, cv;
+                T(sincos)(a[0], &sv, &cv);
+                T(fill)(len, y, sv);
+                T(fill)(len, y2, cv);
+            } else {
+                for (int64_t i = 0; i < len; i++)
+                    T(sincos)(a[i], &y[i], &y2[i]);
+            }
+            break;
+        }
         default:
             break;
         }
     }
 }
+
+/* Handler variants of a micro-operation by its arity: bit k of v set when
+ * operand k is the previous sop's result. */
+#define NB_VARIANTS_1(X, name) X(name, 0) X(name, 1)
+#define NB_VARIANTS_2(X, name) NB_VARIANTS_1(X, name) X(name, 2) X(name, 3)
+#define NB_VARIANTS_3(X, name) NB_VARIANTS_2(X, name) X(name, 4) X(name, 5) X(name, 6) X(name, 7)
+_Static_assert(NB_SOP_VARIANTS == 8, "NB_VARIANTS_3 lists 2^NB_MOP_SRCS variants");
 
 /* A group whose iteration space is one element: straight-line scalar code
  * over resolved addresses (nb_sop). */
@@ -192,82 +276,99 @@ static void T(scalar_group)(const nb_group *g, void *const *bases, double *acc) 
     for (uint32_t f = 0; f < g->nfixups; f++) {
         const nb_sop_fixup *x = &g->fixups[f];
         REAL *addr = (REAL *)bases[x->arg.base] + x->arg.off;
-        if (x->which == 0)
-            code[x->k].a = addr;
-        else if (x->which == 1)
-            code[x->k].b = addr;
-        else
+        if (x->which < NB_MOP_SRCS)
+            code[x->k].src[x->which] = addr;
+        else if (x->which == NB_SOP_Y)
             code[x->k].y = addr;
+        else
+            code[x->k].y2 = addr;
     }
     /* Threaded dispatch: each handler jumps to the next one's (one indirect
-     * branch per operation, predicted per handler).  Four handlers per
-     * operation, by which operands are the previous result (kept in a
-     * register, so a chain does not wait on memory): handler 4·op + a_prev +
-     * 2·b_prev (see T(prepare_scalar)). */
-    static const void *const handler[4 * NB_M_COUNT + 1] = {
-#define NB_LABELS_UNARY(name, expr)                                                                          \
-    [4 * NB_M_##name] = &&op_##name##_0_0, [4 * NB_M_##name + 1] = &&op_##name##_1_0,
-        NB_UNARY(NB_LABELS_UNARY)
-#undef NB_LABELS_UNARY
-#define NB_LABELS_BINARY(name, expr)                                                                         \
-    [4 * NB_M_##name] = &&op_##name##_0_0, [4 * NB_M_##name + 1] = &&op_##name##_1_0,                        \
-    [4 * NB_M_##name + 2] = &&op_##name##_0_1, [4 * NB_M_##name + 3] = &&op_##name##_1_1,
-        NB_BINARY(NB_LABELS_BINARY)
-#undef NB_LABELS_BINARY
-            [4 * NB_M_RSUM] = &&op_RSUM_0_0,
-        [4 * NB_M_RSUM + 1] = &&op_RSUM_1_0, [4 * NB_M_COUNT] = &&op_end, /* the sentinel after the last sop */
+     * branch per operation, predicted per handler).  NB_SOP_VARIANTS
+     * handlers per operation, by which operands are the previous result
+     * (kept in a register, so a chain does not wait on memory): handler
+     * NB_SOP_VARIANTS·op + v (see T(prepare_scalar)). */
+#define NB_LABEL(name, v) [NB_SOP_VARIANTS * NB_M_##name + v] = &&op_##name##_##v,
+#define NB_LABELS_UNARY(name, expr) NB_VARIANTS_1(NB_LABEL, name)
+#define NB_LABELS_BINARY(name, expr) NB_VARIANTS_2(NB_LABEL, name)
+#define NB_LABELS_FUSED(name, inner, outer) NB_VARIANTS_3(NB_LABEL, name)
+    static const void *const handler[NB_SOP_VARIANTS * NB_M_COUNT + 1] = {
+        NB_UNARY(NB_LABELS_UNARY) NB_BINARY(NB_LABELS_BINARY) NB_FUSED_MOP_LIST(NB_LABELS_FUSED)
+            NB_VARIANTS_1(NB_LABEL, RSUM) NB_VARIANTS_1(NB_LABEL, SINCOS)
+        [NB_SOP_VARIANTS * NB_M_COUNT] = &&op_end, /* the sentinel after the last sop */
     };
+#undef NB_LABELS_UNARY
+#undef NB_LABELS_BINARY
+#undef NB_LABELS_FUSED
+#undef NB_LABEL
     const nb_sop *s = code;
     REAL r, prev = 0;
-#define NB_OPERAND(is_prev, ptr) ((is_prev) ? prev : *(const REAL *)(ptr))
+#define NB_OPERAND(v, k) (((v) >> (k) & 1) ? prev : *(const REAL *)s->src[k])
 /* the empty asm, different in each handler, keeps the compiler from merging
  * the handlers' identical tails into one shared indirect jump */
-#define NB_NEXT(id)                                                                                          \
+#define NB_NEXT(name, v)                                                                                     \
     do {                                                                                                     \
-        __asm__ volatile("" ::"i"(id));                                                                      \
+        __asm__ volatile("" ::"i"(NB_SOP_VARIANTS * NB_M_##name + v));                                       \
         s++;                                                                                                 \
         goto *handler[s->handler];                                                                           \
     } while (0)
+#define NB_RESULT(name, v, value)                                                                            \
+    r = (value);                                                                                             \
+    *(REAL *)s->y = r;                                                                                       \
+    prev = r;                                                                                                \
+    NB_NEXT(name, v);
     goto *handler[s->handler];
 op_end:
     return;
-op_RSUM_0_0:
-    acc[s->acc] += (double)NB_OPERAND(0, s->a);
-    NB_NEXT(4 * NB_M_RSUM);
-op_RSUM_1_0:
-    acc[s->acc] += (double)prev;
-    NB_NEXT(4 * NB_M_RSUM + 1);
-#define NB_OP_UNARY_AS(name, pa)                                                                             \
-    op_##name##_##pa##_0 : r = T(f_##name)(NB_OPERAND(pa, s->a));                                            \
-    *(REAL *)s->y = r;                                                                                       \
-    prev = r;                                                                                                \
-    NB_NEXT(4 * NB_M_##name + pa);
-#define NB_OP_UNARY(name, expr) NB_OP_UNARY_AS(name, 0) NB_OP_UNARY_AS(name, 1)
+#define NB_OP_RSUM(name, v)                                                                                  \
+    op_##name##_##v : acc[s->acc] += (double)NB_OPERAND(v, 0);                                               \
+    NB_NEXT(name, v);
+    NB_VARIANTS_1(NB_OP_RSUM, RSUM)
+#undef NB_OP_RSUM
+/* (sincos writes through pointers: locals of the handler, so that r stays
+ * in a register) */
+#define NB_OP_SINCOS(name, v)                                                                                \
+    op_##name##_##v : {                                                                                      \
+        REAL sv, cv;                                                                                         \
+        T(sincos)(NB_OPERAND(v, 0), &sv, &cv);                                                               \
+        *(REAL *)s->y2 = cv;                                                                                 \
+        r = sv;                                                                                              \
+    }                                                                                                        \
+    NB_RESULT(name, v, r)
+    NB_VARIANTS_1(NB_OP_SINCOS, SINCOS)
+#undef NB_OP_SINCOS
+#define NB_OP_UNARY_V(name, v) op_##name##_##v : NB_RESULT(name, v, T(f_##name)(NB_OPERAND(v, 0)))
+#define NB_OP_UNARY(name, expr) NB_VARIANTS_1(NB_OP_UNARY_V, name)
     NB_UNARY(NB_OP_UNARY)
 #undef NB_OP_UNARY
-#undef NB_OP_UNARY_AS
-#define NB_OP_BINARY_AS(name, pa, pb)                                                                        \
-    op_##name##_##pa##_##pb : r = T(g_##name)(NB_OPERAND(pa, s->a), NB_OPERAND(pb, s->b));                   \
-    *(REAL *)s->y = r;                                                                                       \
-    prev = r;                                                                                                \
-    NB_NEXT(4 * NB_M_##name + pa + 2 * pb);
-#define NB_OP_BINARY(name, expr)                                                                             \
-    NB_OP_BINARY_AS(name, 0, 0) NB_OP_BINARY_AS(name, 1, 0) NB_OP_BINARY_AS(name, 0, 1) NB_OP_BINARY_AS(name, 1, 1)
+#undef NB_OP_UNARY_V
+#define NB_OP_BINARY_V(name, v) op_##name##_##v : NB_RESULT(name, v, T(g_##name)(NB_OPERAND(v, 0), NB_OPERAND(v, 1)))
+#define NB_OP_BINARY(name, expr) NB_VARIANTS_2(NB_OP_BINARY_V, name)
     NB_BINARY(NB_OP_BINARY)
 #undef NB_OP_BINARY
-#undef NB_OP_BINARY_AS
+#undef NB_OP_BINARY_V
+#define NB_OP_FUSED_V(name, v)                                                                               \
+    op_##name##_##v : NB_RESULT(name, v, T(h_##name)(NB_OPERAND(v, 0), NB_OPERAND(v, 1), NB_OPERAND(v, 2)))
+#define NB_OP_FUSED(name, inner, outer) NB_VARIANTS_3(NB_OP_FUSED_V, name)
+    NB_FUSED_MOP_LIST(NB_OP_FUSED)
+#undef NB_OP_FUSED
+#undef NB_OP_FUSED_V
+#undef NB_RESULT
 #undef NB_NEXT
 #undef NB_OPERAND
 }
+#undef NB_VARIANTS_1
+#undef NB_VARIANTS_2
+#undef NB_VARIANTS_3
 
-/* The address of a one-element group's operand: a register (block length
- * 1), the workspace, or -- for the caller's buffers, known per run -- NULL
- * and a fixup. */
-static void *T(sop_addr)(nb_group *g, uint32_t k, uint32_t which, const nb_arg *a, void *const *bases,
+/* The address of a one-element group's operand or result (place: NB_SOP_*):
+ * a register (block length 1), the workspace, or -- for the caller's
+ * buffers, known per run -- NULL and a fixup. */
+static void *T(sop_addr)(nb_group *g, uint32_t k, uint32_t place, const nb_arg *a, void *const *bases,
                          REAL *regs) {
     if (a->mode == NB_A_REG) return regs + a->reg;
     if (a->base == 0) return (REAL *)bases[0] + a->off;
-    g->fixups[g->nfixups++] = (nb_sop_fixup){k, which, *a};
+    g->fixups[g->nfixups++] = (nb_sop_fixup){k, place, *a};
     return NULL;
 }
 
@@ -276,18 +377,21 @@ static void T(prepare_scalar)(nb_group *g, void *const *bases, void *regs) {
     for (uint32_t k = 0; k < g->nmops; k++) {
         const nb_mop *m = &g->mops[k];
         nb_sop *s = &g->sops[k];
-        s->op = m->op;
-        s->acc = m->acc;
-        s->a = T(sop_addr)(g, k, 0, &m->src[0], bases, (REAL *)regs);
-        s->b = nb_mop_arity[m->op] == 2 ? T(sop_addr)(g, k, 1, &m->src[1], bases, (REAL *)regs) : NULL;
-        s->y = m->op == NB_M_RSUM ? NULL : T(sop_addr)(g, k, 2, &m->dst, bases, (REAL *)regs);
-        /* the previous sop's result, when it is this operand's address (a
-         * register or the workspace: caller buffers are not compared) */
+        *s = (nb_sop){.op = m->op, .acc = m->acc};
+        const int nsrc = m->op == NB_M_RSUM ? 1 : nb_mop_arity[m->op];
+        for (int j = 0; j < nsrc; j++)
+            s->src[j] = T(sop_addr)(g, k, (uint32_t)j, &m->src[j], bases, (REAL *)regs);
+        if (m->op != NB_M_RSUM) s->y = T(sop_addr)(g, k, NB_SOP_Y, &m->dst, bases, (REAL *)regs);
+        if (m->op == NB_M_SINCOS) s->y2 = T(sop_addr)(g, k, NB_SOP_Y2, &m->dst2, bases, (REAL *)regs);
+        /* the operands that are the previous sop's result, when that is in a
+         * register or the workspace (caller buffers are not compared) */
         const nb_sop *q = k > 0 ? &g->sops[k - 1] : NULL;
-        const int q_result = q && q->op != NB_M_RSUM && q->y;
-        s->handler = (uint16_t)(4 * s->op + (q_result && s->a == q->y) + 2 * (q_result && s->b && s->b == q->y));
+        unsigned v = 0;
+        for (int j = 0; j < nsrc; j++)
+            v |= (unsigned)(q && q->y && s->src[j] == q->y) << j;
+        s->handler = (uint16_t)(NB_SOP_VARIANTS * s->op + v);
     }
-    g->sops[g->nmops] = (nb_sop){NB_M_COUNT, 4 * NB_M_COUNT, 0, NULL, NULL, NULL}; /* sentinel: ends the run */
+    g->sops[g->nmops] = (nb_sop){.op = NB_M_COUNT, .handler = NB_SOP_VARIANTS * NB_M_COUNT}; /* sentinel: ends the run */
 }
 
 /* Rows r0..r1 of a group (for a flat group, entries r0..r1). */

@@ -95,7 +95,7 @@ static lop *new_lop(cstate *c, int kind) {
     lop *L = &p->l[p->nl++];
     memset(L, 0, sizeof *L);
     L->kind = kind;
-    L->dst = L->src[0] = L->src[1] = -1;
+    L->dst = L->dst2 = L->src[0] = L->src[1] = L->src[2] = -1;
     L->list = -1;
     L->group = -1;
     L->inst = -1;
@@ -331,15 +331,19 @@ static const nb_node *reciprocal_factor(const nb_node *e) {
 typedef int32_t (*operand_fn)(cstate *c, const nb_node *e);
 
 /* Σ or Π of a node's operands over the space R x C, with subtraction for
- * negated terms and division for reciprocal factors. */
+ * negated terms and division for reciprocal factors.  A product takes its
+ * factors from the last: they are in printing order (the coefficient, then
+ * variables, functions, sums; ties by age), so products that share their
+ * later factors -- a·Π and b·Π, the simplifier's distributed (a + b)·Π --
+ * share the partial products of those (one lop each, by CSE). */
 static int32_t emit_nary(cstate *c, const nb_node *y, int is_add, nb_dim R, nb_dim C, operand_fn get) {
     size_t n = y->nargs;
     int32_t acc = -1;
     int pass;
     /* first the plain terms, then the inverted ones, keeping order otherwise */
     for (pass = 0; pass < 2; pass++)
-        for (size_t i = 0; i < n; i++) {
-            const nb_node *e = y->args[i];
+        for (size_t k = 0; k < n; k++) {
+            const nb_node *e = y->args[is_add ? k : n - 1 - k];
             const nb_node *inv = is_add ? negated_term(e) : reciprocal_factor(e);
             if ((inv != NULL) != (pass == 1)) continue;
             if (inv && c->nv[inv->id].vid < 0) inv = NULL; /* not lowered: use as is */

@@ -179,7 +179,7 @@ static int plan_group(nb_program *p, nb_instr *in, const cgroup *G) {
     g->cols = resolve(p, G->C);
     if (g->rows * g->cols == 1 && !g->sops) {
         g->sops = calloc(g->nmops + 1, sizeof *g->sops);
-        g->fixups = calloc(3 * (size_t)g->nmops + 1, sizeof *g->fixups);
+        g->fixups = calloc(NB_SOP_PLACES * (size_t)g->nmops + 1, sizeof *g->fixups);
         if (!g->sops || !g->fixups) return nbc_perr(p, NB_ERR_NOMEM, "out of memory");
     }
     int64_t span = g->rowwise ? g->cols : g->rows * g->cols;
@@ -187,7 +187,7 @@ static int plan_group(nb_program *p, nb_instr *in, const cgroup *G) {
     for (uint32_t k = 0; k < g->nmops; k++) {
         nb_mop *m = &g->mops[k];
         const lop *L = &p->l[G->lops[k]];
-        for (int s = 0; s < 2; s++)
+        for (int s = 0; s < NB_MOP_SRCS; s++)
             if (L->src[s] >= 0 && m->src[s].mode != NB_A_REG) {
                 m->src[s].base = p->v[L->src[s]].base;
                 m->src[s].off = p->v[L->src[s]].off;
@@ -195,6 +195,10 @@ static int plan_group(nb_program *p, nb_instr *in, const cgroup *G) {
         if (m->dst.mode != NB_A_REG) {
             m->dst.base = p->v[L->dst].base;
             m->dst.off = p->v[L->dst].off;
+        }
+        if (L->dst2 >= 0 && m->dst2.mode != NB_A_REG) {
+            m->dst2.base = p->v[L->dst2].base;
+            m->dst2.off = p->v[L->dst2].off;
         }
         if (m->op == NB_M_RSUM) {
             g->red_dst[m->acc].base = p->v[L->dst].base;

@@ -10,7 +10,7 @@
 #include <cblas.h>
 #endif
 
-#define NB_KNOWN_FLAGS (NB_COMPILE_DENSE | NB_COMPILE_CHECK_FINITE)
+#define NB_KNOWN_FLAGS (NB_COMPILE_DENSE | NB_COMPILE_CHECK_FINITE | NB_COMPILE_NO_COMBINE)
 
 int nbc_perr(nb_program *p, int code, const char *fmt, ...) {
     va_list ap;
@@ -312,6 +312,7 @@ nb_program *nb_compile(nb_ctx *ctx, size_t nout, nb_expr *const *outputs, size_t
         ok = !c.failed;
     }
     if (ok && nbc_fuse_and_order(p)) ok = nbc_cfail(&c, "out of memory") == 0;
+    if (ok && !(flags & NB_COMPILE_NO_COMBINE)) nbc_combine_pairs(p);
     free(order);
     cstate_free(&c);
     if (ok && program_init(p)) {

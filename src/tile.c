@@ -54,13 +54,14 @@ static int tile_info(const nb_program *p, size_t i, nb_dim *D, tinfo *t, int *is
         for (size_t k = 0; k < G->n; k++) {
             const lop *L = &p->l[G->lops[k]];
             const nb_mop *m = &g->mops[k];
-            for (int q = 0; q < 2; q++)
+            for (int q = 0; q < NB_MOP_SRCS; q++)
                 if (L->src[q] >= 0 && m->src[q].mode != NB_A_REG)
                     t_read(t, L->src[q], m->src[q].mode == NB_A_FULL || m->src[q].mode == NB_A_COLB);
             if (L->op == NB_M_RSUM)
                 t_prod(t, L->dst, 1);
             else if (m->dst.mode != NB_A_REG)
                 t_prod(t, L->dst, 0);
+            if (L->dst2 >= 0 && m->dst2.mode != NB_A_REG) t_prod(t, L->dst2, 0);
         }
         return 1;
     }
