@@ -1,0 +1,141 @@
+/* The matrix product compiled programs run (nb_gemm: nabla's AVX-512 kernel
+ * on CPUs whose kernels are built for it, else OpenBLAS or the portable
+ * product) against a naive f64 triple loop:
+ *  - every edge of the micro-tile: m = 1..17 (two 8-row tiles and one) by
+ *    n = 1..65 (two 32-float tiles and one; four 16-double tiles and one);
+ *  - k = 1, k not a multiple of any unroll or vector, k across cache blocks;
+ *  - both transposes, alpha ≠ 1, C += (acc) and C = (acc off: C is not read,
+ *    NaN there must not leak), lda/ldb/ldc larger than the shape (the
+ *    padding of C must not be written);
+ *  - f64 (error ≤ 4(k+2)·2⁻⁵³·Σ|a||b|) and f32 (the same with 2⁻²⁴).
+ * Usage: test_gemm */
+#include "gemm_avx512.h"
+#include "test.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+static uint64_t rng = 0x9e3779b97f4a7c15u;
+static double uniform(void) { /* in [-1, 1) */
+    rng = rng * 6364136223846793005u + 1442695040888963407u;
+    return (double)(rng >> 11) / 4503599627370496.0 - 1.0;
+}
+
+static void put(size_t rs, void *p, int64_t i, double v) {
+    if (rs == sizeof(double)) ((double *)p)[i] = v;
+    else ((float *)p)[i] = (float)v;
+}
+static double get(size_t rs, const void *p, int64_t i) {
+    return rs == sizeof(double) ? ((const double *)p)[i] : (double)((const float *)p)[i];
+}
+
+#define SENTINEL 12345.0
+
+static int reported; /* failures printed so far (the first few are enough) */
+
+/* One product; returns 1 when it matches the reference. */
+static int check_product(size_t rs, int ta, int tb, int64_t m, int64_t n, int64_t k, double alpha, int acc) {
+    const int64_t lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 5, ldc = n + 7;
+    const int64_t arows = ta ? k : m, brows = tb ? n : k;
+    void *A = malloc((size_t)(arows * lda) * rs), *B = malloc((size_t)(brows * ldb) * rs);
+    void *C = malloc((size_t)((m + 1) * ldc) * rs);
+    double *c0 = malloc((size_t)(m * n) * sizeof *c0);
+    const size_t scratch = nb_gemm_scratch(m, n, k, rs);
+    void *pack = NULL;
+    if (!A || !B || !C || !c0 || (scratch && posix_memalign(&pack, 64, scratch))) {
+        fprintf(stderr, "out of memory\n");
+        exit(1);
+    }
+    for (int64_t i = 0; i < arows * lda; i++)
+        put(rs, A, i, uniform());
+    for (int64_t i = 0; i < brows * ldb; i++)
+        put(rs, B, i, uniform());
+    for (int64_t i = 0; i < (m + 1) * ldc; i++)
+        put(rs, C, i, SENTINEL);
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) {
+            c0[i * n + j] = acc ? uniform() : 0;
+            put(rs, C, i * ldc + j, acc ? c0[i * n + j] : NAN); /* acc off: C must not be read */
+        }
+    nb_gemm(rs, ta, tb, m, n, k, alpha, A, lda, B, ldb, C, ldc, pack, acc);
+    const double eps = rs == sizeof(double) ? DBL_EPSILON / 2 : FLT_EPSILON / 2;
+    int ok = 1;
+    for (int64_t i = 0; i < m && ok; i++) {
+        for (int64_t j = 0; j < n && ok; j++) {
+            double want = 0, mag = 0;
+            for (int64_t p = 0; p < k; p++) {
+                const double a = get(rs, A, ta ? p * lda + i : i * lda + p);
+                const double b = get(rs, B, tb ? j * ldb + p : p * ldb + j);
+                want += a * b;
+                mag += fabs(a * b);
+            }
+            want = alpha * want + c0[i * n + j];
+            mag = fabs(alpha) * mag + fabs(c0[i * n + j]);
+            const double got = get(rs, C, i * ldc + j);
+            if (!(fabs(got - want) <= 4 * (double)(k + 2) * eps * mag)) {
+                if (reported++ < 10)
+                    fprintf(stderr, "%s ta=%d tb=%d m=%lld n=%lld k=%lld alpha=%g acc=%d: C[%lld][%lld] = %.17g, want %.17g\n",
+                        rs == 8 ? "f64" : "f32", ta, tb, (long long)m, (long long)n, (long long)k, alpha, acc,
+                        (long long)i, (long long)j, got, want);
+                ok = 0;
+            }
+        }
+        for (int64_t j = n; j < ldc && ok; j++)
+            if (get(rs, C, i * ldc + j) != SENTINEL) {
+                if (reported++ < 10)
+                    fprintf(stderr, "m=%lld n=%lld: the padding C[%lld][%lld] was written\n", (long long)m,
+                        (long long)n, (long long)i, (long long)j);
+                ok = 0;
+            }
+    }
+    for (int64_t j = 0; j < ldc && ok; j++)
+        if (get(rs, C, m * ldc + j) != SENTINEL) {
+            if (reported++ < 10)
+                fprintf(stderr, "m=%lld n=%lld: the row after C was written\n", (long long)m, (long long)n);
+            ok = 0;
+        }
+    free(A);
+    free(B);
+    free(C);
+    free(c0);
+    free(pack);
+    return ok;
+}
+
+int main(void) {
+    printf("products on %s\n", nb_gemm_is_avx512() ? "nabla's AVX-512 kernel" : "the fallback (no AVX-512 kernel)");
+    static const size_t sizes[2] = {sizeof(double), sizeof(float)};
+    for (int s = 0; s < 2; s++) {
+        const size_t rs = sizes[s];
+        /* every edge tile: each (m, n) once, the transposes, alpha, acc and k rotating */
+        static const int64_t ks[] = {1, 5, 19, 33};
+        int bad = 0, count = 0;
+        for (int64_t m = 1; m <= 17; m++)
+            for (int64_t n = 1; n <= 65; n++) {
+                const int64_t v = m * 65 + n;
+                bad += !check_product(rs, (int)(v & 1), (int)((v >> 1) & 1), m, n, ks[(v >> 2) & 3],
+                                      v % 3 ? -0.75 : 1.0, (int)((v / 3) & 1));
+                count++;
+            }
+        CHECK(bad == 0, "%s: %d of %d edge-tile products wrong", rs == 8 ? "f64" : "f32", bad, count);
+        /* each transpose, alpha and acc at shapes with full and partial tiles and k
+         * across cache blocks (256), equal-sized blocks of rows (192) */
+        static const int64_t shapes[][3] = {{1, 1, 1},    {8, 32, 1},    {9, 33, 16},   {16, 64, 17},
+                                            {64, 256, 10}, {64, 10, 256}, {200, 70, 257}, {197, 45, 600},
+                                            {3, 300, 40}, {385, 17, 31}};
+        for (size_t h = 0; h < sizeof shapes / sizeof *shapes; h++)
+            for (int t = 0; t < 8; t++) {
+                const int ta = t & 1, tb = (t >> 1) & 1, acc = (t >> 2) & 1;
+                const double alpha = t % 3 ? 1.0 : -1.5;
+                const int64_t m = shapes[h][0], n = shapes[h][1], k = shapes[h][2];
+                CHECK(check_product(rs, ta, tb, m, n, k, alpha, acc), "%s ta=%d tb=%d acc=%d %lldx%lldx%lld",
+                      rs == 8 ? "f64" : "f32", ta, tb, acc, (long long)m, (long long)n, (long long)k);
+            }
+        /* k = 0: C = 0, or C unchanged when acc */
+        CHECK(check_product(rs, 0, 0, 5, 40, 0, 1.0, 0), "k = 0, acc off");
+        CHECK(check_product(rs, 1, 1, 5, 40, 0, 1.0, 1), "k = 0, acc on");
+    }
+    TEST_MAIN_END();
+}
