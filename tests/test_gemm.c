@@ -7,9 +7,13 @@
  *  - both transposes, alpha ≠ 1, C += (acc) and C = (acc off: C is not read,
  *    NaN there must not leak), lda/ldb/ldc larger than the shape (the
  *    padding of C must not be written);
- *  - f64 (error ≤ 4(k+2)·2⁻⁵³·Σ|a||b|) and f32 (the same with 2⁻²⁴).
+ *  - f64 (error ≤ 4(k+2)·2⁻⁵³·Σ|a||b|) and f32 (the same with 2⁻²⁴);
+ *  - compiled products on two threads (each product cut in two by rows or
+ *    columns at whole micro-tiles) at sizes that are no multiple of a tile,
+ *    against the same naive loop.
  * Usage: test_gemm */
 #include "gemm_avx512.h"
+#include "nabla.h"
 #include "test.h"
 
 #include <float.h>
@@ -104,6 +108,49 @@ static int check_product(size_t rs, int ta, int tb, int64_t m, int64_t n, int64_
     return ok;
 }
 
+/* The compiled program of expr (A: m x k or k x m, B: k x n or n x k as expr
+ * transposes them) on two threads, against the naive product. */
+static int check_compiled(nb_dtype dtype, const char *expr, int ta, int tb, int64_t m, int64_t n, int64_t k) {
+    const size_t rs = dtype == NB_F64 ? sizeof(double) : sizeof(float);
+    char decls[160];
+    snprintf(decls, sizeof decls, "A: matrix(%lld, %lld); B: matrix(%lld, %lld)", (long long)(ta ? k : m),
+             (long long)(ta ? m : k), (long long)(tb ? n : k), (long long)(tb ? k : n));
+    nb_ctx *ctx = nb_ctx_new();
+    int ok = ctx && nb_declare(ctx, decls) == NB_OK;
+    nb_expr *f = ok ? nb_parse(ctx, expr) : NULL, *ins[2] = {ok ? nb_lookup(ctx, "A") : NULL, ok ? nb_lookup(ctx, "B") : NULL};
+    nb_program *p = f ? nb_compile(ctx, 1, &f, 2, ins, dtype, 0) : NULL;
+    ok = p && nb_program_set_threads(p, 2) == NB_OK && nb_program_output_size(p, 0) == m * n;
+    void *A = malloc((size_t)(m * k) * rs), *B = malloc((size_t)(k * n) * rs), *C = malloc((size_t)(m * n) * rs);
+    if (!A || !B || !C) {
+        fprintf(stderr, "out of memory\n");
+        exit(1);
+    }
+    for (int64_t i = 0; i < m * k; i++)
+        put(rs, A, i, uniform());
+    for (int64_t i = 0; i < k * n; i++)
+        put(rs, B, i, uniform());
+    const void *in[2] = {A, B};
+    void *out[1] = {C};
+    ok = ok && nb_program_run(p, in, out) == NB_OK;
+    const double eps = rs == sizeof(double) ? DBL_EPSILON / 2 : FLT_EPSILON / 2;
+    for (int64_t i = 0; i < m && ok; i++)
+        for (int64_t j = 0; j < n && ok; j++) {
+            double want = 0, mag = 0;
+            for (int64_t q = 0; q < k; q++) {
+                const double a = get(rs, A, ta ? q * m + i : i * k + q), b = get(rs, B, tb ? j * k + q : q * n + j);
+                want += a * b;
+                mag += fabs(a * b);
+            }
+            ok = fabs(get(rs, C, i * n + j) - want) <= 4 * (double)(k + 2) * eps * mag;
+        }
+    free(A);
+    free(B);
+    free(C);
+    nb_program_free(p);
+    nb_ctx_free(ctx);
+    return ok;
+}
+
 int main(void) {
     printf("products on %s\n", nb_gemm_is_avx512() ? "nabla's AVX-512 kernel" : "the fallback (no AVX-512 kernel)");
     static const size_t sizes[2] = {sizeof(double), sizeof(float)};
@@ -137,5 +184,19 @@ int main(void) {
         CHECK(check_product(rs, 0, 0, 5, 40, 0, 1.0, 0), "k = 0, acc off");
         CHECK(check_product(rs, 1, 1, 5, 40, 0, 1.0, 1), "k = 0, acc on");
     }
+    /* two threads (m·n·k ≥ 2^18 makes the planner split a product): cut by
+     * rows (m > n) and by columns (n > m) */
+    static const struct {
+        const char *expr;
+        int ta, tb;
+        int64_t m, n, k;
+    } compiled[] = {{"A*B", 0, 0, 67, 45, 97},    {"A*B", 0, 0, 21, 77, 170},   {"A'*B", 1, 0, 75, 19, 190},
+                    {"A*B'", 0, 1, 13, 99, 210}, {"A'*B'", 1, 1, 50, 49, 113}, {"A*B", 0, 0, 9, 300, 100}};
+    for (size_t c = 0; c < sizeof compiled / sizeof *compiled; c++)
+        for (int d = 0; d < 2; d++)
+            CHECK(check_compiled(d ? NB_F32 : NB_F64, compiled[c].expr, compiled[c].ta, compiled[c].tb, compiled[c].m,
+                                 compiled[c].n, compiled[c].k),
+                  "%s %s %lldx%lldx%lld on two threads", d ? "f32" : "f64", compiled[c].expr,
+                  (long long)compiled[c].m, (long long)compiled[c].n, (long long)compiled[c].k);
     TEST_MAIN_END();
 }
