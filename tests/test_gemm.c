@@ -39,23 +39,47 @@ static double get(size_t rs, const void *p, int64_t i) {
 
 static int reported; /* failures printed so far (the first few are enough) */
 
+/* count random entries in [-1, 1) of rs bytes each (exits when out of memory) */
+static void *random_buffer(size_t rs, int64_t count) {
+    void *p = malloc((size_t)count * rs);
+    if (!p) {
+        fprintf(stderr, "out of memory\n");
+        exit(1);
+    }
+    for (int64_t i = 0; i < count; i++)
+        put(rs, p, i, uniform());
+    return p;
+}
+
+/* Whether got is want = alpha·Σ_p op(A)[i][p]·op(B)[p][j] + c0 (computed in
+ * f64) to within 4(k+2)·u·(|alpha|·Σ_p |op(A)[i][p]·op(B)[p][j]| + |c0|), u
+ * the unit roundoff of entries of rs bytes; stores want. */
+static int entry_ok(size_t rs, double got, int ta, int tb, int64_t k, double alpha, const void *A, int64_t lda,
+                    const void *B, int64_t ldb, int64_t i, int64_t j, double c0, double *want) {
+    double sum = 0, mag = 0;
+    for (int64_t p = 0; p < k; p++) {
+        const double a = get(rs, A, ta ? p * lda + i : i * lda + p), b = get(rs, B, tb ? j * ldb + p : p * ldb + j);
+        sum += a * b;
+        mag += fabs(a * b);
+    }
+    *want = alpha * sum + c0;
+    const double u = rs == sizeof(double) ? DBL_EPSILON / 2 : FLT_EPSILON / 2;
+    return fabs(got - *want) <= 4 * (double)(k + 2) * u * (fabs(alpha) * mag + fabs(c0));
+}
+
 /* One product; returns 1 when it matches the reference. */
 static int check_product(size_t rs, int ta, int tb, int64_t m, int64_t n, int64_t k, double alpha, int acc) {
     const int64_t lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 5, ldc = n + 7;
     const int64_t arows = ta ? k : m, brows = tb ? n : k;
-    void *A = malloc((size_t)(arows * lda) * rs), *B = malloc((size_t)(brows * ldb) * rs);
+    void *A = random_buffer(rs, arows * lda), *B = random_buffer(rs, brows * ldb);
     void *C = malloc((size_t)((m + 1) * ldc) * rs);
     double *c0 = malloc((size_t)(m * n) * sizeof *c0);
     const size_t scratch = nb_gemm_scratch(m, n, k, rs);
     void *pack = NULL;
-    if (!A || !B || !C || !c0 || (scratch && posix_memalign(&pack, 64, scratch))) {
+    if (!C || !c0 || (scratch && posix_memalign(&pack, 64, scratch))) {
         fprintf(stderr, "out of memory\n");
         exit(1);
     }
-    for (int64_t i = 0; i < arows * lda; i++)
-        put(rs, A, i, uniform());
-    for (int64_t i = 0; i < brows * ldb; i++)
-        put(rs, B, i, uniform());
     for (int64_t i = 0; i < (m + 1) * ldc; i++)
         put(rs, C, i, SENTINEL);
     for (int64_t i = 0; i < m; i++)
@@ -64,25 +88,16 @@ static int check_product(size_t rs, int ta, int tb, int64_t m, int64_t n, int64_
             put(rs, C, i * ldc + j, acc ? c0[i * n + j] : NAN); /* acc off: C must not be read */
         }
     nb_gemm(rs, ta, tb, m, n, k, alpha, A, lda, B, ldb, C, ldc, pack, acc);
-    const double eps = rs == sizeof(double) ? DBL_EPSILON / 2 : FLT_EPSILON / 2;
     int ok = 1;
     for (int64_t i = 0; i < m && ok; i++) {
         for (int64_t j = 0; j < n && ok; j++) {
-            double want = 0, mag = 0;
-            for (int64_t p = 0; p < k; p++) {
-                const double a = get(rs, A, ta ? p * lda + i : i * lda + p);
-                const double b = get(rs, B, tb ? j * ldb + p : p * ldb + j);
-                want += a * b;
-                mag += fabs(a * b);
-            }
-            want = alpha * want + c0[i * n + j];
-            mag = fabs(alpha) * mag + fabs(c0[i * n + j]);
+            double want;
             const double got = get(rs, C, i * ldc + j);
-            if (!(fabs(got - want) <= 4 * (double)(k + 2) * eps * mag)) {
+            if (!entry_ok(rs, got, ta, tb, k, alpha, A, lda, B, ldb, i, j, c0[i * n + j], &want)) {
                 if (reported++ < 10)
                     fprintf(stderr, "%s ta=%d tb=%d m=%lld n=%lld k=%lld alpha=%g acc=%d: C[%lld][%lld] = %.17g, want %.17g\n",
-                        rs == 8 ? "f64" : "f32", ta, tb, (long long)m, (long long)n, (long long)k, alpha, acc,
-                        (long long)i, (long long)j, got, want);
+                            rs == 8 ? "f64" : "f32", ta, tb, (long long)m, (long long)n, (long long)k, alpha, acc,
+                            (long long)i, (long long)j, got, want);
                 ok = 0;
             }
         }
@@ -120,28 +135,14 @@ static int check_compiled(nb_dtype dtype, const char *expr, int ta, int tb, int6
     nb_expr *f = ok ? nb_parse(ctx, expr) : NULL, *ins[2] = {ok ? nb_lookup(ctx, "A") : NULL, ok ? nb_lookup(ctx, "B") : NULL};
     nb_program *p = f ? nb_compile(ctx, 1, &f, 2, ins, dtype, 0) : NULL;
     ok = p && nb_program_set_threads(p, 2) == NB_OK && nb_program_output_size(p, 0) == m * n;
-    void *A = malloc((size_t)(m * k) * rs), *B = malloc((size_t)(k * n) * rs), *C = malloc((size_t)(m * n) * rs);
-    if (!A || !B || !C) {
-        fprintf(stderr, "out of memory\n");
-        exit(1);
-    }
-    for (int64_t i = 0; i < m * k; i++)
-        put(rs, A, i, uniform());
-    for (int64_t i = 0; i < k * n; i++)
-        put(rs, B, i, uniform());
+    void *A = random_buffer(rs, m * k), *B = random_buffer(rs, k * n), *C = random_buffer(rs, m * n);
     const void *in[2] = {A, B};
     void *out[1] = {C};
     ok = ok && nb_program_run(p, in, out) == NB_OK;
-    const double eps = rs == sizeof(double) ? DBL_EPSILON / 2 : FLT_EPSILON / 2;
     for (int64_t i = 0; i < m && ok; i++)
         for (int64_t j = 0; j < n && ok; j++) {
-            double want = 0, mag = 0;
-            for (int64_t q = 0; q < k; q++) {
-                const double a = get(rs, A, ta ? q * m + i : i * k + q), b = get(rs, B, tb ? j * k + q : q * n + j);
-                want += a * b;
-                mag += fabs(a * b);
-            }
-            ok = fabs(get(rs, C, i * n + j) - want) <= 4 * (double)(k + 2) * eps * mag;
+            double want;
+            ok = entry_ok(rs, get(rs, C, i * n + j), ta, tb, k, 1.0, A, ta ? m : k, B, tb ? k : n, i, j, 0, &want);
         }
     free(A);
     free(B);
