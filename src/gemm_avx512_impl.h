@@ -35,7 +35,8 @@ static inline __attribute__((always_inline)) void G(interleave)(VEC *v, int n) {
 
 /* Ap, panels of MR rows: Ap[q·kc·MR + p·MR + i] = alpha·op(A)[q·MR + i][p]
  * for the mc x kc block of op(A) at A (op(A)[i][p] = A[p·lda + i] when ta,
- * A[i·lda + p] otherwise).  Rows past mc are not written (never read). */
+ * A[i·lda + p] otherwise).  The last panel's rows past mc hold zeros or
+ * nothing: the micro-kernel reads only its mr rows. */
 static void G(pack_a)(int ta, int64_t mc, int64_t kc, REAL alpha, const REAL *A, int64_t lda, REAL *restrict Ap) {
     const VEC va = V_SET1(alpha);
     for (int64_t i0 = 0; i0 < mc; i0 += MR, Ap += kc * MR) {
