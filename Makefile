@@ -48,7 +48,7 @@ ifeq ($(SAN),1)
   OPT = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
   LDSAN = -fsanitize=address,undefined
 endif
-# Numeric kernels (src/kernels*.c): -O3 so that the compiler vectorises the
+# Numeric kernels (src/kernels*.c, src/gemm_avx512.c): -O3 so that the compiler vectorises the
 # element-wise loops, for this machine's vector unit.
 ifeq ($(origin KERNEL_ARCH),undefined)
   KERNEL_ARCH := $(shell $(CC) -march=native -x c -c /dev/null -o /dev/null 2>/dev/null && echo -march=native)
@@ -81,7 +81,7 @@ $(O)/config: FORCE
 
 $(O)/src/%.o: src/%.c $(O)/config
 	@mkdir -p $(@D)
-	$(CC) $(NB_CFLAGS) $(if $(filter kernels%,$*),$(KERNEL_FLAGS)) -c $< -o $@
+	$(CC) $(NB_CFLAGS) $(if $(filter kernels% gemm_avx512,$*),$(KERNEL_FLAGS)) -c $< -o $@
 
 $(O)/libnabla.a: $(OBJS)
 	rm -f $@ && ar rcs $@ $^

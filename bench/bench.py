@@ -62,7 +62,8 @@ def run_torch(case, sizes, dtype, threads, repeat):
 def built(src, exe, extra=()):
     """Builds bench/SRC into /tmp/EXE (with -O3) and returns its path."""
     path = os.path.join("/tmp", exe)
-    subprocess.run(["cc", "-O3", "-I", os.path.join(ROOT, "include"), os.path.join(HERE, src), "-o", path]
+    subprocess.run(["cc", "-O3", "-I", os.path.join(ROOT, "include"), "-I", os.path.join(ROOT, "src"),
+                    os.path.join(HERE, src), "-o", path]
                    + list(extra) + ["-lopenblas", "-lm", "-lpthread"], check=True)
     return path
 
@@ -74,6 +75,7 @@ def mlp_vs_sgemm(B, threads, rounds):
                          env=env_for(1, False), check=True).stdout
     d = {k: float(v) for k, v in re.findall(r"^([a-z0-9^ /]+ (?:GFLOP/s|seconds)|nabla / [a-z ]+) (\S+)$", out, re.M)}
     d["corename"] = re.search(r"corename (\S+)", out).group(1)
+    d["kernel"] = re.search(r"nabla gemm kernel (\S+)", out).group(1)
     return d
 
 
@@ -159,9 +161,11 @@ def main():
             bench("(b)", "MLP 784-256-256-10 B=%d" % B, "mlp", cases.MLP, "B=%d" % B, "f32")
             m = mlp_vs_sgemm(B, T, max(11, 4 * args.rounds + 1))
             print("    MLP B=%d, %d thread(s), measured in one process: nabla %.1f GFLOP/s = %.0f%% of OpenBLAS (%s) "
-                  "sgemm on a 1024^3 square (%.1f), %.0f%% of sgemm on the step's own products (%.1f)"
+                  "sgemm on a 1024^3 square (%.1f), %.0f%% of sgemm on the step's own products (%.1f); "
+                  "nabla's own product (%s) on the 1024^3 square, one thread: %.1f"
                   % (B, T, m["nabla GFLOP/s"], 100 * m["nabla / peak"], m["corename"], m["sgemm 1024^3 GFLOP/s"],
-                     100 * m["nabla / step shapes"], m["sgemm step shapes GFLOP/s"]), flush=True)
+                     100 * m["nabla / step shapes"], m["sgemm step shapes GFLOP/s"], m["kernel"],
+                     m["nabla gemm 1024^3 GFLOP/s"]), flush=True)
     if "c" in only:
         for n in (64, 256, 1024, 4096):
             bench("(c)", "J of exp(x).*sin(x)+x.^2 n=%d" % n, "jac_elementwise", cases.JAC_ELEMENTWISE, "n=%d" % n,

@@ -3,11 +3,15 @@
  * sample so that a shared machine's noise hits all three alike:
  *   - nabla: loss and the six parameter gradients (bench/cases.py's MLP);
  *   - sgemm peak: one 1024³ product;
+ *   - nabla's own product (nb_gemm: the AVX-512 kernel where built) on the
+ *     same 1024³ product, one thread: the peak of nabla's kernel;
  *   - sgemm on the step's own eight products (what the step cannot beat with
  *     OpenBLAS underneath).
  * Prints the medians in GFLOP/s (the step's flops: 2·B·(784·256·2 +
  * 256·256·3 + 256·10·3)), nabla's share of each, and the OpenBLAS kernel.
- * Usage: mlp B [threads [rounds]]   (run by bench/bench.py, case b) */
+ * Usage: mlp B [threads [rounds]]   (run by bench/bench.py, case b)
+ * Build: cc -O2 -Iinclude -Isrc bench/mlp.c build/libnabla.a -lopenblas -lz -lm -lpthread */
+#include "gemm_avx512.h"
 #include "nabla.h"
 
 #include <cblas.h>
@@ -79,7 +83,10 @@ int main(int argc, char **argv) {
     float *sq[3] = {buf(1 << 20), buf(1 << 20), buf(1 << 20)};
     const double flops = 2.0 * B * (784 * 256 * 2 + 256 * 256 * 3 + 256 * 10 * 3), sqflops = 2.0 * (1 << 30);
     double *tn = malloc((size_t)rounds * sizeof *tn), *ts = malloc((size_t)rounds * sizeof *ts),
-           *tq = malloc((size_t)rounds * sizeof *tq);
+           *tq = malloc((size_t)rounds * sizeof *tq), *to = malloc((size_t)rounds * sizeof *to);
+    void *pack = NULL;
+    const size_t pack_bytes = nb_gemm_scratch(1024, 1024, 1024, sizeof(float));
+    if (pack_bytes && posix_memalign(&pack, 64, pack_bytes)) return 1;
     const int reps = B >= 256 ? 4 : 16;
     for (int r = -1; r < rounds; r++) { /* round -1 warms up */
         openblas_set_num_threads(1);     /* nabla's products run on one OpenBLAS thread each */
@@ -103,17 +110,24 @@ int main(int argc, char **argv) {
         t0 = now();
         gemm(0, 0, 1024, 1024, 1024, sq[0], sq[1], sq[2]);
         double tsq = now() - t0;
+        t0 = now();
+        nb_gemm(sizeof(float), 0, 0, 1024, 1024, 1024, 1.0, sq[0], 1024, sq[1], 1024, sq[2], 1024, pack, 0);
+        double town = now() - t0;
         if (r >= 0) {
             tn[r] = tnab;
             ts[r] = tshape;
             tq[r] = tsq;
+            to[r] = town;
         }
     }
     double gn = flops / median(tn, rounds) / 1e9, gs = flops / median(ts, rounds) / 1e9,
-           gq = sqflops / median(tq, rounds) / 1e9;
-    printf("corename %s\nthreads %d\nnabla step seconds %.6g\nnabla GFLOP/s %.1f\nsgemm 1024^3 GFLOP/s %.1f\n"
-           "sgemm step shapes GFLOP/s %.1f\nnabla / peak %.3f\nnabla / step shapes %.3f\n",
-           openblas_get_corename(), T, median(tn, rounds), gn, gq, gs, gn / gq, gn / gs);
+           gq = sqflops / median(tq, rounds) / 1e9, go = sqflops / median(to, rounds) / 1e9;
+    printf("corename %s\nnabla gemm kernel %s\nthreads %d\nnabla step seconds %.6g\nnabla GFLOP/s %.1f\n"
+           "sgemm 1024^3 GFLOP/s %.1f\nnabla gemm 1024^3 GFLOP/s %.1f\nsgemm step shapes GFLOP/s %.1f\n"
+           "nabla / peak %.3f\nnabla / own peak %.3f\nnabla / step shapes %.3f\n",
+           openblas_get_corename(), nb_gemm_is_avx512() ? "avx512" : "fallback", T, median(tn, rounds), gn, gq, go,
+           gs, gn / gq, gn / go, gn / gs);
+    free(pack);
     nb_program_free(p);
     nb_ctx_free(ctx);
     return 0;

@@ -2,6 +2,7 @@
  * double and float.  Built with -O3 (see the Makefile) so that gcc vectorises
  * the element-wise loops. */
 #define _GNU_SOURCE /* sincos (glibc) */
+#include "gemm_avx512.h"
 #include "kernels.h"
 #include "linalg.h"
 
@@ -10,6 +11,20 @@
 #ifdef NB_HAVE_CBLAS
 #include <cblas.h>
 #endif
+
+/* Thread shares of a product are cut at multiples of the micro-kernel's tile. */
+#ifdef NB_HAVE_GEMM_AVX512
+#define NB_GEMM_ROW_UNIT NB_GEMM_MR
+#define NB_GEMM_COL_UNIT(real_size) NB_GEMM_NR(real_size)
+#else
+#define NB_GEMM_ROW_UNIT 1
+#define NB_GEMM_COL_UNIT(real_size) 1
+#endif
+/* Where share tid of nt begins in a dimension of len (tid = nt: len). */
+static int64_t nb_gemm_cut(int64_t len, int tid, int nt, int64_t unit) {
+    const int64_t at = (len * tid / nt + unit / 2) / unit * unit;
+    return tid >= nt || at > len ? len : at;
+}
 
 /* Portable product blocking (elements). */
 #define NB_GEMM_MC 64
@@ -48,7 +63,9 @@ NB_FUSED_MOP_LIST(NB_X)
 size_t nb_instr_scratch(const nb_instr *in, size_t real_size) {
     if (in->kind == NB_I_GROUP) return (size_t)in->g->nregs * (size_t)in->g->blen * real_size;
     if (in->kind == NB_I_MATFN) return nb_linalg_work_size(in->fn, in->m, in->n, in->ldb, in->k);
-#ifndef NB_HAVE_CBLAS
+#if defined(NB_HAVE_GEMM_AVX512)
+    if (in->kind == NB_I_GEMM) return nb_gemm_avx512_scratch(in->m, in->n, in->k, real_size);
+#elif !defined(NB_HAVE_CBLAS)
     if (in->kind == NB_I_GEMM) return (size_t)(NB_GEMM_KC * NB_GEMM_NC + NB_GEMM_MC * NB_GEMM_KC) * real_size;
 #endif
     return 0;
@@ -87,3 +104,24 @@ size_t nb_instr_accs(const nb_instr *in) {
 #define M(fn) NB_CAT(fn, f)
 #define NB_CBLAS(x) NB_CAT(cblas_s, x)
 #include "kernels_impl.h"
+
+size_t nb_gemm_scratch(int64_t m, int64_t n, int64_t k, size_t real_size) {
+    nb_instr in = {.kind = NB_I_GEMM, .m = m, .n = n, .k = k};
+    return nb_instr_scratch(&in, real_size);
+}
+
+void nb_gemm(size_t real_size, int ta, int tb, int64_t m, int64_t n, int64_t k, double alpha, const void *A,
+             int64_t lda, const void *B, int64_t ldb, void *C, int64_t ldc, void *pack, int acc) {
+    if (real_size == sizeof(double))
+        gemm_f64(ta, tb, m, n, k, alpha, A, lda, B, ldb, C, ldc, pack, acc);
+    else
+        gemm_f32(ta, tb, m, n, k, (float)alpha, A, lda, B, ldb, C, ldc, pack, acc);
+}
+
+int nb_gemm_is_avx512(void) {
+#ifdef NB_HAVE_GEMM_AVX512
+    return 1;
+#else
+    return 0;
+#endif
+}

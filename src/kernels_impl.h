@@ -435,7 +435,7 @@ static void T(exec_group)(const nb_group *g, void *const *bases, REAL *regs, dou
 }
 
 /* ---- matrix products -------------------------------------------------- */
-#ifndef NB_HAVE_CBLAS
+#if !defined(NB_HAVE_CBLAS) && !defined(NB_HAVE_GEMM_AVX512)
 /* Blocked portable product C (m x n, row stride ldc) = alpha·op(A)·op(B):
  * B is packed in KC x NC panels, A in MC x KC panels (times alpha), and a
  * 4-row kernel streams B rows into 4 rows of C with vectorised inner loops. */
@@ -500,11 +500,15 @@ static void T(gemm_portable)(int ta, int tb, int64_t m, int64_t n, int64_t k, RE
 }
 #endif
 
-/* C = alpha·op(A)·op(B) (+ C when acc), C contiguous with row stride ldc. */
+/* C = alpha·op(A)·op(B) (+ C when acc), C contiguous with row stride ldc:
+ * nabla's AVX-512 kernel where the kernels are built for it (gemm_avx512.h),
+ * else OpenBLAS, else the portable product.  pack: nb_instr_scratch's space. */
 static void T(gemm)(int ta, int tb, int64_t m, int64_t n, int64_t k, REAL alpha, const REAL *A, int64_t lda,
                     const REAL *B, int64_t ldb, REAL *C, int64_t ldc, REAL *pack, int acc) {
     if (m <= 0 || n <= 0) return;
-#ifdef NB_HAVE_CBLAS
+#if defined(NB_HAVE_GEMM_AVX512)
+    T(nb_gemm_avx512)(ta, tb, m, n, k, alpha, A, lda, B, ldb, C, ldc, pack, acc);
+#elif defined(NB_HAVE_CBLAS)
     (void)pack;
     if (k <= 0) {
         if (!acc)
@@ -751,13 +755,16 @@ static void T(exec)(const nb_instr *in, void *const *bases, void *scratch, doubl
         const REAL *A = NB_P(in->a), *B = NB_P(in->b);
         REAL *C = NB_P(in->y);
         int64_t m = in->m, n = in->n;
+        /* halves by rows or columns, whichever is longer, cut at whole tiles */
         if (nt > 1 && m >= n) {
-            const int64_t i0 = m * tid / nt, i1 = m * (tid + 1) / nt;
+            const int64_t i0 = nb_gemm_cut(m, tid, nt, NB_GEMM_ROW_UNIT),
+                          i1 = nb_gemm_cut(m, tid + 1, nt, NB_GEMM_ROW_UNIT);
             T(gemm)
             (in->ta, in->tb, i1 - i0, n, in->k, alpha, in->ta ? A + i0 : A + i0 * in->lda, in->lda, B,
              in->ldb, C + i0 * n, n, scr, 0);
         } else if (nt > 1) {
-            const int64_t j0 = n * tid / nt, j1 = n * (tid + 1) / nt;
+            const int64_t j0 = nb_gemm_cut(n, tid, nt, NB_GEMM_COL_UNIT(sizeof(REAL))),
+                          j1 = nb_gemm_cut(n, tid + 1, nt, NB_GEMM_COL_UNIT(sizeof(REAL)));
             T(gemm)
             (in->ta, in->tb, m, j1 - j0, in->k, alpha, A, in->lda, in->tb ? B + j0 * in->ldb : B + j0,
              in->ldb, C + j0, n, scr, 0);
