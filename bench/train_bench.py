@@ -3,8 +3,12 @@
 
 Both train the same MLP (default 784-256-10 ReLU, softmax cross-entropy) on
 Fashion-MNIST (Debian's dataset-fashion-mnist) with the same optimiser,
-learning rate, batch, epochs, dtype (f32) and thread count; data order and
-initial weights come from each side's own seeded generator.  Prints, per
+learning rate, batch, epochs, dtype (f32) and thread count, from the same
+initial weights in the same data order: PyTorch starts from the network
+`nabla train --epochs 0 --save` initialises and visits the examples in
+nabla's shuffled order (bench/torch_train.py), so the two runs differ only in
+their arithmetic and their accuracies can be compared seed by seed
+(--independent: each side draws its own weights and order).  Prints, per
 thread count, the median epoch time of each side (training steps only), their
 ratio (and the same for processor time, which time-slicing on a shared
 machine disturbs less), both test accuracies after the last epoch (one per
@@ -16,7 +20,7 @@ medians over runs; the machine is shared, so single runs are noisy.
 
 Usage: bench/train_bench.py [--threads 1,2] [--optimizer sgd] [--lr 0.1]
                             [--epochs 5] [--runs 1] [--layers 784-256-10]
-                            [--coretype SkylakeX]
+                            [--coretype SkylakeX] [--independent]
 Run from the repository root after `make`.
 """
 import argparse
@@ -80,7 +84,14 @@ def run_nabla(a, threads, seed):
 def run_torch(a, threads, seed):
     cmd = ["/usr/bin/python3", os.path.join(HERE, "torch_train.py"), a.layers, a.optimizer, str(a.lr), str(a.batch),
            str(a.epochs), str(seed), str(threads), DATA]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env_for(threads, True)).stdout
+    with tempfile.TemporaryDirectory() as d:
+        if not a.independent:
+            init = os.path.join(d, "init.nbm")
+            subprocess.run([NABLA, "train", "--data", "fashion-mnist", "--layers", a.layers, "--optimizer",
+                            a.optimizer, "--lr", str(a.lr), "--batch", str(a.batch), "--epochs", "0", "--seed",
+                            str(seed), "--dtype", "f32", "--save", init], check=True, capture_output=True)
+            cmd.append(init)
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env_for(threads, True)).stdout
     r = json.loads(out)
     return r["epoch_seconds"], r["epoch_cpu_seconds"], r["test_accuracy"]
 
@@ -95,6 +106,8 @@ def main():
     p.add_argument("--runs", type=int, default=1)
     p.add_argument("--layers", default="784-256-10")
     p.add_argument("--coretype", default=None, help="OPENBLAS_CORETYPE for both sides, e.g. SkylakeX")
+    p.add_argument("--independent", action="store_true",
+                   help="PyTorch draws its own initial weights and data order (default: nabla's)")
     a = p.parse_args()
     global CORETYPE
     CORETYPE = a.coretype
@@ -103,9 +116,11 @@ def main():
     sizes = [int(s) for s in a.layers.split("-")]
     peak, own_peak = sgemm_peak()
     gflop = flops_per_epoch(sizes) / 1e9
-    print("%s %s lr %g batch %d, %d epochs, f32; %.1f GFLOP per epoch; OpenBLAS sgemm peak (1 thread%s) %.1f GFLOP/s; "
+    print("%s %s lr %g batch %d, %d epochs, f32, %s; %.1f GFLOP per epoch; OpenBLAS sgemm peak (1 thread%s) %.1f GFLOP/s; "
           "nabla's own product on 1024^3 (1 thread) %.1f GFLOP/s"
-          % (a.layers, a.optimizer, a.lr, a.batch, a.epochs, gflop,
+          % (a.layers, a.optimizer, a.lr, a.batch, a.epochs,
+             "each side its own initial weights and order" if a.independent else "same initial weights and order",
+             gflop,
              ", OPENBLAS_CORETYPE=" + CORETYPE if CORETYPE else "", peak, own_peak))
     for threads in [int(t) for t in a.threads.split(",")]:
         nt, tt, nc, tc, na, ta = [], [], [], [], [], []
@@ -118,9 +133,11 @@ def main():
         n_s, t_s = statistics.median(nt), statistics.median(tt)
         n_c, t_c = statistics.median(nc), statistics.median(tc)
         print("threads %d: epoch nabla %.3f s, PyTorch %.3f s, ratio %.2f (processor time: %.3f s, %.3f s, ratio %.2f); "
-              "test accuracy median nabla %.4f (%s), PyTorch %.4f (%s); nabla epoch at %.0f%% of sgemm peak x %d thread(s)"
+              "test accuracy median nabla %.4f (%s), PyTorch %.4f (%s), nabla - PyTorch by seed %s; "
+              "nabla epoch at %.0f%% of sgemm peak x %d thread(s)"
               % (threads, n_s, t_s, n_s / t_s, n_c, t_c, n_c / t_c, statistics.median(na),
-                 " ".join("%.4f" % x for x in na), statistics.median(ta), " ".join("%.4f" % x for x in ta), 100 * gflop / n_s / (peak * threads), threads))
+                 " ".join("%.4f" % x for x in na), statistics.median(ta), " ".join("%.4f" % x for x in ta),
+                 " ".join("%+.4f" % (x - y) for x, y in zip(na, ta)), 100 * gflop / n_s / (peak * threads), threads))
         sys.stdout.flush()
 
 

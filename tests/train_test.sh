@@ -97,6 +97,12 @@ EOF
 strip() { sed 's|^epoch \([0-9]*\)/[0-9]*|\1|; s/  [0-9.]* s$//' "$1"; }
 cmp -s "$tmp/full.nbm" "$tmp/part.nbm" && diff -q <(strip "$tmp/full.out") <(strip "$tmp/part.out") >/dev/null && ok \
     || fail "resume is not bit-exact: [$(cat "$tmp/part.out")]"
+# --epochs 0 --save writes the initialised network (nothing printed); resumed
+# for 6 epochs it is the run above
+"$NABLA" "${train[@]}" --epochs 0 --save "$tmp/init.nbm" >"$tmp/init.out" 2>&1 && [ -s "$tmp/init.nbm" ] \
+    && [ ! -s "$tmp/init.out" ] && ok || fail "--epochs 0 --save: [$(cat "$tmp/init.out")]"
+"$NABLA" train --data "$tmp/train.csv" --test "$tmp/test.csv" --resume "$tmp/init.nbm" --epochs 6 --save "$tmp/init.nbm" >"$tmp/init.out" 2>&1
+cmp -s "$tmp/full.nbm" "$tmp/init.nbm" && ok || fail "the initial checkpoint does not resume to the full run"
 # same seed, same losses; also with 2 threads
 "$NABLA" "${train[@]}" --epochs 6 >"$tmp/again.out" 2>&1
 diff -q <(strip "$tmp/full.out") <(strip "$tmp/again.out") >/dev/null && ok || fail "not reproducible"

@@ -45,6 +45,7 @@ static const char train_help[] =
     "  --threads K     threads per step (default 1)\n"
     "  --dtype T       f32 (default) or f64\n"
     "  --save FILE     checkpoint (.nbm) written atomically after every epoch\n"
+    "                  (with --epochs 0, the initialised network)\n"
     "  --resume FILE   continue a checkpoint (its network, optimiser, settings)\n"
     "  --plot FILE     loss and accuracy curves as SVG, --log FILE the same as CSV\n"
     "                  (both rewritten after every epoch, with this run's epochs)\n"
@@ -469,6 +470,11 @@ int nb_cmd_train(int argc, char **argv) {
         if (status == 0 && OPTION("plot"))
             status = write_plot(OPTION("plot"), &h, first_epoch, data.have_test);
     }
+    /* no epoch to run (--epochs 0, or a checkpoint that has them all): --save
+     * still writes the network as it stands, e.g. freshly initialised */
+    if (status == 0 && nb_trainer_epoch_count(t) < first_epoch && OPTION("save") &&
+        nb_trainer_save(t, OPTION("save"), err, sizeof err))
+        status = nb_cli_error(NULL, -1, "%s", err);
     if (status == 0 && quiet && *line) printf("%s\n", line);
     history_free(&h);
     nb_trainer_free(t);
