@@ -269,6 +269,32 @@ done:
     return J;
 }
 
+/* ∂f/∂v (numerator layout) of a vector literal f w.r.t. a vector or row v as
+ * Σᵢ eᵢ·∂fᵢ/∂v, each row from its own scalar pass: an entry that goes through
+ * a v-dependent matrix keeps the compact scalar gradient (diagpart(Aᵀ·G))
+ * instead of the vec form, whose Kronecker factors are (m·n) x (m·n). */
+static nb_node *literal_rows(nb_ctx *ctx, nb_node *f, nb_node *v) {
+    size_t m = f->nargs;
+    nb_node *J = NULL, *row;
+    nb_node **unit = malloc(m * sizeof *unit);
+    if (!unit) {
+        nb_set_error(ctx, "out of memory");
+        return NULL;
+    }
+    for (size_t i = 0; i < m; i++) {
+        if (reverse(ctx, f->args[i], 1, &v, &row)) {
+            free(unit);
+            return NULL;
+        }
+        if (!row) continue; /* fᵢ does not depend on v */
+        for (size_t j = 0; j < m; j++) unit[j] = nb_const(ctx, nb_number_int(j == i), nb_scalar_type());
+        nb_node *term = nb_matmul(ctx, nb_vector_lit(ctx, m, unit), row);
+        J = J ? nb_add(ctx, J, term) : term;
+    }
+    free(unit);
+    return J ? J : nb_zero(ctx, jacobian_type(f->type, v->type));
+}
+
 /* Is ∂f/∂v beyond rank 2 (a matrix-valued f, or a vector f of a matrix v)?
  * Then it is written in the vec convention: ∂vec(f)/∂vec(v)ᵀ (kron.c). */
 static bool vec_convention(const nb_node *f, const nb_node *v) {
@@ -319,7 +345,12 @@ static nb_expr *derivative(nb_ctx *ctx, nb_expr *f, size_t nwrt, nb_expr *const 
         char first[sizeof ctx->error];
         snprintf(first, sizeof first, "%s", ctx->error);
         bool ok = f->type.kind != NB_SCALAR && (nwrt == 1 || scalars);
-        for (size_t k = 0; k < nwrt && ok; k++) ok = (g[k] = nb_vec_jacobian(ctx, f, wrt[k])) != NULL;
+        if (ok && f->op == NB_OP_VECLIT && nwrt == 1) {
+            nb_clear_error(ctx);
+            ok = (g[0] = literal_rows(ctx, f, wrt[0])) != NULL;
+        } else {
+            for (size_t k = 0; k < nwrt && ok; k++) ok = (g[k] = nb_vec_jacobian(ctx, f, wrt[k])) != NULL;
+        }
         J = !ok ? NULL : nwrt == 1 ? g[0] : columns(ctx, f, nwrt, g);
         if (J && layout == NB_DENOMINATOR) J = nb_transpose(ctx, J);
         if (!J) snprintf(ctx->error, sizeof ctx->error, "%s", first);

@@ -913,6 +913,18 @@ static nb_node *diagpart_rewrite(nb_ctx *ctx, nb_node *a) {
     }
     if (a->op == NB_OP_DIAG) return nb_rule(ctx, "diagpart(diag(v)) = v", a->args[0]);
     if (a->op == NB_OP_IDENTITY) return nb_rule(ctx, "diagpart(I) = 1", nb_ones(ctx, nb_vector_type(a->type.rows)));
+    if (a->op == NB_OP_MATMUL) { /* an outer product A·u·vᵀ, read as (A·u)·vᵀ; c·𝟏·𝟏ᵀ is one */
+        nb_node *u = a->args[0], *v = a->args[1];
+        if (v->op == NB_OP_CONST && v->type.kind == NB_MATRIX) {
+            u = nb_matmul(ctx, u, nb_const(ctx, v->a.c, nb_vector_type(v->type.rows)));
+            v = nb_ones(ctx, nb_row_type(v->type.cols));
+        } else if (v->op == NB_OP_MATMUL && v->args[0]->type.kind == NB_VECTOR && v->args[1]->type.kind == NB_ROW) {
+            u = nb_matmul(ctx, u, v->args[0]);
+            v = v->args[1];
+        }
+        if (u && u->type.kind == NB_VECTOR && v->type.kind == NB_ROW)
+            return nb_rule(ctx, "diagpart(u·vᵀ) = u ⊙ v", nb_mul(ctx, u, nb_transpose(ctx, v)));
+    }
     nb_node *s, *rest;
     split_scalars(ctx, a, &s, &rest);
     if (s) return nb_rule(ctx, "diagpart(s·A) = s·diagpart(A)", nb_mul(ctx, s, nb_diagpart(ctx, rest)));

@@ -112,6 +112,13 @@ static const golden goldens[] = {
     {"tr(X)*X", "X", 'n', "vec(X)·vec(I)ᵀ + tr(X)·I"},
     {"solve(X, a)", "X", 'n', "-X⁻¹·(solve(X, a)ᵀ ⊗ I)"},
     {"x*x'*x", "x", 'n', "(xᵀ·x)·I + 2·x·xᵀ"},
+    /* a literal whose entry goes through an x-dependent matrix: each row from
+     * its entry's scalar gradient, not the vec form's (N·n) x (n·n) factors */
+    {"[sum(x), sum(M*diag(x))]", "x", 'n', "[1, 0]·𝟏ᵀ + [0, 1]·𝟏ᵀ·M"},
+    {"[logsumexp(M*diag(x)*w), s]", "x", 'n', "[1, 0]·(w ⊙ (Mᵀ·softmax(M·diag(x)·w)))ᵀ"},
+    /* diagpart(u·vᵀ) = u ⊙ v, and c·𝟏·𝟏ᵀ is an outer product */
+    {"sum(M*diag(x))", "x", 'n', "𝟏ᵀ·M"},
+    {"a'*diag(x)*b", "x", 'd', "a ⊙ b"},
     /* (uᵀ ⊗ M)·W = M·diag(u) where W·v = vec(diag(v)) */
     {"diag(x)*A*x", "x", 'n', "diag(A·x) + diag(x)·A"},
     {"M*diag(x)*A*x", "x", 'n', "M·diag(A·x) + M·diag(x)·A"},
@@ -362,6 +369,7 @@ static void test_compiled(void) {
     check_compiled("kron(A, X)", "X,A");
     check_compiled("sum(kron(A, X) .* kron(B, B))", "X,A,B");
     check_compiled("x*x'*x", "x");
+    check_compiled("[sum(x), softmax_xent(M*diag(x), M)]", "x,M");
     check_compiled("sigmoid(M*X)", "X,M");
 }
 
