@@ -904,6 +904,40 @@ static nb_node *diag_rewrite(nb_ctx *ctx, nb_node *v) {
     return nb_make(ctx, NB_OP_DIAG, nb_matrix_type(v->type.rows, v->type.rows), 1, &v, NULL, 0);
 }
 
+/* The factors of a chain of matrix products, left to right (at most max). */
+static size_t product_factors(nb_node *a, nb_node **f, size_t max, size_t n) {
+    if (a->op != NB_OP_MATMUL) {
+        if (n < max) f[n] = a;
+        return n + 1;
+    }
+    return product_factors(a->args[1], f, max, product_factors(a->args[0], f, max, n));
+}
+
+/* A product whose chain passes through one column, A·u·vᵀ·B, written as the
+ * column (A·u) times the row (vᵀ·B); a constant matrix c·𝟏·𝟏ᵀ counts as
+ * one.  False when the chain has no such point. */
+static bool rank_one_split(nb_ctx *ctx, nb_node *a, nb_node **u, nb_node **v) {
+    nb_node *f[16];
+    size_t n = product_factors(a, f, 16, 0);
+    if (n > 16) return false;
+    for (size_t j = 0; j < n; j++) {
+        bool column = f[j]->type.kind == NB_VECTOR && j + 1 < n;
+        bool uniform = f[j]->op == NB_OP_CONST && f[j]->type.kind == NB_MATRIX;
+        if (!column && !uniform) continue;
+        nb_node *left = uniform ? nb_const(ctx, f[j]->a.c, nb_vector_type(f[j]->type.rows)) : f[j];
+        nb_node *right = uniform ? nb_ones(ctx, nb_row_type(f[j]->type.cols)) : f[j + 1];
+        for (size_t k = j; k-- > 0 && left;) left = nb_matmul(ctx, f[k], left);
+        for (size_t k = uniform ? j + 1 : j + 2; k < n && right; k++) right = nb_matmul(ctx, right, f[k]);
+        if (!left || !right || left->type.kind != NB_VECTOR || right->type.kind != NB_ROW ||
+            !dim_eq(left->type.rows, right->type.cols))
+            return false;
+        *u = left;
+        *v = right;
+        return true;
+    }
+    return false;
+}
+
 static nb_node *diagpart_rewrite(nb_ctx *ctx, nb_node *a) {
     char ta[80];
     if (!a) return NULL;
@@ -913,16 +947,9 @@ static nb_node *diagpart_rewrite(nb_ctx *ctx, nb_node *a) {
     }
     if (a->op == NB_OP_DIAG) return nb_rule(ctx, "diagpart(diag(v)) = v", a->args[0]);
     if (a->op == NB_OP_IDENTITY) return nb_rule(ctx, "diagpart(I) = 1", nb_ones(ctx, nb_vector_type(a->type.rows)));
-    if (a->op == NB_OP_MATMUL) { /* an outer product A·u·vᵀ, read as (A·u)·vᵀ; c·𝟏·𝟏ᵀ is one */
-        nb_node *u = a->args[0], *v = a->args[1];
-        if (v->op == NB_OP_CONST && v->type.kind == NB_MATRIX) {
-            u = nb_matmul(ctx, u, nb_const(ctx, v->a.c, nb_vector_type(v->type.rows)));
-            v = nb_ones(ctx, nb_row_type(v->type.cols));
-        } else if (v->op == NB_OP_MATMUL && v->args[0]->type.kind == NB_VECTOR && v->args[1]->type.kind == NB_ROW) {
-            u = nb_matmul(ctx, u, v->args[0]);
-            v = v->args[1];
-        }
-        if (u && u->type.kind == NB_VECTOR && v->type.kind == NB_ROW)
+    if (a->op == NB_OP_MATMUL) {
+        nb_node *u, *v;
+        if (rank_one_split(ctx, a, &u, &v))
             return nb_rule(ctx, "diagpart(u·vᵀ) = u ⊙ v", nb_mul(ctx, u, nb_transpose(ctx, v)));
     }
     nb_node *s, *rest;

@@ -119,6 +119,8 @@ static const golden goldens[] = {
     /* diagpart(u·vᵀ) = u ⊙ v, and c·𝟏·𝟏ᵀ is an outer product */
     {"sum(M*diag(x))", "x", 'n', "𝟏ᵀ·M"},
     {"a'*diag(x)*b", "x", 'd', "a ⊙ b"},
+    {"sum(A*diag(x)*B)", "x", 'd', "(Aᵀ·𝟏) ⊙ (B·𝟏)"},
+    {"a'*A*diag(x)*B*b", "x", 'n', "((Aᵀ·a) ⊙ (B·b))ᵀ"},
     /* (uᵀ ⊗ M)·W = M·diag(u) where W·v = vec(diag(v)) */
     {"diag(x)*A*x", "x", 'n', "diag(A·x) + diag(x)·A"},
     {"M*diag(x)*A*x", "x", 'n', "M·diag(A·x) + M·diag(x)·A"},
