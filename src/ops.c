@@ -847,6 +847,12 @@ static nb_node *matmul_rewrite(nb_ctx *ctx, nb_node *a, nb_node *b) {
         return nb_rule(ctx, "(P·Q)·diag(v) = P·(Q·diag(v))", nb_matmul(ctx, a->args[0], nb_matmul(ctx, a->args[1], b)));
     if (a->op == NB_OP_DIAG && b->op == NB_OP_MATMUL && b->args[0]->op == NB_OP_DIAG)
         return nb_rule(ctx, "diag(u)·(diag(v)·Q) = (diag(u)·diag(v))·Q", nb_matmul(ctx, nb_matmul(ctx, a, b->args[0]), b->args[1]));
+    /* a vector or row goes through a diagonal first: no matrix then depends
+     * on v, so a Jacobian of the product needs no vec form */
+    if (b->type.kind == NB_VECTOR && a->op == NB_OP_MATMUL && a->args[1]->op == NB_OP_DIAG)
+        return nb_rule(ctx, "(P·diag(v))·u = P·(v ⊙ u)", nb_matmul(ctx, a->args[0], nb_matmul(ctx, a->args[1], b)));
+    if (a->type.kind == NB_ROW && b->op == NB_OP_MATMUL && b->args[0]->op == NB_OP_DIAG)
+        return nb_rule(ctx, "rᵀ·(diag(v)·Q) = (rᵀ·diag(v))·Q", nb_matmul(ctx, nb_matmul(ctx, a, b->args[0]), b->args[1]));
     if (a->op == NB_OP_CONST && b->op == NB_OP_CONST) /* (c·1)·(d·1) = c·d·k·1 over the inner size k: 1ᵀ·1 = n */
         return nb_rule(ctx, "1ᵀ·1 = n", nb_mul(ctx, nb_dimval(ctx, a->type.cols),
                                                  nb_const(ctx, nb_number_mul(node_number(a), node_number(b)), t)));

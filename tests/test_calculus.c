@@ -115,7 +115,10 @@ static const golden goldens[] = {
     /* a literal whose entry goes through an x-dependent matrix: each row from
      * its entry's scalar gradient, not the vec form's (N·n) x (n·n) factors */
     {"[sum(x), sum(M*diag(x))]", "x", 'n', "[1, 0]·𝟏ᵀ + [0, 1]·𝟏ᵀ·M"},
-    {"[logsumexp(M*diag(x)*w), s]", "x", 'n', "[1, 0]·(w ⊙ (Mᵀ·softmax(M·diag(x)·w)))ᵀ"},
+    {"[logsumexp(M*diag(x)*w), s]", "x", 'n', "[1, 0]·softmax(M·(x ⊙ w))ᵀ·M·diag(w)"},
+    /* (P·diag(v))·u = P·(v ⊙ u): no x-dependent matrix is left, no vec form */
+    {"diag(x)*A*diag(x)*b", "x", 'n', "diag(A·(b ⊙ x)) + diag(x)·A·diag(b)"},
+    {"b'*diag(x)*A*diag(x)", "x", 'n', "diag(Aᵀ·(b ⊙ x)) + diag(x)·Aᵀ·diag(b)"},
     /* diagpart(u·vᵀ) = u ⊙ v, and c·𝟏·𝟏ᵀ is an outer product */
     {"sum(M*diag(x))", "x", 'n', "𝟏ᵀ·M"},
     {"a'*diag(x)*b", "x", 'd', "a ⊙ b"},
