@@ -173,6 +173,12 @@ static nb_arg memory_arg(const vinfo *v) {
 
 /* 6a. A fused group: its space, block length, operand addresses, threads;
  * a one-element group gets room for its resolved straight-line form. */
+/* Points a memory operand at value v's place in the workspace or a buffer. */
+static void locate(const nb_program *p, nb_arg *a, int32_t v) {
+    a->base = p->v[v].base;
+    a->off = p->v[v].off;
+}
+
 static int plan_group(nb_program *p, nb_instr *in, const cgroup *G) {
     nb_group *g = in->g;
     g->rows = resolve(p, G->R);
@@ -188,22 +194,10 @@ static int plan_group(nb_program *p, nb_instr *in, const cgroup *G) {
         nb_mop *m = &g->mops[k];
         const lop *L = &p->l[G->lops[k]];
         for (int s = 0; s < NB_MOP_SRCS; s++)
-            if (L->src[s] >= 0 && m->src[s].mode != NB_A_REG) {
-                m->src[s].base = p->v[L->src[s]].base;
-                m->src[s].off = p->v[L->src[s]].off;
-            }
-        if (m->dst.mode != NB_A_REG) {
-            m->dst.base = p->v[L->dst].base;
-            m->dst.off = p->v[L->dst].off;
-        }
-        if (L->dst2 >= 0 && m->dst2.mode != NB_A_REG) {
-            m->dst2.base = p->v[L->dst2].base;
-            m->dst2.off = p->v[L->dst2].off;
-        }
-        if (m->op == NB_M_RSUM) {
-            g->red_dst[m->acc].base = p->v[L->dst].base;
-            g->red_dst[m->acc].off = p->v[L->dst].off;
-        }
+            if (L->src[s] >= 0 && m->src[s].mode != NB_A_REG) locate(p, &m->src[s], L->src[s]);
+        if (m->dst.mode != NB_A_REG) locate(p, &m->dst, L->dst);
+        if (L->dst2 >= 0 && m->dst2.mode != NB_A_REG) locate(p, &m->dst2, L->dst2);
+        if (m->op == NB_M_RSUM) locate(p, &g->red_dst[m->acc], L->dst);
     }
     in->nt = 1;
     if (p->nthreads > 1 && (double)g->rows * (double)g->cols * g->nmops >= NB_PAR_MIN_WORK &&
