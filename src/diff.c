@@ -220,6 +220,19 @@ static nb_type jacobian_type(nb_type f, nb_type v) {
     return nb_matrix_type(nb_type_length(f), nb_type_length(v));
 }
 
+/* eₖ, the k-th unit vector of length n (k from 0), as a literal. */
+static nb_node *unit_vector(nb_ctx *ctx, size_t n, size_t k) {
+    nb_node **entries = malloc(n * sizeof *entries);
+    if (!entries) {
+        nb_set_error(ctx, "out of memory");
+        return NULL;
+    }
+    for (size_t j = 0; j < n; j++) entries[j] = nb_const(ctx, nb_number_int(j == k), nb_scalar_type());
+    nb_node *e = nb_vector_lit(ctx, n, entries);
+    free(entries);
+    return e;
+}
+
 /* Columns (one per listed scalar) side by side: [c₁ c₂ …]. */
 static nb_node *columns(nb_ctx *ctx, nb_node *f, size_t n, nb_node **cols) {
     if (f->type.kind == NB_SCALAR) return nb_transpose(ctx, nb_vector_lit(ctx, n, cols));
@@ -236,11 +249,9 @@ static nb_node *columns(nb_ctx *ctx, nb_node *f, size_t n, nb_node **cols) {
     /* Symbolic height: Σₖ cₖ·eₖᵀ */
     nb_node *sum = NULL;
     for (size_t k = 0; k < n; k++) {
-        nb_node **unit = malloc(n * sizeof *unit);
-        if (!unit) return NULL;
-        for (size_t j = 0; j < n; j++) unit[j] = nb_const(ctx, nb_number_int(j == k), nb_scalar_type());
-        nb_node *term = nb_matmul(ctx, cols[k], nb_transpose(ctx, nb_vector_lit(ctx, n, unit)));
-        free(unit);
+        nb_node *e = unit_vector(ctx, n, k);
+        if (!e) return NULL;
+        nb_node *term = nb_matmul(ctx, cols[k], nb_transpose(ctx, e));
         sum = sum ? nb_add(ctx, sum, term) : term;
     }
     return sum;
@@ -275,23 +286,14 @@ done:
  * instead of the vec form, whose Kronecker factors are (m·n) x (m·n). */
 static nb_node *literal_rows(nb_ctx *ctx, nb_node *f, nb_node *v) {
     size_t m = f->nargs;
-    nb_node *J = NULL, *row;
-    nb_node **unit = malloc(m * sizeof *unit);
-    if (!unit) {
-        nb_set_error(ctx, "out of memory");
-        return NULL;
-    }
+    nb_node *J = NULL, *row, *e;
     for (size_t i = 0; i < m; i++) {
-        if (reverse(ctx, f->args[i], 1, &v, &row)) {
-            free(unit);
-            return NULL;
-        }
+        if (reverse(ctx, f->args[i], 1, &v, &row)) return NULL;
         if (!row) continue; /* fᵢ does not depend on v */
-        for (size_t j = 0; j < m; j++) unit[j] = nb_const(ctx, nb_number_int(j == i), nb_scalar_type());
-        nb_node *term = nb_matmul(ctx, nb_vector_lit(ctx, m, unit), row);
+        if (!(e = unit_vector(ctx, m, i))) return NULL;
+        nb_node *term = nb_matmul(ctx, e, row);
         J = J ? nb_add(ctx, J, term) : term;
     }
-    free(unit);
     return J ? J : nb_zero(ctx, jacobian_type(f->type, v->type));
 }
 
