@@ -70,12 +70,16 @@ def sgemm_peak():
             float(re.search(r"nabla gemm 1024\^3 GFLOP/s (\S+)", out).group(1)))
 
 
+def nabla_train(a, seed, epochs):
+    """`nabla train` of the benchmark's network, optimiser and batch (f32)."""
+    return [NABLA, "train", "--data", "fashion-mnist", "--layers", a.layers, "--optimizer", a.optimizer,
+            "--lr", str(a.lr), "--batch", str(a.batch), "--epochs", str(epochs), "--seed", str(seed), "--dtype", "f32"]
+
+
 def run_nabla(a, threads, seed):
     with tempfile.TemporaryDirectory() as d:
         log = os.path.join(d, "m.csv")
-        cmd = [NABLA, "train", "--data", "fashion-mnist", "--layers", a.layers, "--optimizer", a.optimizer,
-               "--lr", str(a.lr), "--batch", str(a.batch), "--epochs", str(a.epochs), "--seed", str(seed),
-               "--threads", str(threads), "--dtype", "f32", "--log", log, "--quiet"]
+        cmd = nabla_train(a, seed, a.epochs) + ["--threads", str(threads), "--log", log, "--quiet"]
         subprocess.run(cmd, check=True, capture_output=True, env=env_for(threads, False))
         rows = [line.split(",") for line in open(log).read().splitlines()[1:]]
     return [float(r[4]) for r in rows], [float(r[5]) for r in rows], float(rows[-1][3])
@@ -87,9 +91,7 @@ def run_torch(a, threads, seed):
     with tempfile.TemporaryDirectory() as d:
         if not a.independent:
             init = os.path.join(d, "init.nbm")
-            subprocess.run([NABLA, "train", "--data", "fashion-mnist", "--layers", a.layers, "--optimizer",
-                            a.optimizer, "--lr", str(a.lr), "--batch", str(a.batch), "--epochs", "0", "--seed",
-                            str(seed), "--dtype", "f32", "--save", init], check=True, capture_output=True)
+            subprocess.run(nabla_train(a, seed, 0) + ["--save", init], check=True, capture_output=True)
             cmd.append(init)
         out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env_for(threads, True)).stdout
     r = json.loads(out)
