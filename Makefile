@@ -6,6 +6,7 @@
 #   CC=clang          the compiler
 #   BLAS=0 / BLAS=1   portable kernels / require OpenBLAS (default: OpenBLAS when found)
 #   ZLIB=0 / ZLIB=1   without / with zlib (default: zlib when found)
+#   MVEC=0 / MVEC=1   without / with glibc's vector math (default: when found)
 #   SAN=1             AddressSanitizer + UndefinedBehaviorSanitizer
 #   OPT=-O2           optimisation flags of everything but the kernels
 #   KERNEL_ARCH=      kernels for the x86-64 baseline (default -march=native)
@@ -42,6 +43,16 @@ endif
 ifeq ($(ZLIB),1)
   FEATURE_CPPFLAGS += -DNB_HAVE_ZLIB
   FEATURE_LIBS += -lz
+endif
+
+# glibc's vector math library (libmvec, reached through -lm): the transcendental
+# element-wise kernels run a vector at a time (src/kernels_impl.h).
+ifeq ($(origin MVEC),undefined)
+  MVEC := $(shell printf 'typedef double v __attribute__((vector_size(16)));\nv _ZGVbN2v_tanh(v);\nv _ZGVbN2vv_pow(v, v);\nint main(void){v x = {0, 0}; return (int)(_ZGVbN2v_tanh(x)[0] + _ZGVbN2vv_pow(x, x)[1]);}\n' | \
+                 $(CC) -x c - -lm -o /dev/null 2>/dev/null && echo 1 || echo 0)
+endif
+ifeq ($(MVEC),1)
+  FEATURE_CPPFLAGS += -DNB_HAVE_LIBMVEC
 endif
 
 ifeq ($(SAN),1)

@@ -2,7 +2,7 @@
 """Side-by-side benchmarks: nabla (`nabla time`) against PyTorch.
 
 Usage (from the repository root, after `make`):
-    /usr/bin/python3 bench/bench.py [--threads 1|2] [--rounds R] [--only a,b,c,d] [--quick]
+    /usr/bin/python3 bench/bench.py [--threads 1|2] [--rounds R] [--only a,b,c,d,e] [--quick]
 
 For every case both sides run R rounds, alternating, each round reporting the
 median of several timed samples; the table shows the median over rounds.
@@ -111,7 +111,7 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--repeat", type=int, default=9, help="timed samples per round (each side)")
-    ap.add_argument("--only", default="a,b,c,d")
+    ap.add_argument("--only", default="a,b,c,d,e")
     ap.add_argument("--quick", action="store_true", help="skip the slowest PyTorch Jacobians (n=4096 tanh)")
     args = ap.parse_args()
     only = set(args.only.split(","))
@@ -182,6 +182,11 @@ def main():
         print("(d) chain of 1000 scalar ops (250 x  x*1.0001 + 0.5*sin(x)), f+gradient, f64: nabla %s, "
               "hand-written C (-O3, libm) %s | nabla/C %.3f" % (fmt_t(d["nabla f+grad"] * 1e-6),
                                                                   fmt_t(d["C f+grad"] * 1e-6), d["ratio"]), flush=True)
+    if "e" in only:
+        for dt in ("f64", "f32"):
+            bench("(e)", "logistic loss N=10000,n=100", "logistic", cases.LOGISTIC, "N=10000,n=100", dt)
+        for dt in ("f64", "f32"):
+            bench("(e)", "element-wise chain n=1000000", "elementwise", cases.ELEMENTWISE, "n=1000000", dt)
 
 
 if __name__ == "__main__":

@@ -132,7 +132,39 @@ def jac_tanh(sz, dt):
     return jacobian_case(fun, x)
 
 
-CASES = {"neuron": neuron, "mlp": mlp, "jac_elementwise": jac_elementwise, "jac_tanh": jac_tanh}
+def gradient_case(fun, *inputs):
+    """f: fun() without gradients; fd: fun() and backward() into the inputs that require a gradient."""
+
+    def f():
+        with torch.no_grad():
+            return fun()
+
+    def fd():
+        for t in inputs:
+            t.grad = None
+        v = fun()
+        v.backward()
+        return v
+
+    return f, fd
+
+
+def logistic(sz, dt):
+    N, n = sz["N"], sz["n"]
+    g = torch.Generator().manual_seed(1)
+    X = torch.rand(N, n, generator=g, dtype=dt) * 2 - 1
+    y = torch.sign(torch.rand(N, generator=g, dtype=dt) * 2 - 1)
+    w = (torch.rand(n, generator=g, dtype=dt) * 2 - 1).requires_grad_()
+    return gradient_case(lambda: torch.log(1 + torch.exp(-y * (X @ w))).sum() / N, w)
+
+
+def elementwise(sz, dt):
+    x = (torch.rand(sz["n"], generator=torch.Generator().manual_seed(1), dtype=dt) * 4 - 2).requires_grad_()
+    return gradient_case(lambda: (torch.tanh(x) * torch.exp(-x ** 2) + torch.sigmoid(x) * torch.cos(x)).sum(), x)
+
+
+CASES = {"neuron": neuron, "mlp": mlp, "jac_elementwise": jac_elementwise, "jac_tanh": jac_tanh,
+         "logistic": logistic, "elementwise": elementwise}
 
 
 def main():

@@ -85,6 +85,30 @@ size_t nb_instr_accs(const nb_instr *in) {
 #define NB_CAT2(a, b) a##b
 #define NB_CAT(a, b) NB_CAT2(a, b)
 
+/* glibc's vector math (kernels_impl.h): the variant for the kernels'
+ * instruction set, _ZGV<isa>N<lanes><v per argument>_<name>, isa b (SSE,
+ * 16 bytes), d (AVX2, 32) or e (AVX-512, 64). */
+#if defined(NB_HAVE_LIBMVEC) && !defined(__x86_64__)
+#undef NB_HAVE_LIBMVEC
+#endif
+#if defined(__AVX512F__)
+#define NB_VM_BYTES 64
+#define NB_VM_ISA e
+#define NB_VM_LANES_F64 8
+#define NB_VM_LANES_F32 16
+#elif defined(__AVX2__)
+#define NB_VM_BYTES 32
+#define NB_VM_ISA d
+#define NB_VM_LANES_F64 4
+#define NB_VM_LANES_F32 8
+#else
+#define NB_VM_BYTES 16
+#define NB_VM_ISA b
+#define NB_VM_LANES_F64 2
+#define NB_VM_LANES_F32 4
+#endif
+#define NB_VM_NAME(lanes, args, fn) NB_CAT(NB_CAT(NB_CAT(_ZGV, NB_VM_ISA), NB_CAT(N, lanes)), NB_CAT(args, fn))
+
 /* double */
 #define REAL double
 #define NB_REAL_BYTES 8
@@ -92,6 +116,8 @@ size_t nb_instr_accs(const nb_instr *in) {
 #define NB_EXPMASK UINT64_C(0x7ff0000000000000)
 #define T(name) NB_CAT(name, _f64)
 #define M(fn) fn
+#define VM(fn) NB_VM_NAME(NB_VM_LANES_F64, v_, fn)
+#define VM2(fn) NB_VM_NAME(NB_VM_LANES_F64, vv_, fn)
 #define NB_CBLAS(x) NB_CAT(cblas_d, x)
 #include "kernels_impl.h"
 
@@ -102,6 +128,8 @@ size_t nb_instr_accs(const nb_instr *in) {
 #define NB_EXPMASK UINT32_C(0x7f800000)
 #define T(name) NB_CAT(name, _f32)
 #define M(fn) NB_CAT(fn, f)
+#define VM(fn) NB_VM_NAME(NB_VM_LANES_F32, v_, NB_CAT(fn, f))
+#define VM2(fn) NB_VM_NAME(NB_VM_LANES_F32, vv_, NB_CAT(fn, f))
 #define NB_CBLAS(x) NB_CAT(cblas_s, x)
 #include "kernels_impl.h"
 

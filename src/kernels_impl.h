@@ -73,6 +73,133 @@ NB_UNARY(NB_DEF_UNARY)
 NB_BINARY(NB_DEF_BINARY)
 #undef NB_DEF_BINARY
 
+/* ---- element-wise functions a vector at a time ------------------------ */
+/* Where the C library has vector variants of its functions (glibc's libmvec,
+ * x86-64: _ZGV<isa>N<lanes>v_exp and the like; NB_HAVE_LIBMVEC, set by the
+ * Makefile's check, the width NB_VM_BYTES by kernels.c from the kernels'
+ * instruction set), the transcendental micro-operations run a vector of REAL
+ * per call instead of one libm call per element (glibc documents these at
+ * most 4 ulp from the exact value, like its scalar functions' few ulp).
+ * sigmoid, softplus and log-sigmoid are written as in scalar.h, from the
+ * vector exp and log1p.  The last, partial vector of an array is padded and
+ * goes through the same function, so that an element's value does not depend
+ * on where a block or a thread's share begins.  T(vm_unary) returns 0 for a
+ * micro-operation without a vector form (the scalar loops run it). */
+#if defined(NB_HAVE_LIBMVEC)
+typedef REAL T(vm) __attribute__((vector_size(NB_VM_BYTES)));
+typedef UREAL T(vmu) __attribute__((vector_size(NB_VM_BYTES)));
+#define NB_VM_N ((int64_t)(NB_VM_BYTES / NB_REAL_BYTES))
+#define NB_VM_DECLARE(fn) T(vm) VM(fn)(T(vm));
+NB_VM_DECLARE(exp) NB_VM_DECLARE(log) NB_VM_DECLARE(log1p) NB_VM_DECLARE(sin) NB_VM_DECLARE(cos)
+    NB_VM_DECLARE(tan) NB_VM_DECLARE(tanh)
+#undef NB_VM_DECLARE
+T(vm) VM2(pow)(T(vm), T(vm));
+
+/* lanes of a where mask (a comparison's all-ones lanes), else of b */
+static inline T(vm) T(vm_select)(T(vmu) mask, T(vm) a, T(vm) b) {
+    return (T(vm))((mask & (T(vmu))a) | (~mask & (T(vmu))b));
+}
+/* −|x|: the sign bit set */
+static inline T(vm) T(vm_negabs)(T(vm) x) {
+    return (T(vm))((T(vmu))x | ((T(vmu)){0} + ((UREAL)1 << (8 * NB_REAL_BYTES - 1))));
+}
+/* σ(x): e = e^−|x|, 1/(1 + e) for x ≥ 0, e/(1 + e) otherwise (NaN included) */
+static inline T(vm) T(vm_sigmoid)(T(vm) x) {
+    const T(vm) e = VM(exp)(T(vm_negabs)(x)), d = (REAL)1 + e;
+    return T(vm_select)((T(vmu))(x >= 0), (REAL)1 / d, e / d);
+}
+/* softplus(x) = max(x, 0) + log(1 + e^−|x|) (max as x > 0 ? x : 0) */
+static inline T(vm) T(vm_softplus)(T(vm) x) {
+    const T(vm) zero = {0};
+    return T(vm_select)((T(vmu))(x > zero), x, zero) + VM(log1p)(VM(exp)(T(vm_negabs)(x)));
+}
+static inline T(vm) T(vm_logsigmoid)(T(vm) x) { return -T(vm_softplus)(-x); }
+
+/* y[i] = f(x[i]) for i < n, a vector at a time, the tail padded */
+#define NB_VM_ARRAY(name, f)                                                                                 \
+    static void T(va_##name)(int64_t n, REAL *restrict y, const REAL *restrict x) {                          \
+        int64_t i = 0;                                                                                       \
+        for (; i + NB_VM_N <= n; i += NB_VM_N) {                                                             \
+            T(vm) v;                                                                                         \
+            memcpy(&v, x + i, sizeof v);                                                                     \
+            v = f(v);                                                                                        \
+            memcpy(y + i, &v, sizeof v);                                                                     \
+        }                                                                                                    \
+        if (i < n) {                                                                                         \
+            T(vm) v = {0};                                                                                   \
+            memcpy(&v, x + i, (size_t)(n - i) * sizeof *x);                                                  \
+            v = f(v);                                                                                        \
+            memcpy(y + i, &v, (size_t)(n - i) * sizeof *y);                                                  \
+        }                                                                                                    \
+    }
+NB_VM_ARRAY(exp, VM(exp))
+NB_VM_ARRAY(log, VM(log))
+NB_VM_ARRAY(sin, VM(sin))
+NB_VM_ARRAY(cos, VM(cos))
+NB_VM_ARRAY(tan, VM(tan))
+NB_VM_ARRAY(tanh, VM(tanh))
+NB_VM_ARRAY(sigmoid, T(vm_sigmoid))
+NB_VM_ARRAY(softplus, T(vm_softplus))
+NB_VM_ARRAY(logsigmoid, T(vm_logsigmoid))
+#undef NB_VM_ARRAY
+
+static int T(vm_unary)(int op, int64_t n, REAL *y, const REAL *x) {
+    switch (op) {
+    case NB_M_EXP: T(va_exp)(n, y, x); return 1;
+    case NB_M_LOG: T(va_log)(n, y, x); return 1;
+    case NB_M_SIN: T(va_sin)(n, y, x); return 1;
+    case NB_M_COS: T(va_cos)(n, y, x); return 1;
+    case NB_M_TAN: T(va_tan)(n, y, x); return 1;
+    case NB_M_TANH: T(va_tanh)(n, y, x); return 1;
+    case NB_M_SIGMOID: T(va_sigmoid)(n, y, x); return 1;
+    case NB_M_SOFTPLUS: T(va_softplus)(n, y, x); return 1;
+    case NB_M_LOGSIGMOID: T(va_logsigmoid)(n, y, x); return 1;
+    default: return 0;
+    }
+}
+
+/* y[i] = a[i]^b[i] (NB_M_POW, else returns 0), an operand flagged sa/sb
+ * being one value for all */
+static int T(vm_binary)(int op, int64_t n, REAL *y, const REAL *a, int sa, const REAL *b, int sb) {
+    if (op != NB_M_POW || (sa && sb)) return 0;
+    for (int64_t i = 0; i < n; i += NB_VM_N) {
+        const int64_t len = n - i < NB_VM_N ? n - i : NB_VM_N;
+        T(vm) va = {0}, vb = {0};
+        if (sa)
+            va += a[0];
+        else
+            memcpy(&va, a + i, (size_t)len * sizeof *a);
+        if (sb)
+            vb += b[0];
+        else
+            memcpy(&vb, b + i, (size_t)len * sizeof *b);
+        const T(vm) v = VM2(pow)(va, vb);
+        memcpy(y + i, &v, (size_t)len * sizeof *y);
+    }
+    return 1;
+}
+
+/* s[i] = sin x[i], c[i] = cos x[i] */
+static int T(vm_sincos)(int64_t n, REAL *s, REAL *c, const REAL *x) {
+    T(va_sin)(n, s, x);
+    T(va_cos)(n, c, x);
+    return 1;
+}
+#else
+static int T(vm_unary)(int op, int64_t n, REAL *y, const REAL *x) {
+    (void)op, (void)n, (void)y, (void)x;
+    return 0;
+}
+static int T(vm_binary)(int op, int64_t n, REAL *y, const REAL *a, int sa, const REAL *b, int sb) {
+    (void)op, (void)n, (void)y, (void)a, (void)sa, (void)b, (void)sb;
+    return 0;
+}
+static int T(vm_sincos)(int64_t n, REAL *s, REAL *c, const REAL *x) {
+    (void)n, (void)s, (void)c, (void)x;
+    return 0;
+}
+#endif
+
 static void T(fill)(int64_t n, REAL *restrict y, REAL v) {
     for (int64_t i = 0; i < n; i++)
         y[i] = v;
@@ -153,19 +280,6 @@ static double T(sum)(int64_t n, const REAL *restrict a) {
     return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])) + t;
 }
 
-#if 0
-/* Σ a[i]·b[i] in double. */
-static double T(dot)(int64_t n, const REAL *restrict a, const REAL *restrict b) {
-    double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int j = 0; j < 8; j++) s[j] += (double)a[i + j] * (double)b[i + j];
-    double t = 0;
-    for (; i < n; i++) t += (double)a[i] * (double)b[i];
-    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])) + t;
-}
-#endif
-
 /* y += alpha·x */
 static void T(axpy)(int64_t n, REAL alpha, const REAL *restrict x, REAL *restrict y) {
     for (int64_t i = 0; i < n; i++)
@@ -220,7 +334,7 @@ static void T(block)(const nb_group *g, void *const *bases, REAL *regs, double *
     case NB_M_##name:                                                                                        \
         if (sa)                                                                                              \
             T(fill)(len, y, T(f_##name)(a[0]));                                                              \
-        else                                                                                                 \
+        else if (!T(vm_unary)(NB_M_##name, len, y, a))                                                       \
             T(u_##name)(len, y, a);                                                                          \
         break;
             NB_UNARY(NB_CASE_UNARY)
@@ -228,7 +342,7 @@ static void T(block)(const nb_group *g, void *const *bases, REAL *regs, double *
 #define NB_CASE_BINARY(name, expr)                                                                           \
     case NB_M_##name: {                                                                                      \
         const REAL *b = T(opnd)(&m->src[1], bases, regs, blen, pos, r, c0, &sb);                             \
-        T(blk_##name)(len, y, a, sa, b, sb);                                                                 \
+        if (!T(vm_binary)(NB_M_##name, len, y, a, sa, b, sb)) T(blk_##name)(len, y, a, sa, b, sb);            \
         break;                                                                                               \
     }
             NB_BINARY(NB_CASE_BINARY)
@@ -250,7 +364,7 @@ static void T(block)(const nb_group *g, void *const *bases, REAL *regs, double *
                 T(sincos)(a[0], &sv, &cv);
                 T(fill)(len, y, sv);
                 T(fill)(len, y2, cv);
-            } else {
+            } else if (!T(vm_sincos)(len, y, y2, a)) {
                 for (int64_t i = 0; i < len; i++)
                     T(sincos)(a[i], &y[i], &y2[i]);
             }
@@ -988,4 +1102,6 @@ const nb_kernels T(nb_kernels) = {sizeof(REAL), T(exec),       T(finish),    T(f
 #undef NB_EXPMASK
 #undef T
 #undef M
+#undef VM
+#undef VM2
 #undef NB_CBLAS
