@@ -746,7 +746,7 @@ static void T(gemv_n)(int64_t rows, int64_t cols, REAL alpha, const REAL *restri
         const int has_h = left >= NB_VN / 2, has_q = left - has_h * NB_VN / 2 >= NB_VN / 4;                  \
         const int64_t jq = jh + has_h * NB_VN / 2, js = jq + has_q * NB_VN / 4, ns = (tail) ? cols - js : 0; \
         for (int64_t i = 0; i < rows; i++) {                                                                 \
-            const REAL xs = alpha * x[i], *a = A + i * lda, *aj = a + j;                                     \
+            const REAL xs = x ? alpha * x[i] : alpha, *a = A + i * lda, *aj = a + j;                         \
             const T(vec) xi = (T(vec)){0} + xs;                                                              \
             for (int k = 0; k < C; k++)                                                                      \
                 s[k] += T(vec_load)(aj + k * NB_VN) * xi;                                                    \
@@ -773,7 +773,8 @@ static void T(gemv_n)(int64_t rows, int64_t cols, REAL alpha, const REAL *restri
     } while (0)
 
 /* y[j] = alpha·(Aᵀx)[j] (+ y[j] when acc), j < cols: blocks of 16 vectors
- * of columns, then the rest in one pass. */
+ * of columns, then the rest in one pass.  x NULL: a vector of ones (column
+ * sums). */
 static void T(gemv_t)(int64_t rows, int64_t cols, REAL alpha, const REAL *restrict A, int64_t lda,
                       const REAL *restrict x, REAL *restrict y, int acc) {
     if (!acc) T(fill)(cols, y, 0);
@@ -904,9 +905,7 @@ static void T(exec)(const nb_instr *in, void *const *bases, void *scratch, doubl
         const REAL *A = NB_P(in->a);
         REAL *y = NB_P(in->y);
         const int64_t j0 = in->n * tid / nt, j1 = in->n * (tid + 1) / nt;
-        T(fill)(j1 - j0, y + j0, 0);
-        for (int64_t i = 0; i < in->m; i++)
-            T(axpy)(j1 - j0, (REAL)1, A + i * in->n + j0, y + j0);
+        if (j1 > j0) T(gemv_t)(in->m, j1 - j0, 1, A + j0, in->n, NULL, y + j0, 0);
         if (alpha_d != 1)
             for (int64_t j = j0; j < j1; j++)
                 y[j] *= alpha;
@@ -1020,9 +1019,7 @@ static void T(exec_rows)(const nb_instr *in, void *const *bases, void *scratch, 
                     in->tb ? NB_P(in->b) + r0 : NB_P(in->b) + r0 * in->ldb, in->ldb, y, in->n, scr, !first);
         break;
     case NB_I_COLSUM:
-        if (first) T(fill)(in->n, y, 0);
-        for (int64_t i = r0; i < r1; i++)
-            T(axpy)(in->n, alpha, A + i * in->n, y);
+        T(gemv_t)(r1 - r0, in->n, alpha, A + r0 * in->n, in->n, NULL, y, !first);
         break;
     case NB_I_ROWSUM:
         for (int64_t i = r0; i < r1; i++)
