@@ -167,6 +167,7 @@ typedef struct {
     nval *nv;         /* by node id */
     int32_t *dense;   /* by node id: memoised dense materialisation */
     int32_t *diagvec; /* by node id: memoised diagonal gather */
+    uint32_t *uses;   /* by node id: how many nodes and outputs read it */
     size_t capv, capl, caplists, nlists;
     int32_t *cse; /* hash table of element-wise lops: index + 1, 0 empty */
     size_t ncse, capcse;

@@ -360,15 +360,26 @@ static int32_t emit_nary(cstate *c, const nb_node *y, int is_add, nb_dim R, nb_d
     return acc;
 }
 
-/* x^e for a constant exponent. */
+/* x^e for a constant exponent: integer and half-integer exponents up to 4½
+ * (those of polynomials and of the derivatives of √u and u^(3/2)) by
+ * squarings, products, a square root and a reciprocal instead of pow:
+ * x^(n + ½) = xⁿ·√x, x^−e = 1/x^e. */
 static int32_t emit_pow_const(cstate *c, nb_dim R, nb_dim C, int32_t a, double e, int32_t evid) {
-    if (e == 1) return a;
-    if (e == 2) return nbc_emit_mop(c, NB_M_SQUARE, R, C, a, -1);
-    if (e == 0.5) return nbc_emit_mop(c, NB_M_SQRT, R, C, a, -1);
-    if (e == -1) return nbc_emit_mop(c, NB_M_RECIP, R, C, a, -1);
-    if (e == 3) return nbc_emit_mop(c, NB_M_MUL, R, C, nbc_emit_mop(c, NB_M_SQUARE, R, C, a, -1), a);
-    if (e == -2) return nbc_emit_mop(c, NB_M_RECIP, R, C, nbc_emit_mop(c, NB_M_SQUARE, R, C, a, -1), -1);
-    return nbc_emit_mop(c, NB_M_POW, R, C, a, evid);
+    const double m = fabs(e);
+    const int n = (int)m, half = m - n == 0.5;
+    if (e == 0 || m > 4.5 || (m != n && !half)) return nbc_emit_mop(c, NB_M_POW, R, C, a, evid);
+    int32_t r = -1; /* x^n */
+    if (n >= 2) {
+        const int32_t sq = nbc_emit_mop(c, NB_M_SQUARE, R, C, a, -1);
+        r = n == 2 ? sq : n == 3 ? nbc_emit_mop(c, NB_M_MUL, R, C, sq, a) : nbc_emit_mop(c, NB_M_SQUARE, R, C, sq, -1);
+    } else if (n == 1) {
+        r = a;
+    }
+    if (half) {
+        const int32_t root = nbc_emit_mop(c, NB_M_SQRT, R, C, a, -1);
+        r = r < 0 ? root : nbc_emit_mop(c, NB_M_MUL, R, C, root, r);
+    }
+    return e < 0 ? nbc_emit_mop(c, NB_M_RECIP, R, C, r, -1) : r;
 }
 
 /* The micro-operation of each element-wise operator, generated from ops.def:
@@ -442,6 +453,19 @@ static nval lower_matmul_by_uniform(cstate *c, const nb_node *y, nval a, nval b)
     return nv_make(ST_DENSE, nbc_emit_mop(c, NB_M_COPY, R, C, vec, -1));
 }
 
+/* op(M)·v for the stored matrix M (op: its transpose when ta) and the vector
+ * data v: a column of len either way (a row result is its alias) and v by
+ * the value that owns its data, so that one product reached as a row and as
+ * a column (f's xᵀ·A beside its gradient's Aᵀ·x) is made once. */
+static int32_t emit_gemv(cstate *c, int32_t m, bool ta, int32_t v, nb_dim len) {
+    lop *L = new_lop(c, NB_I_GEMV);
+    if (!L) return -1;
+    L->src[0] = m;
+    L->src[1] = nbc_whole_alias(c->p, v) ? root_of(c->p, v) : v;
+    L->ta = ta;
+    return finish_lop(c, L, len, 1);
+}
+
 /* Dense (or stored transposed) operands: a dot product, gemv or gemm with
  * transpose flags instead of transposed copies. */
 static nval lower_matmul_dense(cstate *c, const nb_node *y, nval a, nval b) {
@@ -454,21 +478,10 @@ static nval lower_matmul_dense(cstate *c, const nb_node *y, nval a, nval b) {
         int32_t prod = nbc_emit_mop(c, NB_M_MUL, K, 1, a.vid, b.vid);
         return nv_make(ST_FILL, nbc_emit_mop(c, NB_M_RSUM, K, 1, prod, -1));
     }
-    if (y->type.kind == NB_VECTOR) {
-        lop *L = new_lop(c, NB_I_GEMV);
-        if (!L) return nv_make(ST_DENSE, -1);
-        L->src[0] = a.vid;
-        L->src[1] = b.vid;
-        L->ta = a.st == ST_DENSE_T;
-        return nv_make(ST_DENSE, finish_lop(c, L, R, 1));
-    }
+    if (y->type.kind == NB_VECTOR) return nv_make(ST_DENSE, emit_gemv(c, a.vid, a.st == ST_DENSE_T, b.vid, R));
     if (y->type.kind == NB_ROW) {
-        lop *L = new_lop(c, NB_I_GEMV);
-        if (!L) return nv_make(ST_DENSE, -1);
-        L->src[0] = b.vid;
-        L->src[1] = a.vid;
-        L->ta = b.st == ST_DENSE;
-        return nv_make(ST_DENSE, finish_lop(c, L, 1, C));
+        const int32_t col = emit_gemv(c, b.vid, b.st == ST_DENSE, a.vid, C);
+        return nv_make(ST_DENSE, col < 0 ? -1 : alias_value(c, col, 1, C, 0, 0));
     }
     lop *L = new_lop(c, NB_I_GEMM);
     if (!L) return nv_make(ST_DENSE, -1);
@@ -624,6 +637,33 @@ static bool lower_structured_product(cstate *c, const nb_node *y, nval *out) {
     return true;
 }
 
+/* M·v or u·M where M = T₁ + … + Tₖ is read by this product alone and each
+ * Tᵢ is stored (or stored transposed): Σ Tᵢ·v, k matrix-vector products on
+ * the stored data, instead of forming M (xᵀ·(A + Aᵀ) reads A twice and
+ * writes nothing of n²).  False when y is not such a product. */
+static bool lower_product_of_sum(cstate *c, const nb_node *y, nval *out) {
+    const bool row = y->type.kind == NB_ROW;
+    if (!row && y->type.kind != NB_VECTOR) return false;
+    const nb_node *M = y->args[row ? 1 : 0], *v = y->args[row ? 0 : 1];
+    if (M->op != NB_OP_ADD || M->type.kind != NB_MATRIX || c->uses[M->id] != 1) return false;
+    for (size_t i = 0; i < M->nargs; i++) {
+        const nval t = c->nv[M->args[i]->id];
+        if ((t.st != ST_DENSE && t.st != ST_DENSE_T) || t.vid < 0 || M->args[i]->type.kind != NB_MATRIX)
+            return false;
+    }
+    const nval vn = c->nv[v->id]; /* a vector's data is the same either way round */
+    const int32_t vv = vn.st == ST_DENSE || vn.st == ST_DENSE_T ? vn.vid : need_dense(c, v);
+    int32_t sum = -1;
+    const nb_dim len = row ? y->type.cols : y->type.rows;
+    for (size_t i = 0; i < M->nargs && vv >= 0; i++) {
+        const nval t = c->nv[M->args[i]->id];
+        const int32_t term = emit_gemv(c, t.vid, row ? t.st == ST_DENSE : t.st == ST_DENSE_T, vv, len);
+        sum = i == 0 ? term : nbc_emit_mop(c, NB_M_ADD, len, 1, sum, term);
+    }
+    *out = nv_make(ST_DENSE, row && sum >= 0 ? alias_value(c, sum, 1, len, 0, 0) : sum);
+    return true;
+}
+
 static nval lower_matmul(cstate *c, const nb_node *y) {
     const nb_node *A = y->args[0], *B = y->args[1];
     nval a = c->nv[A->id], b = c->nv[B->id];
@@ -661,6 +701,7 @@ static nval lower_matmul(cstate *c, const nb_node *y) {
         return nv_make(ST_FILL, nbc_emit_mop(c, NB_M_MUL, 1, 1, nbc_emit_mop(c, NB_M_MUL, 1, 1, a.vid, b.vid), k));
     }
     if (a.st == ST_FILL || b.st == ST_FILL) return lower_matmul_by_uniform(c, y, a, b);
+    if (lower_product_of_sum(c, y, &structured)) return structured;
     return lower_matmul_dense(c, y, a, b);
 }
 

@@ -248,16 +248,23 @@ static nb_node **collect_reachable(cstate *c, nb_expr *const *outputs, size_t no
     return order;
 }
 
-/* Lowering's side arrays, by node id. */
-static int lowering_state(cstate *c, size_t nid) {
+/* Lowering's side arrays, by node id (uses: over the n reachable nodes and
+ * the outputs). */
+static int lowering_state(cstate *c, size_t nid, nb_node *const *order, size_t n, nb_expr *const *outputs) {
     c->nv = malloc(nid * sizeof *c->nv);
     c->dense = malloc(nid * sizeof *c->dense);
     c->diagvec = malloc(nid * sizeof *c->diagvec);
-    if (!c->nv || !c->dense || !c->diagvec) return nbc_cfail(c, "out of memory");
+    c->uses = calloc(nid, sizeof *c->uses);
+    if (!c->nv || !c->dense || !c->diagvec || !c->uses) return nbc_cfail(c, "out of memory");
     for (size_t i = 0; i < nid; i++) {
         c->nv[i] = (nval){ST_DENSE, 0, -1, 0};
         c->dense[i] = c->diagvec[i] = -1;
     }
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < order[i]->nargs; k++)
+            c->uses[order[i]->args[k]->id]++;
+    for (size_t i = 0; i < c->p->nout; i++)
+        c->uses[outputs[i]->id]++;
     return 0;
 }
 
@@ -265,6 +272,7 @@ static void cstate_free(cstate *c) {
     free(c->nv);
     free(c->dense);
     free(c->diagvec);
+    free(c->uses);
     free(c->cse);
 }
 
@@ -304,7 +312,7 @@ nb_program *nb_compile(nb_ctx *ctx, size_t nout, nb_expr *const *outputs, size_t
     size_t n = 0;
     nb_node **order = NULL;
     int ok = make_interface(&c, outputs, inputs) == 0 && (order = collect_reachable(&c, outputs, nout, &n)) &&
-             add_dims(&c, order, n) == 0 && lowering_state(&c, order[n - 1]->id + 1u) == 0 &&
+             add_dims(&c, order, n) == 0 && lowering_state(&c, order[n - 1]->id + 1u, order, n, outputs) == 0 &&
              nbc_lower(&c, order, n) == 0 && nbc_lower_outputs(&c, outputs) == 0;
     if (ok && nbc_mark_live(p)) ok = nbc_cfail(&c, "out of memory") == 0;
     if (ok) {

@@ -1365,6 +1365,58 @@ static void test_independent(void) {
     nb_program_free(p);
 }
 
+/* Products of sums and half-integer powers are lowered without forming what
+ * the printed derivative shows: the gradient of xᵀ·A·x, (A + Aᵀ)·x, is two
+ * matrix-vector products on A, one of them f's own (no n² transpose or
+ * sum); three terms give three; the derivatives of √u and u^(±3/2)
+ * (u^(−1/2), u^(1/2), u^(−5/2)) and of x⁴ run square roots and products,
+ * not pow.  Each program's values against nb_eval. */
+static void test_lowering_shapes(void) {
+    static const struct {
+        const char *f, *wrt;
+        size_t products; /* of the program computing f and its gradient */
+    } cases[] = {
+        {"x'*A*x", "x", 2},                     /* f's xᵀ·A and A·x */
+        {"y'*(A + B' + A')*x", "x", 3},         /* yᵀ·A, yᵀ·Bᵀ, yᵀ·Aᵀ: f's, and the gradient's transposed */
+        {"sum(sqrt(x.^2 + 1)) + sum((x.^2 + 2).^1.5) + sum((x.^2 + 3).^-1.5) + sum(x.^4)", "x", 0},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        nb_ctx *ctx = nb_ctx_new();
+        nb_declare(ctx, "A, B: matrix(n, n); x, y: vector(n)");
+        nb_expr *ins[4] = {nb_lookup(ctx, "A"), nb_lookup(ctx, "B"), nb_lookup(ctx, "x"), nb_lookup(ctx, "y")};
+        nb_expr *f = nb_parse(ctx, cases[k].f), *v = nb_lookup(ctx, cases[k].wrt);
+        nb_expr *outs[2] = {f, f ? nb_gradient(ctx, f, v) : NULL};
+        const int64_t n = 37;
+        uint64_t rng = 5 + k;
+        double data[4 * 37 * 37];
+        for (size_t e = 0; e < sizeof data / sizeof *data; e++)
+            data[e] = uniform(&rng, 0.5, 1.5);
+        nb_bind_dim(ctx, nb_dim_symbol(ctx, "n"), n);
+        const bool made = outs[0] && outs[1] && nb_set_value(ctx, "A", n, n, data) == 0 &&
+                          nb_set_value(ctx, "B", n, n, data + n * n) == 0 &&
+                          nb_set_value(ctx, "x", n, 1, data + 2 * n * n) == 0 &&
+                          nb_set_value(ctx, "y", n, 1, data + 3 * n * n) == 0;
+        nb_program *p = made ? nb_compile(ctx, 2, outs, 4, ins, NB_F64, 0) : NULL;
+        CHECK(p != NULL, "%s: compile: %s", cases[k].f, nb_error(ctx));
+        if (p && nb_program_bind_dim(p, "n", n) == NB_OK) {
+            nb_program_stats st;
+            nb_program_get_stats(p, &st);
+            char *listing = nb_program_describe(p);
+            CHECK(st.products == cases[k].products, "%s: %zu products, want %zu", cases[k].f, st.products,
+                  cases[k].products);
+            CHECK(listing && !strstr(listing, "transpose") && !strstr(listing, "POW"),
+                  "%s: a transposed copy or pow in\n%s", cases[k].f, listing ? listing : "(none)");
+            /* no n x n value of the program's own */
+            CHECK(st.workspace_bytes < (size_t)(n * n) * sizeof(double),
+                  "%s: workspace %zu bytes", cases[k].f, st.workspace_bytes);
+            free(listing);
+            compare_with_reference(ctx, p, 2, outs, 4, ins, cases[k].f);
+        }
+        nb_program_free(p);
+        nb_ctx_free(ctx);
+    }
+}
+
 int main(int argc, char **argv) {
     uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 10) : 20240611;
     int count = argc > 2 ? atoi(argv[2]) : 600;
@@ -1380,6 +1432,7 @@ int main(int argc, char **argv) {
     test_kron_derivatives(seed);
     test_kron_no_allocation();
     test_kron_matrix_rebind();
+    test_lowering_shapes();
     test_reference(seed);
     test_networks(seed);
     test_random(seed, count);
