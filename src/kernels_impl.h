@@ -143,6 +143,9 @@ NB_VM_ARRAY(softplus, T(vm_softplus))
 NB_VM_ARRAY(logsigmoid, T(vm_logsigmoid))
 #undef NB_VM_ARRAY
 
+/* y[i] = e^x[i] (the row-wise functions' exponentials) */
+static void T(exp_array)(int64_t n, REAL *y, const REAL *x) { T(va_exp)(n, y, x); }
+
 static int T(vm_unary)(int op, int64_t n, REAL *y, const REAL *x) {
     switch (op) {
     case NB_M_EXP: T(va_exp)(n, y, x); return 1;
@@ -186,6 +189,10 @@ static int T(vm_sincos)(int64_t n, REAL *s, REAL *c, const REAL *x) {
     return 1;
 }
 #else
+static void T(exp_array)(int64_t n, REAL *y, const REAL *x) {
+    for (int64_t i = 0; i < n; i++)
+        y[i] = M(exp)(x[i]);
+}
 static int T(vm_unary)(int op, int64_t n, REAL *y, const REAL *x) {
     (void)op, (void)n, (void)y, (void)x;
     return 0;
@@ -817,24 +824,42 @@ static void T(softmax_rows)(int logsm, int64_t r0, int64_t r1, int64_t n, const 
         const REAL *z = Z + i * n;
         REAL *y = Y + i * n;
         const REAL mx = T(rowmax)(n, z);
+        /* y = e^(z − max) (a vector at a time), then its sum */
+        for (int64_t j = 0; j < n; j++)
+            y[j] = z[j] - mx;
+        T(exp_array)(n, y, y);
+        const double s = T(sum)(n, y);
         if (logsm) {
-            double s = 0;
-            for (int64_t j = 0; j < n; j++)
-                s += (double)M(exp)(z[j] - mx);
             const REAL lse = mx + (REAL)log(s);
             for (int64_t j = 0; j < n; j++)
                 y[j] = z[j] - lse;
         } else {
-            double s = 0;
-            for (int64_t j = 0; j < n; j++) {
-                y[j] = M(exp)(z[j] - mx);
-                s += (double)y[j];
-            }
             const REAL inv = (REAL)(1.0 / s);
             for (int64_t j = 0; j < n; j++)
                 y[j] *= inv;
         }
     }
+}
+
+/* log Σ e^x[i] = m + log Σ e^(x[i] − m), m = max (NaN or ±∞: m), as
+ * nb_logsumexp_value (linalg.c) computes it, with the exponentials a vector
+ * at a time through a buffer on the stack and the sum in double. */
+static REAL T(logsumexp)(int64_t n, const REAL *x) {
+    REAL m = -INFINITY;
+    for (int64_t i = 0; i < n; i++)
+        m = x[i] > m || x[i] != x[i] ? x[i] : m;
+    if (isinf(m) || m != m) return m;
+    enum { CHUNK = 256 };
+    REAL t[CHUNK];
+    double s = 0;
+    for (int64_t i = 0; i < n; i += CHUNK) {
+        const int64_t len = n - i < CHUNK ? n - i : CHUNK;
+        for (int64_t j = 0; j < len; j++)
+            t[j] = x[i + j] - m;
+        T(exp_array)(len, t, t);
+        s += T(sum)(len, t);
+    }
+    return (REAL)((double)m + log(s));
 }
 
 /* Σ over rows r0..r1 of −Σ_j Y_ij·log softmax(Z_i)_j = Σ_j Y_ij (lse_i − Z_ij). */
@@ -967,7 +992,9 @@ static void T(exec)(const nb_instr *in, void *const *bases, void *scratch, doubl
         break;
     }
     case NB_I_MATFN:
-        if (tid == 0)
+        if (tid == 0 && in->fn == NB_LA_LOGSUMEXP)
+            *NB_P(in->y) = T(logsumexp)(in->m * in->n, NB_P(in->a));
+        else if (tid == 0)
             nb_linalg_kernel(in->fn, sizeof(REAL), in->m, in->n, in->ldb, in->k, NB_P(in->a),
                              in->fn == NB_LA_SOLVE || in->fn == NB_LA_BCE || in->fn == NB_LA_KRON ||
                                      in->fn == NB_LA_TRACE_PRODUCT

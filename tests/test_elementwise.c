@@ -13,7 +13,9 @@
  *    value is NaN, the same infinity where it is infinite;
  *  - an element's value does not depend on its position or on the number of
  *    threads: the same argument at every index gives one bit pattern, and
- *    two threads give the bits of one.
+ *    two threads give the bits of one;
+ *  - softmax, logsoftmax and logsumexp of a vector, whose exponentials run
+ *    the same way.
  * Usage: test_elementwise */
 #include "nabla.h"
 #include "test.h"
@@ -112,7 +114,7 @@ static void free_case(compiled *c) {
 static int run_case(compiled *c, int64_t n, const double *x, const double *y, double p, double *out) {
     const int f32 = c->dt == NB_F32;
     const size_t rs = f32 ? sizeof(float) : sizeof(double);
-    void *xb = malloc((size_t)n * rs), *yb = malloc((size_t)n * rs), *ob = malloc((size_t)n * rs);
+    void *xb = malloc((size_t)n * rs), *yb = malloc((size_t)n * rs), *ob = calloc((size_t)n, rs);
     float pf = (float)p;
     int ok = xb && yb && ob;
     for (int64_t i = 0; ok && i < n; i++) {
@@ -204,10 +206,64 @@ static void check_function(const fcase *fc, nb_dtype dt) {
     free_case(&two);
 }
 
+/* softmax(x), logsoftmax(x) and logsumexp(x) (exponentials a vector at a
+ * time, sums in double) against long double, relative error ≤ 1e-13 (f64)
+ * or 1e-5 (f32) of the largest magnitude, at lengths across vectors and
+ * blocks, arguments in [−30, 30] with some at ±700 (their exponentials
+ * overflow and underflow unless shifted by the maximum). */
+static void check_rowwise(nb_dtype dt) {
+    const int f32 = dt == NB_F32;
+    static const char *const exprs[3] = {"softmax(x)", "logsoftmax(x)", "[logsumexp(x)]"};
+    static const int64_t lengths[] = {1, 2, 7, 8, 9, 15, 16, 17, 31, 33, 100, 257, 1000, 5003};
+    for (int e = 0; e < 3; e++) {
+        compiled c;
+        const int made = compile_case(&c, exprs[e], dt, 1);
+        CHECK(made, "%s: compile: %s", exprs[e], c.ctx ? nb_error(c.ctx) : "no context");
+        int bad = 0;
+        for (size_t L = 0; L < sizeof lengths / sizeof *lengths && made; L++) {
+            const int64_t n = lengths[L];
+            double *x = malloc((size_t)n * sizeof *x), *got = malloc((size_t)n * sizeof *got);
+            for (int64_t i = 0; x && i < n; i++) {
+                const double v = i % 11 == 3 ? 700 : i % 13 == 5 ? -700 : uniform(-30, 30);
+                x[i] = f32 ? (double)(float)v : v;
+            }
+            if (!x || !got || !run_case(&c, n, x, x, 0, got)) {
+                CHECK(0, "%s n=%lld: run: %s", exprs[e], (long long)n, nb_program_error(c.p));
+                free(x), free(got);
+                break;
+            }
+            ld m = x[0], s = 0;
+            for (int64_t i = 1; i < n; i++)
+                m = x[i] > m ? x[i] : m;
+            for (int64_t i = 0; i < n; i++)
+                s += expl((ld)x[i] - m);
+            const ld lse = m + logl(s);
+            const int64_t nout = e == 2 ? 1 : n;
+            ld scale = 0;
+            for (int64_t i = 0; i < nout; i++) {
+                const ld want = e == 0 ? expl((ld)x[i] - lse) : e == 1 ? (ld)x[i] - lse : lse;
+                scale = fabsl(want) > scale ? fabsl(want) : scale;
+            }
+            for (int64_t i = 0; i < nout; i++) {
+                const ld want = e == 0 ? expl((ld)x[i] - lse) : e == 1 ? (ld)x[i] - lse : lse;
+                if (!(fabsl((ld)got[i] - want) <= scale * (f32 ? 1e-5L : 1e-13L)) && bad++ < 3)
+                    fprintf(stderr, "%s %s n=%lld [%lld]: %.17g, exact %.17Lg\n", exprs[e], f32 ? "f32" : "f64",
+                            (long long)n, (long long)i, got[i], want);
+            }
+            free(x);
+            free(got);
+        }
+        CHECK(bad == 0, "%s %s: %d values off", exprs[e], f32 ? "f32" : "f64", bad);
+        free_case(&c);
+    }
+}
+
 int main(void) {
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
         check_function(&cases[k], NB_F64);
         check_function(&cases[k], NB_F32);
     }
+    check_rowwise(NB_F64);
+    check_rowwise(NB_F32);
     TEST_MAIN_END();
 }
