@@ -862,6 +862,69 @@ static REAL T(logsumexp)(int64_t n, const REAL *x) {
     return (REAL)((double)m + log(s));
 }
 
+/* max |x[i]|, NaN when any x[i] is NaN; a vector of maxima at a time */
+static double T(max_abs)(int64_t n, const REAL *restrict x) {
+    typedef UREAL T(uvec) __attribute__((vector_size(NB_VBYTES)));
+    const T(uvec) magnitude = (T(uvec)){0} + (((UREAL)1 << (8 * NB_REAL_BYTES - 1)) - 1);
+    T(vec) mv = {0};
+    T(uvec) nan = {0};
+    int64_t i = 0;
+    for (; i + NB_VN <= n; i += NB_VN) {
+        const T(vec) a = (T(vec))((T(uvec))T(vec_load)(x + i) & magnitude);
+        const T(uvec) more = (T(uvec))(a > mv);
+        mv = (T(vec))((more & (T(uvec))a) | (~more & (T(uvec))mv));
+        nan |= (T(uvec))(a != a);
+    }
+    double m = 0;
+    for (int k = 0; k < NB_VN; k++) {
+        if (nan[k]) return NAN;
+        m = (double)mv[k] > m ? (double)mv[k] : m;
+    }
+    for (; i < n; i++) {
+        const double a = M(fabs)(x[i]);
+        if (a != a) return NAN;
+        m = a > m ? a : m;
+    }
+    return m;
+}
+
+/* Σ |a[i]| in double (8 partial sums, as T(sum)) */
+static double T(sum_abs)(int64_t n, const REAL *restrict a) {
+    double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++)
+            s[j] += (double)M(fabs)(a[i + j]);
+    double t = 0;
+    for (; i < n; i++)
+        t += (double)M(fabs)(a[i]);
+    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])) + t;
+}
+
+/* ‖x‖₂ scaled by the largest magnitude m so that squares neither overflow
+ * nor underflow (nb_norm2_value, linalg.c), the scale a power of two near
+ * 1/m so that scaling rounds nothing: ‖x‖ = √(Σ (x[i]·2⁻ᵉ)²)·2ᵉ in double. */
+static REAL T(norm2)(int64_t n, const REAL *restrict x) {
+    const double m = T(max_abs)(n, x);
+    if (m == 0 || isinf(m) || m != m) return (REAL)m;
+    int e;
+    frexp(m, &e);
+    const double scale = ldexp(1, -e);
+    double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) {
+            const double v = (double)x[i + j] * scale;
+            s[j] += v * v;
+        }
+    double t = 0;
+    for (; i < n; i++) {
+        const double v = (double)x[i] * scale;
+        t += v * v;
+    }
+    return (REAL)(sqrt(((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])) + t) / scale);
+}
+
 /* Σ over rows r0..r1 of −Σ_j Y_ij·log softmax(Z_i)_j = Σ_j Y_ij (lse_i − Z_ij). */
 static double T(xent_rows)(int64_t r0, int64_t r1, int64_t n, const REAL *Z, const REAL *Y) {
     double total = 0;
@@ -994,6 +1057,10 @@ static void T(exec)(const nb_instr *in, void *const *bases, void *scratch, doubl
     case NB_I_MATFN:
         if (tid == 0 && in->fn == NB_LA_LOGSUMEXP)
             *NB_P(in->y) = T(logsumexp)(in->m * in->n, NB_P(in->a));
+        else if (tid == 0 && in->fn == NB_LA_NORM2)
+            *NB_P(in->y) = T(norm2)(in->m * in->n, NB_P(in->a));
+        else if (tid == 0 && in->fn == NB_LA_NORM1)
+            *NB_P(in->y) = (REAL)T(sum_abs)(in->m * in->n, NB_P(in->a));
         else if (tid == 0)
             nb_linalg_kernel(in->fn, sizeof(REAL), in->m, in->n, in->ldb, in->k, NB_P(in->a),
                              in->fn == NB_LA_SOLVE || in->fn == NB_LA_BCE || in->fn == NB_LA_KRON ||

@@ -15,7 +15,7 @@
  *    threads: the same argument at every index gives one bit pattern, and
  *    two threads give the bits of one;
  *  - softmax, logsoftmax and logsumexp of a vector, whose exponentials run
- *    the same way.
+ *    the same way, and the norms at the edges of the double range.
  * Usage: test_elementwise */
 #include "nabla.h"
 #include "test.h"
@@ -258,6 +258,41 @@ static void check_rowwise(nb_dtype dt) {
     }
 }
 
+/* norm2 and norm1 of a vector: values as above against long double, and the
+ * edges: entries near the largest and smallest doubles (no overflow or
+ * underflow of the squares), zeros, a NaN or an infinity anywhere (in the
+ * vector body or its tail). */
+static void check_norms(void) {
+    static const char *const exprs[2] = {"[norm2(x)]", "[norm1(x)]"};
+    for (int e = 0; e < 2; e++) {
+        compiled c;
+        const int made = compile_case(&c, exprs[e], NB_F64, 1);
+        CHECK(made, "%s: compile: %s", exprs[e], c.ctx ? nb_error(c.ctx) : "no context");
+        for (int64_t n = 1; n <= 37 && made; n += 3) {
+            double x[37], got[37];
+            for (int kind = 0; kind < 6; kind++) {
+                ld want2 = 0, want1 = 0;
+                for (int64_t i = 0; i < n; i++) {
+                    x[i] = kind == 0 ? uniform(-30, 30) : kind == 1 ? 1e300 * uniform(0.5, 1.5)
+                                                        : kind == 2 ? -1e-300 * uniform(0.5, 1.5)
+                                                                    : 0.0;
+                    want2 += (ld)x[i] * (ld)x[i];
+                    want1 += fabsl((ld)x[i]);
+                }
+                ld want = e == 0 ? sqrtl(want2) : want1;
+                if (kind >= 4) { /* a NaN, then an infinity, at an index that moves */
+                    x[(n * 7 + kind) % n] = kind == 4 ? NAN : -INFINITY;
+                    want = kind == 4 ? (ld)NAN : (ld)INFINITY;
+                }
+                const int ran = run_case(&c, n, x, x, 0, got);
+                CHECK(ran && close_enough(got[0], want, 0), "%s n=%lld kind %d: %.17g, exact %.17Lg", exprs[e],
+                      (long long)n, kind, got[0], want);
+            }
+        }
+        free_case(&c);
+    }
+}
+
 int main(void) {
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
         check_function(&cases[k], NB_F64);
@@ -265,5 +300,6 @@ int main(void) {
     }
     check_rowwise(NB_F64);
     check_rowwise(NB_F32);
+    check_norms();
     TEST_MAIN_END();
 }
