@@ -187,6 +187,9 @@ def main():
             bench("(e)", "logistic loss N=10000,n=100", "logistic", cases.LOGISTIC, "N=10000,n=100", dt)
         for dt in ("f64", "f32"):
             bench("(e)", "element-wise chain n=1000000", "elementwise", cases.ELEMENTWISE, "n=1000000", dt)
+        bench("(e)", "quadratic form x'*A*x n=2000", "quadratic", cases.QUADRATIC, "n=2000", "f64")
+        bench("(e)", "distance norm2(x - y) n=1000000", "distance", cases.DISTANCE, "n=1000000", "f64")
+        bench("(e)", "smooth |x|: sum(sqrt(x.^2+1)) n=1000000", "smooth_abs", cases.SMOOTH_ABS, "n=1000000", "f64")
 
 
 if __name__ == "__main__":

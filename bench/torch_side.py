@@ -163,8 +163,30 @@ def elementwise(sz, dt):
     return gradient_case(lambda: (torch.tanh(x) * torch.exp(-x ** 2) + torch.sigmoid(x) * torch.cos(x)).sum(), x)
 
 
+def quadratic(sz, dt):
+    n = sz["n"]
+    g = torch.Generator().manual_seed(1)
+    A = torch.rand(n, n, generator=g, dtype=dt) * 2 - 1
+    x = (torch.rand(n, generator=g, dtype=dt) * 2 - 1).requires_grad_()
+    return gradient_case(lambda: x @ A @ x, x)
+
+
+def distance(sz, dt):
+    n = sz["n"]
+    g = torch.Generator().manual_seed(1)
+    x = (torch.rand(n, generator=g, dtype=dt) * 2 - 1).requires_grad_()
+    y = torch.rand(n, generator=g, dtype=dt) * 2 - 1
+    return gradient_case(lambda: torch.linalg.norm(x - y), x)
+
+
+def smooth_abs(sz, dt):
+    x = (torch.rand(sz["n"], generator=torch.Generator().manual_seed(1), dtype=dt) * 2 - 1).requires_grad_()
+    return gradient_case(lambda: torch.sqrt(x ** 2 + 1).sum(), x)
+
+
 CASES = {"neuron": neuron, "mlp": mlp, "jac_elementwise": jac_elementwise, "jac_tanh": jac_tanh,
-         "logistic": logistic, "elementwise": elementwise}
+         "logistic": logistic, "elementwise": elementwise, "quadratic": quadratic, "distance": distance,
+         "smooth_abs": smooth_abs}
 
 
 def main():
