@@ -42,6 +42,23 @@ def timeit(fn, repeat, target=0.02):
     return median(samples)
 
 
+def gradient_case(fun, *inputs):
+    """f: fun() without gradients; fd: fun() and backward() into the inputs that require a gradient."""
+
+    def f():
+        with torch.no_grad():
+            return fun()
+
+    def fd():
+        for t in inputs:
+            t.grad = None
+        v = fun()
+        v.backward()
+        return v
+
+    return f, fd
+
+
 def neuron(sz, dt):
     N, n = sz["N"], sz["n"]
     g = torch.Generator().manual_seed(1)
@@ -49,19 +66,7 @@ def neuron(sz, dt):
     y = torch.rand(N, generator=g, dtype=dt) * 2 - 1
     w = (torch.rand(n, generator=g, dtype=dt) * 2 - 1).requires_grad_()
     b = (torch.rand((), generator=g, dtype=dt) * 2 - 1).requires_grad_()
-
-    def f():
-        with torch.no_grad():
-            return ((y - torch.relu(X @ w + b)) ** 2).sum() / N
-
-    def fd():
-        w.grad = None
-        b.grad = None
-        C = ((y - torch.relu(X @ w + b)) ** 2).sum() / N
-        C.backward()
-        return C
-
-    return f, fd
+    return gradient_case(lambda: ((y - torch.relu(X @ w + b)) ** 2).sum() / N, w, b)
 
 
 def mlp(sz, dt):
@@ -83,18 +88,7 @@ def mlp(sz, dt):
         Z = G @ W3 + b3
         return -(Y * torch.log_softmax(Z, 1)).sum(1).mean()  # softmax_xent(Z, Y)
 
-    def f():
-        with torch.no_grad():
-            return loss()
-
-    def fd():
-        for p in params:
-            p.grad = None
-        L = loss()
-        L.backward()
-        return L
-
-    return f, fd
+    return gradient_case(loss, *params)
 
 
 def jacobian_case(fun, x):
@@ -130,23 +124,6 @@ def jac_tanh(sz, dt):
         return torch.tanh(A @ x)
 
     return jacobian_case(fun, x)
-
-
-def gradient_case(fun, *inputs):
-    """f: fun() without gradients; fd: fun() and backward() into the inputs that require a gradient."""
-
-    def f():
-        with torch.no_grad():
-            return fun()
-
-    def fd():
-        for t in inputs:
-            t.grad = None
-        v = fun()
-        v.backward()
-        return v
-
-    return f, fd
 
 
 def logistic(sz, dt):
