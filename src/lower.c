@@ -366,8 +366,8 @@ static int32_t emit_nary(cstate *c, const nb_node *y, int is_add, nb_dim R, nb_d
  * x^(n + ½) = xⁿ·√x, x^−e = 1/x^e. */
 static int32_t emit_pow_const(cstate *c, nb_dim R, nb_dim C, int32_t a, double e, int32_t evid) {
     const double m = fabs(e);
-    const int n = (int)m, half = m - n == 0.5;
-    if (e == 0 || m > 4.5 || (m != n && !half)) return nbc_emit_mop(c, NB_M_POW, R, C, a, evid);
+    if (e == 0 || !(m <= 4.5) || 2 * m != floor(2 * m)) return nbc_emit_mop(c, NB_M_POW, R, C, a, evid);
+    const int n = (int)m, half = m != n;
     int32_t r = -1; /* x^n */
     if (n >= 2) {
         const int32_t sq = nbc_emit_mop(c, NB_M_SQUARE, R, C, a, -1);
