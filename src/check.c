@@ -126,17 +126,24 @@ static double uniform01(uint64_t *state) { return (double)(splitmix64(state) >> 
  * its unbound factors are the ones bound (a compiled program refuses to bind
  * a product by name, and follows the factors). */
 static int bind_random_dim(nb_ctx *ctx, nb_dim d, uint64_t *rng) {
-    char name[260], factor[260];
-    nb_dim_factor factors[32];
+    char number[24];
     if (d >= 0 || nb_dim_value(ctx, d) != 0) return 0;
-    size_t n = nb_dim_factors(nb_dim_name(ctx, d, name, sizeof name), factors, 32);
+    const char *name = nb_dim_name(ctx, d, number, sizeof number);
+    const size_t n = nb_dim_factors(name, NULL, 0);
     if (n == 1) return nb_bind_dim(ctx, d, 2 + (int64_t)(splitmix64(rng) % 4));
-    for (size_t k = 0; k < n; k++) {
+    nb_dim_factor *factors = malloc(n * sizeof *factors);
+    char *factor = malloc(strlen(name) + 1);
+    int rc = factors && factor ? 0 : nb_set_error(ctx, "out of memory");
+    if (!rc) nb_dim_factors(name, factors, n);
+    for (size_t k = 0; k < n && !rc; k++) {
         if (strspn(factors[k].name, "0123456789") >= factors[k].len) continue; /* a number */
-        snprintf(factor, sizeof factor, "%.*s", (int)factors[k].len, factors[k].name);
-        if (bind_random_dim(ctx, nb_dim_symbol(ctx, factor), rng) != 0) return -1;
+        memcpy(factor, factors[k].name, factors[k].len);
+        factor[factors[k].len] = '\0';
+        rc = bind_random_dim(ctx, nb_dim_symbol(ctx, factor), rng);
     }
-    return 0;
+    free(factors);
+    free(factor);
+    return rc ? -1 : 0;
 }
 
 int nb_randomize(nb_ctx *ctx, const nb_expr *e, uint64_t *rng, double lo, double hi) {

@@ -299,8 +299,8 @@ nb_dim nb_dim_symbol(nb_ctx *ctx, const char *name) {
 }
 
 const char *nb_dim_name(const nb_ctx *ctx, nb_dim d, char *buf, size_t size) {
+    if (d < 0 && ctx && (size_t)(-d) <= ctx->ndims) return ctx->dims[-d - 1].name;
     if (d > 0 || !ctx) snprintf(buf, size, "%lld", (long long)d);
-    else if (d < 0 && (size_t)(-d) <= ctx->ndims) snprintf(buf, size, "%s", ctx->dims[-d - 1].name);
     else snprintf(buf, size, "?");
     return buf;
 }
@@ -352,10 +352,9 @@ bool nb_type_eq(nb_type a, nb_type b) { return a.kind == b.kind && a.rows == b.r
 nb_dim nb_type_length(nb_type t) { return t.kind == NB_ROW ? t.cols : t.rows; }
 
 const char *nb_type_str(const nb_ctx *ctx, nb_type t, char *buf, size_t size) {
-    char r[48], c[48];
+    char rb[24], cb[24];
     if (!buf || !size) return "";
-    nb_dim_name(ctx, t.rows, r, sizeof r);
-    nb_dim_name(ctx, t.cols, c, sizeof c);
+    const char *r = nb_dim_name(ctx, t.rows, rb, sizeof rb), *c = nb_dim_name(ctx, t.cols, cb, sizeof cb);
     switch (t.kind) {
     case NB_SCALAR: snprintf(buf, size, "scalar"); break;
     case NB_VECTOR: snprintf(buf, size, "vector(%s)", r); break;

@@ -17,10 +17,10 @@ static const char product_dot[] = "·";
 
 size_t nb_dim_factors(const char *name, nb_dim_factor *factors, size_t max) {
     size_t n = 0;
-    for (const char *p = name; n < max;) {
+    for (const char *p = name;;) {
         const char *end = strstr(p, product_dot);
-        factors[n].name = p;
-        factors[n++].len = end ? (size_t)(end - p) : strlen(p);
+        if (n < max) factors[n] = (nb_dim_factor){p, end ? (size_t)(end - p) : strlen(p)};
+        n++;
         if (!end) break;
         p = end + strlen(product_dot);
     }
@@ -36,38 +36,49 @@ static int by_factor_name(const void *x, const void *y) {
 /* The symbol of a product names its factors in sorted order, so that
  * m·n and n·m are one dimension. */
 nb_dim nb_dim_mul(nb_ctx *ctx, nb_dim a, nb_dim b) {
-    char names[2][128], joined[260], name[260] = "";
-    nb_dim_factor factors[32];
+    char numbers[2][24];
     if (a == 1) return b;
     if (b == 1) return a;
     if (a > 0 && b > 0 && a <= INT64_MAX / b) return a * b;
-    snprintf(joined, sizeof joined, "%s%s%s", nb_dim_name(ctx, a, names[0], sizeof names[0]), product_dot,
-             nb_dim_name(ctx, b, names[1], sizeof names[1]));
-    size_t n = nb_dim_factors(joined, factors, 32);
-    qsort(factors, n, sizeof *factors, by_factor_name);
-    for (size_t i = 0, used = 0; i < n; i++) {
-        used += (size_t)snprintf(name + used, used < sizeof name ? sizeof name - used : 0, "%s%.*s",
-                                 i ? product_dot : "", (int)factors[i].len, factors[i].name);
-        if (used >= sizeof name) break;
+    const char *na = nb_dim_name(ctx, a, numbers[0], sizeof numbers[0]);
+    const char *nb = nb_dim_name(ctx, b, numbers[1], sizeof numbers[1]);
+    const size_t len = strlen(na) + strlen(product_dot) + strlen(nb) + 1;
+    char *joined = malloc(len), *name = malloc(len);
+    size_t n = joined && name ? nb_dim_factors(strcat(strcat(strcpy(joined, na), product_dot), nb), NULL, 0) : 0;
+    nb_dim_factor *factors = n ? malloc(n * sizeof *factors) : NULL;
+    nb_dim d = 0;
+    if (factors) {
+        nb_dim_factors(joined, factors, n);
+        qsort(factors, n, sizeof *factors, by_factor_name);
+        size_t used = 0;
+        for (size_t i = 0; i < n; i++)
+            used += (size_t)snprintf(name + used, len - used, "%s%.*s", i ? product_dot : "", (int)factors[i].len,
+                                     factors[i].name);
+        d = nb_dim_symbol(ctx, name);
+    } else {
+        nb_set_error(ctx, "out of memory");
     }
-    return nb_dim_symbol(ctx, name);
+    free(factors);
+    free(joined);
+    free(name);
+    return d;
 }
 
 /* The value of a symbol "m·n·…": the product of its factors' values. */
 int64_t nb_dim_product_value(const nb_ctx *ctx, const char *name) {
-    nb_dim_factor factors[32];
-    size_t n = nb_dim_factors(name, factors, 32);
-    if (n < 2) return 0;
+    if (nb_dim_factors(name, NULL, 0) < 2) return 0;
     int64_t v = 1;
-    for (size_t k = 0; k < n; k++) {
-        const char *p = factors[k].name;
-        size_t len = factors[k].len;
+    for (const char *p = name;;) {
+        const char *end = strstr(p, product_dot);
+        const size_t len = end ? (size_t)(end - p) : strlen(p);
         int64_t f = 0;
         if (len && strspn(p, "0123456789") >= len) f = strtoll(p, NULL, 10);
         for (size_t i = 0; !f && i < ctx->ndims; i++)
             if (strlen(ctx->dims[i].name) == len && strncmp(ctx->dims[i].name, p, len) == 0) f = ctx->dims[i].bound;
         if (f <= 0 || v > INT64_MAX / f) return 0;
         v *= f;
+        if (!end) break;
+        p = end + strlen(product_dot);
     }
     return v;
 }

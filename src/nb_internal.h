@@ -127,13 +127,16 @@ struct nb_ctx {
 
 /* ---- context, errors, dims (expr.c) ---- */
 int nb_set_error(nb_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A dimension's name: a symbol's own string in ctx (whole, however long;
+ * valid while ctx lives), else a number or "?" written into buf. */
 const char *nb_dim_name(const nb_ctx *ctx, nb_dim d, char *buf, size_t size);
 int64_t nb_dim_value(const nb_ctx *ctx, nb_dim d); /* 0 if unbound */
 /* Product dimensions m·n (the length of vec(X), the sizes of A ⊗ B; kron.c):
  * a number when both are, else the symbol "m·n", whose value is the product. */
 nb_dim nb_dim_mul(nb_ctx *ctx, nb_dim a, nb_dim b);
 /* The factors of a product's name "m·n·…" (one, the name itself, when it is
- * no product), at most max of them; returns how many. */
+ * no product): the first max of them; returns how many there are (more than
+ * max: the rest were not stored). */
 typedef struct {
     const char *name; /* not terminated: len bytes */
     size_t len;

@@ -350,7 +350,7 @@ static void print_transpose_mark(printer *p) { nb_sb_puts(&p->sb, pick(p, "'", "
 
 /* ones(n), zeros(m, n), ones(n)': array constants that parse back. */
 static void print_shaped_constant(printer *p, const nb_node *e, int prec) {
-    char r[64], c[64];
+    char rb[24], cb[24];
     nb_number v = e->a.c;
     bool zero = nb_number_is(v, 0), scaled = !zero && !nb_number_is(v, 1);
     bool paren = scaled && prec > P_MUL;
@@ -359,8 +359,8 @@ static void print_shaped_constant(printer *p, const nb_node *e, int prec) {
         print_number(p, v, P_MUL);
         nb_sb_puts(&p->sb, "*");
     }
-    nb_dim_name(p->ctx, e->type.rows, r, sizeof r);
-    nb_dim_name(p->ctx, e->type.cols, c, sizeof c);
+    const char *r = nb_dim_name(p->ctx, e->type.rows, rb, sizeof rb);
+    const char *c = nb_dim_name(p->ctx, e->type.cols, cb, sizeof cb);
     const char *name = zero ? "zeros" : "ones";
     switch (e->type.kind) {
     case NB_VECTOR: nb_sb_printf(&p->sb, "%s(%s)", name, r); break;

@@ -164,8 +164,8 @@ static int add_dims(cstate *c, nb_node *const *nodes, size_t n) {
             while (j < p->ndims && p->dim_ids[j] != d)
                 j++;
             if (j < p->ndims) continue;
-            char name[128];
-            nb_dim_name(c->ctx, d, name, sizeof name);
+            char number[24];
+            const char *name = nb_dim_name(c->ctx, d, number, sizeof number);
             size_t cap = p->ndims;
             if (grow((void **)&p->dim_names, &cap, p->ndims + 1, sizeof *p->dim_names)) goto oom;
             cap = p->ndims;

@@ -295,19 +295,17 @@ static char *take(derivation *d, nb_strbuf *sb) {
 
 /* "rows×cols" in the format, nothing for a scalar. */
 static void put_shape(nb_strbuf *sb, const derivation *d, nb_type t) {
-    char r[64], c[64];
+    char rb[24], cb[24];
     if (t.kind == NB_SCALAR) return;
-    nb_dim_name(d->ctx, t.rows, r, sizeof r);
-    nb_dim_name(d->ctx, t.cols, c, sizeof c);
+    const char *r = nb_dim_name(d->ctx, t.rows, rb, sizeof rb), *c = nb_dim_name(d->ctx, t.cols, cb, sizeof cb);
     const char *times = d->fmt == OUT_UNICODE ? "×" : d->fmt == OUT_ASCII ? " x " : " \\times ";
     cat(sb, r, times, c, NULL);
 }
 
 /* A type in the language's words: scalar, vector(n), … */
 static void put_type(nb_strbuf *sb, const derivation *d, nb_type t) {
-    char r[64], c[64];
-    nb_dim_name(d->ctx, t.rows, r, sizeof r);
-    nb_dim_name(d->ctx, t.cols, c, sizeof c);
+    char rb[24], cb[24];
+    const char *r = nb_dim_name(d->ctx, t.rows, rb, sizeof rb), *c = nb_dim_name(d->ctx, t.cols, cb, sizeof cb);
     const char *rows[] = {r, c}, *cols[] = {c};
     switch (t.kind) {
     case NB_SCALAR: nb_sb_puts(sb, d->lang->type_scalar); break;

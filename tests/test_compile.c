@@ -1421,6 +1421,47 @@ static void test_lowering_shapes(void) {
     }
 }
 
+/* Dimension names of any length: the symbol of a product (n·Q in the
+ * Jacobian kron(eye(Q), vᵀ) of vᵀ·M) was built in fixed buffers and cut at
+ * 127 bytes, a new unbound dimension (found by the compile fuzzer: an output
+ * without a size); printing cut names at 47–63 bytes.  The derivative with
+ * a 300-byte name prints it whole, compiles, has every output's size and
+ * matches nb_eval. */
+static void test_long_dimension_names(void) {
+    char name[301], decls[400], want[400];
+    for (int i = 0; i < 300; i++)
+        name[i] = i % 50 == 49 ? 'M' : 'q';
+    name[300] = '\0';
+    snprintf(decls, sizeof decls, "M: matrix(n, %s); v: vector(n)", name);
+    nb_ctx *ctx = nb_ctx_new();
+    CHECK(nb_declare(ctx, decls) == NB_OK, "declare: %s", nb_error(ctx));
+    nb_expr *ins[2] = {nb_lookup(ctx, "M"), nb_lookup(ctx, "v")};
+    nb_expr *f = nb_parse(ctx, "v'*M*1");
+    nb_expr *outs[3] = {f, NULL, NULL};
+    for (int k = 0; k < 2 && f; k++)
+        outs[1 + k] = nb_derivative(ctx, f, 1, &ins[k], NB_NUMERATOR);
+    char *printed = outs[1] ? nb_to_string(ctx, outs[1], NB_FMT_ASCII) : NULL;
+    snprintf(want, sizeof want, "kron(eye(%s), v')", name);
+    CHECK(printed && strcmp(printed, want) == 0, "printed %.80s...", printed ? printed : "(none)");
+    free(printed);
+    uint64_t rng = 3;
+    double data[6 * 4];
+    for (int e = 0; e < 24; e++)
+        data[e] = uniform(&rng, -1, 1);
+    nb_bind_dim(ctx, nb_dim_symbol(ctx, "n"), 3);
+    nb_bind_dim(ctx, nb_dim_symbol(ctx, name), 4);
+    nb_program *p = outs[1] && outs[2] && nb_set_value(ctx, "M", 3, 4, data) == 0 &&
+                            nb_set_value(ctx, "v", 3, 1, data + 12) == 0
+                        ? nb_compile(ctx, 3, outs, 2, ins, NB_F64, NB_COMPILE_DENSE)
+                        : NULL;
+    CHECK(p != NULL, "compile: %s", nb_error(ctx));
+    for (size_t k = 0; p && k < 3; k++)
+        CHECK(nb_program_output_size(p, k) > 0, "output %zu has no size", k);
+    if (p) compare_with_reference(ctx, p, 3, outs, 2, ins, "long dimension names");
+    nb_program_free(p);
+    nb_ctx_free(ctx);
+}
+
 int main(int argc, char **argv) {
     uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 10) : 20240611;
     int count = argc > 2 ? atoi(argv[2]) : 600;
@@ -1437,6 +1478,7 @@ int main(int argc, char **argv) {
     test_kron_no_allocation();
     test_kron_matrix_rebind();
     test_lowering_shapes();
+    test_long_dimension_names();
     test_reference(seed);
     test_networks(seed);
     test_random(seed, count);
