@@ -103,11 +103,13 @@ static int each_factor(const char *name, int (*fn)(void *, const char *, size_t)
 
 static int add_factor(void *arg, const char *f, size_t len) {
     cstate *c = arg;
-    char name[128];
-    if (len == 0 || len >= sizeof name || strspn(f, "0123456789") >= len) return 0; /* a number */
+    if (len == 0 || strspn(f, "0123456789") >= len) return 0; /* a number */
+    char *name = malloc(len + 1);
+    if (!name) return nbc_cfail(c, "out of memory");
     memcpy(name, f, len);
     name[len] = 0;
     nb_node *sym = nb_dimval(c->ctx, nb_dim_symbol(c->ctx, name));
+    free(name);
     if (!sym) return nbc_cfail(c, "out of memory");
     return add_dims(c, &sym, 1);
 }

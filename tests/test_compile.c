@@ -1424,11 +1424,13 @@ static void test_lowering_shapes(void) {
 /* Dimension names of any length: the symbol of a product (n·Q in the
  * Jacobian kron(eye(Q), vᵀ) of vᵀ·M) was built in fixed buffers and cut at
  * 127 bytes, a new unbound dimension (found by the compile fuzzer: an output
- * without a size); printing cut names at 47–63 bytes.  The derivative with
- * a 300-byte name prints it whole, compiles, has every output's size and
- * matches nb_eval. */
+ * without a size); printing cut names at 47–63 bytes; a compiled program
+ * skipped factors of a product longer than 127 bytes.  The derivative with a
+ * 300-byte name prints it whole, compiles, has every output's size and
+ * matches nb_eval; a vector of a declared product of two such names binds by
+ * its factors. */
 static void test_long_dimension_names(void) {
-    char name[301], decls[400], want[400];
+    char name[301], decls[800], want[400];
     for (int i = 0; i < 300; i++)
         name[i] = i % 50 == 49 ? 'M' : 'q';
     name[300] = '\0';
@@ -1458,6 +1460,22 @@ static void test_long_dimension_names(void) {
     for (size_t k = 0; p && k < 3; k++)
         CHECK(nb_program_output_size(p, k) > 0, "output %zu has no size", k);
     if (p) compare_with_reference(ctx, p, 3, outs, 2, ins, "long dimension names");
+    nb_program_free(p);
+    nb_ctx_free(ctx);
+    /* a declared product of two long names: the program's table takes both
+     * factors (they were skipped from 128 bytes on: a product never bound) */
+    char product[700];
+    snprintf(product, sizeof product, "%s·%sn", name, name);
+    snprintf(decls, sizeof decls, "w: vector(%s)", product);
+    ctx = nb_ctx_new();
+    CHECK(nb_declare(ctx, decls) == NB_OK, "declare: %s", nb_error(ctx));
+    nb_expr *w = nb_lookup(ctx, "w"), *g = nb_parse(ctx, "w .* w");
+    p = g ? nb_compile(ctx, 1, &g, 1, &w, NB_F64, 0) : NULL;
+    char second[400];
+    snprintf(second, sizeof second, "%sn", name);
+    CHECK(p && nb_program_bind_dim(p, name, 3) == NB_OK && nb_program_bind_dim(p, second, 2) == NB_OK &&
+              nb_program_output_size(p, 0) == 6,
+          "product of long names: %s", p ? nb_program_error(p) : nb_error(ctx));
     nb_program_free(p);
     nb_ctx_free(ctx);
 }
