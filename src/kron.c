@@ -445,10 +445,11 @@ static nb_node *linear_part(linearizer *L, nb_node *e) {
 }
 
 nb_node *nb_vec_jacobian(nb_ctx *ctx, nb_node *F, nb_node *X) {
-    char name[80];
-    snprintf(name, sizeof name, "δ%s", X->a.name); /* not a name the parser reads: no clash */
-    const char *attr = name;
+    char *name = malloc(strlen("δ") + strlen(X->a.name) + 1); /* δX: not a name the parser reads, no clash */
+    if (!name) return nb_set_error(ctx, "out of memory"), NULL;
+    const char *attr = strcat(strcpy(name, "δ"), X->a.name);
     linearizer L = {ctx, nb_make(ctx, NB_OP_VAR, X->type, 0, NULL, &attr, sizeof attr), NULL, 0, NULL, NULL};
+    free(name);
     nb_node *T = L.dX ? nb_jvp(ctx, F, X, L.dX) : NULL, *J = NULL;
     if (!T || !(L.nodes = nb_toposort(ctx, 1, &T, &L.n))) return NULL;
     L.dep = calloc(L.n + 1, sizeof *L.dep);

@@ -40,11 +40,20 @@ void nb_sb_puts(nb_strbuf *sb, const char *s) { sb_put(sb, s, strlen(s)); }
 
 void nb_sb_printf(nb_strbuf *sb, const char *fmt, ...) {
     char tmp[512];
-    va_list ap;
+    va_list ap, again;
     va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_copy(again, ap);
+    const int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
     va_end(ap);
-    if (n > 0) sb_put(sb, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
+    if (n > 0 && (size_t)n < sizeof tmp) {
+        sb_put(sb, tmp, (size_t)n);
+    } else if (n > 0) { /* longer (names of any length): the whole text */
+        char *big = malloc((size_t)n + 1);
+        if (big && vsnprintf(big, (size_t)n + 1, fmt, again) == n) sb_put(sb, big, (size_t)n);
+        else sb->failed = true;
+        free(big);
+    }
+    va_end(again);
 }
 
 /* Shortest "%.Ng" that reads back as the same double. */

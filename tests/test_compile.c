@@ -1476,6 +1476,12 @@ static void test_long_dimension_names(void) {
     CHECK(p && nb_program_bind_dim(p, name, 3) == NB_OK && nb_program_bind_dim(p, second, 2) == NB_OK &&
               nb_program_output_size(p, 0) == 6,
           "product of long names: %s", p ? nb_program_error(p) : nb_error(ctx));
+    /* printed whole beyond the printer's 512-byte line buffer */
+    nb_expr *ones = nb_derivative(ctx, nb_parse(ctx, "sum(w)"), 1, &w, NB_NUMERATOR);
+    char *text = ones ? nb_to_string(ctx, ones, NB_FMT_ASCII) : NULL, expect[800];
+    snprintf(expect, sizeof expect, "ones(%s)'", product);
+    CHECK(text && strcmp(text, expect) == 0, "printed %zu bytes, want %zu", text ? strlen(text) : 0, strlen(expect));
+    free(text);
     nb_program_free(p);
     nb_ctx_free(ctx);
 }
