@@ -71,6 +71,23 @@ static bool moderate_throughout(nb_ctx *ctx, nb_expr *e) {
 
 /* Runs the program at the values bound in ctx and compares every output with
  * nb_eval (outputs[0] is f). */
+/* Every value the outputs need has at most MAX_ENTRIES entries at the bound
+ * sizes: a product of many bound symbols (a·b·c·…, each 2–5) can make a
+ * dense Jacobian of gigabytes, which the allocator of a sanitizer build
+ * reports instead of failing. */
+#define MAX_ENTRIES (1 << 20)
+static bool moderate_sizes(nb_ctx *ctx, nb_expr **outs, size_t nout) {
+    size_t n;
+    nb_node **nodes = nb_toposort(ctx, nout, outs, &n);
+    bool ok = nodes != NULL;
+    for (size_t i = 0; ok && i < n; i++) {
+        const int64_t r = nb_dim_value(ctx, nodes[i]->type.rows), c = nb_dim_value(ctx, nodes[i]->type.cols);
+        ok = r >= 0 && c >= 0 && (r == 0 || c <= MAX_ENTRIES / r);
+    }
+    free(nodes);
+    return ok;
+}
+
 static void run_and_compare(nb_ctx *ctx, nb_program *p, size_t nout, nb_expr *const *outs, size_t nin,
                             nb_expr *const *ins, const char *src) {
     const void *in[MAX_VARS];
@@ -168,6 +185,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (J) outs[nout++] = J;
         else nb_clear_error(ctx);
     }
+    if (!moderate_sizes(ctx, outs, nout)) goto done;
     p = nb_compile(ctx, nout, outs, nvars, vars, NB_F64, NB_COMPILE_DENSE);
     if (!p) {
         must(nb_error(ctx)[0] != '\0', "nb_compile failed without a message", src);
