@@ -36,7 +36,20 @@ static void must(int cond, const char *what, const char *src) {
     }
 }
 
-static int small_dim(nb_dim d) { return d < 0 || d <= MAX_EVAL_DIM; }
+/* The largest value a dimension can take here: a number is itself, a
+ * symbol is bound to 2–5 by nb_randomize, each factor of a product a·b·…
+ * too; so that a product of many symbols is never made (its matrices alone
+ * would exhaust memory), a dimension counts as small up to MAX_EVAL_DIM. */
+static int64_t largest_value(nb_ctx *ctx, nb_dim d) {
+    if (d > 0) return d;
+    char number[24];
+    const size_t factors = nb_dim_factors(nb_dim_name(ctx, d, number, sizeof number), NULL, 0);
+    int64_t v = 1;
+    for (size_t k = 0; k < factors && v <= MAX_EVAL_DIM; k++)
+        v *= 5;
+    return v;
+}
+static int small_dim(nb_ctx *ctx, nb_dim d) { return largest_value(ctx, d) <= MAX_EVAL_DIM; }
 
 static const nb_matrix *value_of(nb_ctx *ctx, const nb_node *var) {
     for (size_t i = 0; i < ctx->nvars; i++)
@@ -162,8 +175,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     for (size_t id = (size_t)f->id + 1; id-- > 0;) {
         if (!used[id]) continue;
         nb_node *e = ctx->nodes[id];
-        evaluable &= small_dim(e->type.rows) && small_dim(e->type.cols);
-        if ((e->op == NB_OP_IDENTITY || e->op == NB_OP_DIMVAL) && !small_dim(e->a.dim)) evaluable = 0;
+        evaluable &= small_dim(ctx, e->type.rows) && small_dim(ctx, e->type.cols);
+        if ((e->op == NB_OP_IDENTITY || e->op == NB_OP_DIMVAL) && !small_dim(ctx, e->a.dim)) evaluable = 0;
         for (size_t i = 0; i < e->nargs; i++) used[e->args[i]->id] = 1;
         if (e->op == NB_OP_VAR) {
             if (nvars == MAX_VARS) evaluable = 0;
