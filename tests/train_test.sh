@@ -52,6 +52,11 @@ with open(sys.argv[1], 'w') as f:
 EOF
 out=$("$NABLA" fit --data "$tmp/lin.csv" --model 'sum((y - (X*w + b)).^2)/N' --params w,b --epochs 3000 --every 3000 2>&1)
 grep -qE '^w = \[2(\.0+|), -3(\.0+|)\]$' <<<"$out" && grep -qx 'b = 0.5' <<<"$out" && ok || fail "fit linear model: [$out]"
+# a parameter name of 100 letters is printed whole (labels were cut at 60 bytes)
+long=$(printf 'w%.0s' $(seq 100))
+out=$("$NABLA" fit --generate 50,3 --model "sum((y - max(0, X*$long + b)).^2)/N" --params "$long,b" \
+      --let "X: matrix(N, n); y: vector(N); $long: vector(n); b: scalar" --epochs 3 --every 3 2>&1)
+grep -qE "^$long = \[" <<<"$out" && ok || fail "fit: long parameter name cut [$out]"
 expect_err "give exactly one of --data and --generate" fit
 expect_err "invalid --generate '3'" fit --generate 3
 expect_err "the cost became (NaN|infinite) at epoch" fit --generate 50,2 --lr 1e200

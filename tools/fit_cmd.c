@@ -252,9 +252,10 @@ int nb_cmd_fit(int argc, char **argv) {
     }
     if (status == 0) {
         for (size_t k = 0; k < np; k++) {
-            char label[64];
-            snprintf(label, sizeof label, "%s = ", names[k]);
-            print_values(label, buffers[cur][k], rows[k], cols[k]);
+            char *label = malloc(strlen(names[k]) + sizeof " = ");
+            if (!label) break;
+            print_values(strcat(strcpy(label, names[k]), " = "), buffers[cur][k], rows[k], cols[k]);
+            free(label);
         }
         if (d.w_true) { /* generated: compare with the known neuron when the parameters are w and b */
             print_values("true w = ", d.w_true, d.n, 1);
