@@ -125,25 +125,25 @@ static double uniform01(uint64_t *state) { return (double)(splitmix64(state) >> 
 /* A product dimension "m·n" (kron.c) takes its value from its factors, so
  * its unbound factors are the ones bound (a compiled program refuses to bind
  * a product by name, and follows the factors). */
+static int bind_random_dim(nb_ctx *ctx, nb_dim d, uint64_t *rng);
+
+typedef struct {
+    nb_ctx *ctx;
+    uint64_t *rng;
+} random_binding;
+
+static int bind_random_factor(void *arg, const char *factor, size_t len) {
+    random_binding *b = arg;
+    if (strspn(factor, "0123456789") >= len) return 0; /* a number */
+    return bind_random_dim(b->ctx, nb_dim_symbol_len(b->ctx, factor, len), b->rng);
+}
+
 static int bind_random_dim(nb_ctx *ctx, nb_dim d, uint64_t *rng) {
     char number[24];
     if (d >= 0 || nb_dim_value(ctx, d) != 0) return 0;
     const char *name = nb_dim_name(ctx, d, number, sizeof number);
-    const size_t n = nb_dim_factors(name, NULL, 0);
-    if (n == 1) return nb_bind_dim(ctx, d, 2 + (int64_t)(splitmix64(rng) % 4));
-    nb_dim_factor *factors = malloc(n * sizeof *factors);
-    char *factor = malloc(strlen(name) + 1);
-    int rc = factors && factor ? 0 : nb_set_error(ctx, "out of memory");
-    if (!rc) nb_dim_factors(name, factors, n);
-    for (size_t k = 0; k < n && !rc; k++) {
-        if (strspn(factors[k].name, "0123456789") >= factors[k].len) continue; /* a number */
-        memcpy(factor, factors[k].name, factors[k].len);
-        factor[factors[k].len] = '\0';
-        rc = bind_random_dim(ctx, nb_dim_symbol(ctx, factor), rng);
-    }
-    free(factors);
-    free(factor);
-    return rc ? -1 : 0;
+    if (!nb_dim_is_product(name)) return nb_bind_dim(ctx, d, 2 + (int64_t)(splitmix64(rng) % 4));
+    return nb_dim_each_factor(name, bind_random_factor, &(random_binding){ctx, rng}) ? -1 : 0;
 }
 
 int nb_randomize(nb_ctx *ctx, const nb_expr *e, uint64_t *rng, double lo, double hi) {

@@ -15,16 +15,45 @@
 /* ---- product dimensions ------------------------------------------------------ */
 static const char product_dot[] = "·";
 
-size_t nb_dim_factors(const char *name, nb_dim_factor *factors, size_t max) {
-    size_t n = 0;
-    for (const char *p = name;;) {
-        const char *end = strstr(p, product_dot);
-        if (n < max) factors[n] = (nb_dim_factor){p, end ? (size_t)(end - p) : strlen(p)};
-        n++;
-        if (!end) break;
-        p = end + strlen(product_dot);
+bool nb_dim_is_product(const char *name) { return strstr(name, product_dot) != NULL; }
+
+int nb_dim_each_factor(const char *name, int (*fn)(void *arg, const char *factor, size_t len), void *arg) {
+    for (const char *q = name; *q;) {
+        const char *end = strstr(q, product_dot);
+        const size_t len = end ? (size_t)(end - q) : strlen(q);
+        const int rc = fn(arg, q, len);
+        if (rc) return rc;
+        q = end ? end + strlen(product_dot) : q + len;
     }
-    return n;
+    return 0;
+}
+
+nb_dim nb_dim_symbol_len(nb_ctx *ctx, const char *name, size_t len) {
+    char *copy = malloc(len + 1);
+    if (!copy) return nb_set_error(ctx, "out of memory"), 0;
+    memcpy(copy, name, len);
+    copy[len] = '\0';
+    const nb_dim d = nb_dim_symbol(ctx, copy);
+    free(copy);
+    return d;
+}
+
+typedef struct {
+    nb_dim_factor *factors;
+    size_t max, n;
+} factor_list;
+
+static int list_factor(void *arg, const char *factor, size_t len) {
+    factor_list *l = arg;
+    if (l->n < l->max) l->factors[l->n] = (nb_dim_factor){factor, len};
+    l->n++;
+    return 0;
+}
+
+size_t nb_dim_factors(const char *name, nb_dim_factor *factors, size_t max) {
+    factor_list l = {factors, max, 0};
+    nb_dim_each_factor(name, list_factor, &l);
+    return l.n;
 }
 
 static int by_factor_name(const void *x, const void *y) {
@@ -64,23 +93,28 @@ nb_dim nb_dim_mul(nb_ctx *ctx, nb_dim a, nb_dim b) {
     return d;
 }
 
+typedef struct {
+    const nb_ctx *ctx;
+    int64_t value; /* product so far; 0 once a factor is unbound or it overflows */
+} context_product;
+
+static int multiply_bound_factor(void *arg, const char *p, size_t len) {
+    context_product *acc = arg;
+    int64_t f = 0;
+    if (len && strspn(p, "0123456789") >= len) f = strtoll(p, NULL, 10);
+    for (size_t i = 0; !f && i < acc->ctx->ndims; i++)
+        if (strlen(acc->ctx->dims[i].name) == len && strncmp(acc->ctx->dims[i].name, p, len) == 0)
+            f = acc->ctx->dims[i].bound;
+    acc->value = f <= 0 || acc->value > INT64_MAX / f ? 0 : acc->value * f;
+    return acc->value == 0;
+}
+
 /* The value of a symbol "m·n·…": the product of its factors' values. */
 int64_t nb_dim_product_value(const nb_ctx *ctx, const char *name) {
-    if (nb_dim_factors(name, NULL, 0) < 2) return 0;
-    int64_t v = 1;
-    for (const char *p = name;;) {
-        const char *end = strstr(p, product_dot);
-        const size_t len = end ? (size_t)(end - p) : strlen(p);
-        int64_t f = 0;
-        if (len && strspn(p, "0123456789") >= len) f = strtoll(p, NULL, 10);
-        for (size_t i = 0; !f && i < ctx->ndims; i++)
-            if (strlen(ctx->dims[i].name) == len && strncmp(ctx->dims[i].name, p, len) == 0) f = ctx->dims[i].bound;
-        if (f <= 0 || v > INT64_MAX / f) return 0;
-        v *= f;
-        if (!end) break;
-        p = end + strlen(product_dot);
-    }
-    return v;
+    if (!nb_dim_is_product(name)) return 0;
+    context_product acc = {ctx, 1};
+    nb_dim_each_factor(name, multiply_bound_factor, &acc);
+    return acc.value;
 }
 
 static nb_type shape_type(nb_dim rows, nb_dim cols) {

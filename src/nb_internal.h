@@ -134,9 +134,18 @@ int64_t nb_dim_value(const nb_ctx *ctx, nb_dim d); /* 0 if unbound */
 /* Product dimensions m·n (the length of vec(X), the sizes of A ⊗ B; kron.c):
  * a number when both are, else the symbol "m·n", whose value is the product. */
 nb_dim nb_dim_mul(nb_ctx *ctx, nb_dim a, nb_dim b);
-/* The factors of a product's name "m·n·…" (one, the name itself, when it is
- * no product): the first max of them; returns how many there are (more than
- * max: the rest were not stored). */
+/* Whether a dimension's name is a product "m·n·…". */
+bool nb_dim_is_product(const char *name);
+/* Calls fn(arg, factor, len) for each factor of a product's name "m·n·…"
+ * (once, with the name itself, when it is no product; the factor is not
+ * terminated: len bytes); stops at the first nonzero return, which it
+ * returns. */
+int nb_dim_each_factor(const char *name, int (*fn)(void *arg, const char *factor, size_t len), void *arg);
+/* nb_dim_symbol of the first len bytes of name. */
+nb_dim nb_dim_symbol_len(nb_ctx *ctx, const char *name, size_t len);
+/* The factors of a product's name (as nb_dim_each_factor): the first max of
+ * them; returns how many there are (more than max: the rest were not
+ * stored). */
 typedef struct {
     const char *name; /* not terminated: len bytes */
     size_t len;

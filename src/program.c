@@ -84,32 +84,10 @@ int nbc_add_dim(cstate *c, nb_dim d) {
 /* ---- product dimensions ------------------------------------------------------ */
 /* A product dimension "m·n·…" (kron.c's nb_dim_mul) is derived: its size is
  * the product of its factors' sizes, recomputed at every bind. */
-static const char product_dot[] = "·";
-
-static bool is_product_dim(const char *name) { return strstr(name, product_dot) != NULL; }
-
-/* Calls fn(arg, factor, length) for each factor of a product name; stops at
- * the first nonzero return, which it returns. */
-static int each_factor(const char *name, int (*fn)(void *, const char *, size_t), void *arg) {
-    for (const char *q = name; *q;) {
-        const char *end = strstr(q, product_dot);
-        size_t len = end ? (size_t)(end - q) : strlen(q);
-        int rc = fn(arg, q, len);
-        if (rc) return rc;
-        q = end ? end + strlen(product_dot) : q + len;
-    }
-    return 0;
-}
-
 static int add_factor(void *arg, const char *f, size_t len) {
     cstate *c = arg;
     if (len == 0 || strspn(f, "0123456789") >= len) return 0; /* a number */
-    char *name = malloc(len + 1);
-    if (!name) return nbc_cfail(c, "out of memory");
-    memcpy(name, f, len);
-    name[len] = 0;
-    nb_node *sym = nb_dimval(c->ctx, nb_dim_symbol(c->ctx, name));
-    free(name);
+    nb_node *sym = nb_dimval(c->ctx, nb_dim_symbol_len(c->ctx, f, len));
     if (!sym) return nbc_cfail(c, "out of memory");
     return add_dims(c, &sym, 1);
 }
@@ -117,7 +95,7 @@ static int add_factor(void *arg, const char *f, size_t len) {
 /* The symbols a product dimension is made of join the table too, so that
  * binding them re-derives the product. */
 static int add_factor_dims(cstate *c, const char *name) {
-    return is_product_dim(name) ? each_factor(name, add_factor, c) : 0;
+    return nb_dim_is_product(name) ? nb_dim_each_factor(name, add_factor, c) : 0;
 }
 
 typedef struct {
@@ -142,9 +120,9 @@ static int multiply_factor(void *arg, const char *f, size_t len) {
  * unbound); a product over 2^40 is refused (NB_ERR_ARG). */
 static int derive_product_dims(nb_program *p) {
     for (size_t j = 0; j < p->ndims; j++) {
-        if (!is_product_dim(p->dim_names[j])) continue;
+        if (!nb_dim_is_product(p->dim_names[j])) continue;
         product_acc acc = {p, 1, false};
-        each_factor(p->dim_names[j], multiply_factor, &acc);
+        nb_dim_each_factor(p->dim_names[j], multiply_factor, &acc);
         if (acc.overflow)
             return nbc_perr(p, NB_ERR_ARG, "dimension %s is too large (at most 2^40)", p->dim_names[j]);
         p->dim_vals[j] = acc.value;
@@ -371,7 +349,7 @@ static int bind_one(nb_program *p, nb_dim d, int64_t size, const char *what) {
     }
     for (size_t j = 0; j < p->ndims; j++)
         if (p->dim_ids[j] == d) {
-            if (!is_product_dim(p->dim_names[j])) {
+            if (!nb_dim_is_product(p->dim_names[j])) {
                 p->dim_vals[j] = size;
                 return NB_OK;
             }
@@ -390,7 +368,7 @@ static int bind_one(nb_program *p, nb_dim d, int64_t size, const char *what) {
 
 static bool is_product_dim_id(const nb_program *p, nb_dim d) {
     for (size_t j = 0; j < p->ndims; j++)
-        if (p->dim_ids[j] == d) return is_product_dim(p->dim_names[j]);
+        if (p->dim_ids[j] == d) return nb_dim_is_product(p->dim_names[j]);
     return false;
 }
 
@@ -408,7 +386,7 @@ int nb_program_bind_dim(nb_program *p, const char *name, int64_t size) {
     if (rc) return rc;
     for (size_t j = 0; j < p->ndims; j++)
         if (strcmp(p->dim_names[j], name) == 0) {
-            if (is_product_dim(name))
+            if (nb_dim_is_product(name))
                 return nbc_perr(p, NB_ERR_ARG, "dimension %s is the product of its factors: bind them instead", name);
             if (p->dim_vals[j] == size && p->planned) return NB_OK;
             int64_t *saved = malloc((p->ndims + 1) * sizeof *saved);
