@@ -60,9 +60,14 @@ enum {
 NB_FUSED_MOP_LIST(NB_X)
 #undef NB_X
 
+/* The matrix functions the kernels compute on the array itself (vector
+ * exponentials and sums, kernels_impl.h), not in linalg.c on an f64 copy. */
+static int nb_matfn_in_kernels(int fn) { return fn == NB_LA_LOGSUMEXP || fn == NB_LA_NORM2 || fn == NB_LA_NORM1; }
+
 size_t nb_instr_scratch(const nb_instr *in, size_t real_size) {
     if (in->kind == NB_I_GROUP) return (size_t)in->g->nregs * (size_t)in->g->blen * real_size;
-    if (in->kind == NB_I_MATFN) return nb_linalg_work_size(in->fn, in->m, in->n, in->ldb, in->k);
+    if (in->kind == NB_I_MATFN)
+        return nb_matfn_in_kernels(in->fn) ? 0 : nb_linalg_work_size(in->fn, in->m, in->n, in->ldb, in->k);
 #if defined(NB_HAVE_GEMM_AVX512)
     if (in->kind == NB_I_GEMM) return nb_gemm_avx512_scratch(in->m, in->n, in->k, real_size);
 #elif !defined(NB_HAVE_CBLAS)

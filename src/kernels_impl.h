@@ -273,19 +273,32 @@ static inline void T(sincos)(REAL x, REAL *s, REAL *c) {
 #endif
 }
 
-/* Σ a[i] accumulated in double with 8 independent partial sums (vectorises
- * without reassociation flags). */
-static double T(sum)(int64_t n, const REAL *restrict a) {
-    double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int j = 0; j < 8; j++)
-            s[j] += (double)a[i + j];
-    double t = 0;
-    for (; i < n; i++)
-        t += (double)a[i];
-    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])) + t;
-}
+/* Σ TERM(a[i]) accumulated in double with 8 independent partial sums added
+ * pairwise (vectorises without reassociation flags), one summation order for
+ * every reduction: T(sum) Σ a[i], T(sum_abs) Σ |a[i]|, T(sum_scaled_squares)
+ * Σ (a[i]·scale)² (the extra parameters after TERM). */
+#define NB_DEF_SUM(name, TERM, ...)                                                                          \
+    static double T(name)(int64_t n, const REAL *restrict a __VA_ARGS__) {                                   \
+        double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                                              \
+        int64_t i = 0;                                                                                       \
+        for (; i + 8 <= n; i += 8)                                                                           \
+            for (int j = 0; j < 8; j++)                                                                      \
+                s[j] += TERM(a[i + j]);                                                                      \
+        double t = 0;                                                                                        \
+        for (; i < n; i++)                                                                                   \
+            t += TERM(a[i]);                                                                                 \
+        return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])) + t;                        \
+    }
+#define NB_TERM_VALUE(x) ((double)(x))
+#define NB_TERM_ABS(x) ((double)M(fabs)(x))
+#define NB_TERM_SCALED_SQUARE(x) (((double)(x) * scale) * ((double)(x) * scale))
+NB_DEF_SUM(sum, NB_TERM_VALUE, )
+NB_DEF_SUM(sum_abs, NB_TERM_ABS, )
+NB_DEF_SUM(sum_scaled_squares, NB_TERM_SCALED_SQUARE, , double scale)
+#undef NB_DEF_SUM
+#undef NB_TERM_VALUE
+#undef NB_TERM_ABS
+#undef NB_TERM_SCALED_SQUARE
 
 /* y += alpha·x */
 static void T(axpy)(int64_t n, REAL alpha, const REAL *restrict x, REAL *restrict y) {
@@ -888,19 +901,6 @@ static double T(max_abs)(int64_t n, const REAL *restrict x) {
     return m;
 }
 
-/* Σ |a[i]| in double (8 partial sums, as T(sum)) */
-static double T(sum_abs)(int64_t n, const REAL *restrict a) {
-    double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int j = 0; j < 8; j++)
-            s[j] += (double)M(fabs)(a[i + j]);
-    double t = 0;
-    for (; i < n; i++)
-        t += (double)M(fabs)(a[i]);
-    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])) + t;
-}
-
 /* ‖x‖₂ scaled by the largest magnitude m so that squares neither overflow
  * nor underflow (nb_norm2_value, linalg.c), the scale a power of two near
  * 1/m so that scaling rounds nothing: ‖x‖ = √(Σ (x[i]·2⁻ᵉ)²)·2ᵉ in double. */
@@ -910,19 +910,7 @@ static REAL T(norm2)(int64_t n, const REAL *restrict x) {
     int e;
     frexp(m, &e);
     const double scale = ldexp(1, -e);
-    double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int j = 0; j < 8; j++) {
-            const double v = (double)x[i + j] * scale;
-            s[j] += v * v;
-        }
-    double t = 0;
-    for (; i < n; i++) {
-        const double v = (double)x[i] * scale;
-        t += v * v;
-    }
-    return (REAL)(sqrt(((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])) + t) / scale);
+    return (REAL)(sqrt(T(sum_scaled_squares)(n, x, scale)) / scale);
 }
 
 /* Σ over rows r0..r1 of −Σ_j Y_ij·log softmax(Z_i)_j = Σ_j Y_ij (lse_i − Z_ij). */
@@ -1055,19 +1043,19 @@ static void T(exec)(const nb_instr *in, void *const *bases, void *scratch, doubl
         break;
     }
     case NB_I_MATFN:
-        if (tid == 0 && in->fn == NB_LA_LOGSUMEXP)
-            *NB_P(in->y) = T(logsumexp)(in->m * in->n, NB_P(in->a));
-        else if (tid == 0 && in->fn == NB_LA_NORM2)
-            *NB_P(in->y) = T(norm2)(in->m * in->n, NB_P(in->a));
-        else if (tid == 0 && in->fn == NB_LA_NORM1)
-            *NB_P(in->y) = (REAL)T(sum_abs)(in->m * in->n, NB_P(in->a));
-        else if (tid == 0)
+        if (tid != 0) break;
+        switch (in->fn) { /* in lockstep with nb_matfn_in_kernels (kernels.c: no scratch), the rest in linalg.c */
+        case NB_LA_LOGSUMEXP: *NB_P(in->y) = T(logsumexp)(in->m * in->n, NB_P(in->a)); break;
+        case NB_LA_NORM2: *NB_P(in->y) = T(norm2)(in->m * in->n, NB_P(in->a)); break;
+        case NB_LA_NORM1: *NB_P(in->y) = (REAL)T(sum_abs)(in->m * in->n, NB_P(in->a)); break;
+        default:
             nb_linalg_kernel(in->fn, sizeof(REAL), in->m, in->n, in->ldb, in->k, NB_P(in->a),
                              in->fn == NB_LA_SOLVE || in->fn == NB_LA_BCE || in->fn == NB_LA_KRON ||
                                      in->fn == NB_LA_TRACE_PRODUCT
                                  ? NB_P(in->b)
                                  : NULL,
                              NB_P(in->y), scratch);
+        }
         break;
     case NB_I_XENT: {
         const int64_t r0 = in->m * tid / nt, r1 = in->m * (tid + 1) / nt;
