@@ -143,9 +143,6 @@ NB_VM_ARRAY(softplus, T(vm_softplus))
 NB_VM_ARRAY(logsigmoid, T(vm_logsigmoid))
 #undef NB_VM_ARRAY
 
-/* y[i] = e^x[i] (the row-wise functions' exponentials) */
-static void T(exp_array)(int64_t n, REAL *y, const REAL *x) { T(va_exp)(n, y, x); }
-
 static int T(vm_unary)(int op, int64_t n, REAL *y, const REAL *x) {
     switch (op) {
     case NB_M_EXP: T(va_exp)(n, y, x); return 1;
@@ -189,10 +186,6 @@ static int T(vm_sincos)(int64_t n, REAL *s, REAL *c, const REAL *x) {
     return 1;
 }
 #else
-static void T(exp_array)(int64_t n, REAL *y, const REAL *x) {
-    for (int64_t i = 0; i < n; i++)
-        y[i] = M(exp)(x[i]);
-}
 static int T(vm_unary)(int op, int64_t n, REAL *y, const REAL *x) {
     (void)op, (void)n, (void)y, (void)x;
     return 0;
@@ -206,6 +199,12 @@ static int T(vm_sincos)(int64_t n, REAL *s, REAL *c, const REAL *x) {
     return 0;
 }
 #endif
+
+/* y[i] = e^x[i] (the row-wise functions' exponentials), as the EXP
+ * micro-operation runs them */
+static void T(exp_array)(int64_t n, REAL *y, const REAL *x) {
+    if (!T(vm_unary)(NB_M_EXP, n, y, x)) T(u_EXP)(n, y, x);
+}
 
 static void T(fill)(int64_t n, REAL *restrict y, REAL v) {
     for (int64_t i = 0; i < n; i++)
