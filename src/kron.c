@@ -94,27 +94,42 @@ nb_dim nb_dim_mul(nb_ctx *ctx, nb_dim a, nb_dim b) {
 }
 
 typedef struct {
-    const nb_ctx *ctx;
-    int64_t value; /* product so far; 0 once a factor is unbound or it overflows */
-} context_product;
+    int64_t (*value_of)(const void *table, const char *factor, size_t len);
+    const void *table;
+    int64_t limit, value; /* the product so far; 0 once a factor is unknown */
+    bool overflow;
+} factor_product;
 
-static int multiply_bound_factor(void *arg, const char *p, size_t len) {
-    context_product *acc = arg;
-    int64_t f = 0;
-    if (len && strspn(p, "0123456789") >= len) f = strtoll(p, NULL, 10);
-    for (size_t i = 0; !f && i < acc->ctx->ndims; i++)
-        if (strlen(acc->ctx->dims[i].name) == len && strncmp(acc->ctx->dims[i].name, p, len) == 0)
-            f = acc->ctx->dims[i].bound;
-    acc->value = f <= 0 || acc->value > INT64_MAX / f ? 0 : acc->value * f;
-    return acc->value == 0;
+static int multiply_factor(void *arg, const char *factor, size_t len) {
+    factor_product *acc = arg;
+    int64_t v = len && strspn(factor, "0123456789") >= len ? strtoll(factor, NULL, 10) : 0;
+    if (!v) v = acc->value_of(acc->table, factor, len);
+    if (v <= 0) acc->value = 0;
+    else if (__builtin_mul_overflow(acc->value, v, &acc->value) || acc->value > acc->limit) acc->overflow = true;
+    return acc->value == 0 || acc->overflow;
+}
+
+int64_t nb_dim_factor_product(const char *name, int64_t (*value_of)(const void *table, const char *factor, size_t len),
+                              const void *table, int64_t limit, bool *overflow) {
+    factor_product acc = {value_of, table, limit, 1, false};
+    nb_dim_each_factor(name, multiply_factor, &acc);
+    *overflow = acc.overflow;
+    return acc.value;
+}
+
+static int64_t bound_in_context(const void *table, const char *factor, size_t len) {
+    const nb_ctx *ctx = table;
+    for (size_t i = 0; i < ctx->ndims; i++)
+        if (strlen(ctx->dims[i].name) == len && strncmp(ctx->dims[i].name, factor, len) == 0) return ctx->dims[i].bound;
+    return 0;
 }
 
 /* The value of a symbol "m·n·…": the product of its factors' values. */
 int64_t nb_dim_product_value(const nb_ctx *ctx, const char *name) {
+    bool overflow;
     if (!nb_dim_is_product(name)) return 0;
-    context_product acc = {ctx, 1};
-    nb_dim_each_factor(name, multiply_bound_factor, &acc);
-    return acc.value;
+    const int64_t v = nb_dim_factor_product(name, bound_in_context, ctx, INT64_MAX, &overflow);
+    return overflow ? 0 : v;
 }
 
 static nb_type shape_type(nb_dim rows, nb_dim cols) {

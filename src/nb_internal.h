@@ -141,6 +141,11 @@ bool nb_dim_is_product(const char *name);
  * terminated: len bytes); stops at the first nonzero return, which it
  * returns. */
 int nb_dim_each_factor(const char *name, int (*fn)(void *arg, const char *factor, size_t len), void *arg);
+/* The product of a product name's factors: a number is itself, a symbol
+ * value_of(table, factor, len) (0: unknown, and so is the product); sets
+ * *overflow when it passes limit. */
+int64_t nb_dim_factor_product(const char *name, int64_t (*value_of)(const void *table, const char *factor, size_t len),
+                              const void *table, int64_t limit, bool *overflow);
 /* nb_dim_symbol of the first len bytes of name. */
 nb_dim nb_dim_symbol_len(nb_ctx *ctx, const char *name, size_t len);
 /* The factors of a product's name (as nb_dim_each_factor): the first max of

@@ -98,22 +98,12 @@ static int add_factor_dims(cstate *c, const char *name) {
     return nb_dim_is_product(name) ? nb_dim_each_factor(name, add_factor, c) : 0;
 }
 
-typedef struct {
-    const nb_program *p;
-    int64_t value; /* product so far; 0 once a factor is unbound */
-    bool overflow;
-} product_acc;
-
-static int multiply_factor(void *arg, const char *f, size_t len) {
-    product_acc *acc = arg;
-    int64_t v = 0;
-    if (len && strspn(f, "0123456789") >= len) v = strtoll(f, NULL, 10);
-    for (size_t j = 0; !v && j < acc->p->ndims; j++)
-        if (strlen(acc->p->dim_names[j]) == len && strncmp(acc->p->dim_names[j], f, len) == 0)
-            v = acc->p->dim_vals[j];
-    if (v <= 0) acc->value = 0;
-    else if (__builtin_mul_overflow(acc->value, v, &acc->value) || acc->value > NB_MAX_ENTRIES) acc->overflow = true;
-    return acc->value == 0 || acc->overflow;
+/* a factor's size in the program's table (0: not there or unbound) */
+static int64_t size_in_table(const void *table, const char *factor, size_t len) {
+    const nb_program *p = table;
+    for (size_t j = 0; j < p->ndims; j++)
+        if (strlen(p->dim_names[j]) == len && strncmp(p->dim_names[j], factor, len) == 0) return p->dim_vals[j];
+    return 0;
 }
 
 /* Sets every product dimension to the product of its factors (0 while one is
@@ -121,11 +111,10 @@ static int multiply_factor(void *arg, const char *f, size_t len) {
 static int derive_product_dims(nb_program *p) {
     for (size_t j = 0; j < p->ndims; j++) {
         if (!nb_dim_is_product(p->dim_names[j])) continue;
-        product_acc acc = {p, 1, false};
-        nb_dim_each_factor(p->dim_names[j], multiply_factor, &acc);
-        if (acc.overflow)
-            return nbc_perr(p, NB_ERR_ARG, "dimension %s is too large (at most 2^40)", p->dim_names[j]);
-        p->dim_vals[j] = acc.value;
+        bool overflow;
+        const int64_t v = nb_dim_factor_product(p->dim_names[j], size_in_table, p, NB_MAX_ENTRIES, &overflow);
+        if (overflow) return nbc_perr(p, NB_ERR_ARG, "dimension %s is too large (at most 2^40)", p->dim_names[j]);
+        p->dim_vals[j] = v;
     }
     return NB_OK;
 }
