@@ -69,7 +69,7 @@ KERNEL_FLAGS = -O3 -fno-math-errno -ffp-contract=fast $(KERNEL_ARCH)
 NB_CFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -Iinclude -Isrc -fPIC -MMD -MP \
             $(OPT) $(FEATURE_CPPFLAGS) $(CPPFLAGS) $(CFLAGS)
 NB_LDFLAGS = $(LDSAN) $(LDFLAGS)
-LDLIBS = $(FEATURE_LIBS) -lm -lpthread
+LDLIBS = $(FEATURE_LIBS) -lm -lpthread -ldl
 
 HEADERS = $(wildcard include/*.h)
 SRCS = $(wildcard src/*.c)
@@ -93,6 +93,13 @@ $(O)/config: FORCE
 $(O)/src/%.o: src/%.c $(O)/config
 	@mkdir -p $(@D)
 	$(CC) $(NB_CFLAGS) $(if $(filter kernels% gemm_avx512,$*),$(KERNEL_FLAGS)) -c $< -o $@
+
+# Generated code (src/native.c) carries src/scalar.h's definitions as text.
+$(O)/src/scalar_text.inc: src/scalar.h
+	@mkdir -p $(@D)
+	sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/"/' -e 's/$$/\\n"/' $< >$@
+$(O)/src/native.o: $(O)/src/scalar_text.inc
+$(O)/src/native.o: NB_CFLAGS += -I$(O)/src
 
 $(O)/libnabla.a: $(OBJS)
 	rm -f $@ && ar rcs $@ $^

@@ -289,6 +289,12 @@ typedef enum {
 #define NB_COMPILE_CHECK_FINITE 2u /* runs reject NaN/Inf inputs (see nb_program_check_finite) */
 #define NB_COMPILE_NO_COMBINE 4u   /* one micro-operation per element-wise operation as lowered: no
                                     * sin/cos pairs, no fused pairs (the same values; for comparison) */
+#define NB_COMPILE_NATIVE 8u       /* a pass over the rows of X that computes X·w, arithmetic on the
+                                    * rows and Xᵀ·g (a cost and its gradient) runs as C generated for
+                                    * the bound sizes, compiled by the system's C compiler (NABLA_CC,
+                                    * default cc) and loaded with dlopen when the sizes are bound.
+                                    * Where that fails, or the rows call libm, the program runs as
+                                    * without the flag (nb_program_describe says why). */
 /* Status codes of program calls; the message is nb_program_error(p). */
 typedef enum {
     NB_OK = 0,

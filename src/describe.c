@@ -51,7 +51,15 @@ char *nb_program_describe(const nb_program *p) {
     for (size_t i = 0; i < p->nci; i++) {
         const nb_instr *in = &p->ins[i];
         int32_t r = p->inst_region ? p->inst_region[i] : -1;
-        if (r >= 0 && p->regions[r].start == i && p->regions[r].active)
+        if (r >= 0 && p->regions[r].start == i && nbc_native_why(&p->regions[r]))
+            nb_sb_printf(&sb, "    region: instructions %zu..%zu: no native code (%s)\n", i,
+                         p->regions[r].end - 1, nbc_native_why(&p->regions[r]));
+        if (r >= 0 && p->regions[r].start == i && p->regions[r].active && nbc_native_ready(&p->regions[r]))
+            nb_sb_printf(
+                &sb,
+                "    region: instructions %zu..%zu as one native row loop over %lld rows, %d thread(s)\n", i,
+                p->regions[r].end - 1, (long long)p->regions[r].rows, p->regions[r].nt);
+        else if (r >= 0 && p->regions[r].start == i && p->regions[r].active)
             nb_sb_printf(&sb,
                          "    region: instructions %zu..%zu by tiles of %lld rows of %lld, %d thread(s)\n", i,
                          p->regions[r].end - 1, (long long)p->regions[r].tile, (long long)p->regions[r].rows,

@@ -9,11 +9,12 @@
  *   fuse.c     grouping of element-wise lops into fused loops, and the order
  *              of instructions (input-independent ones first)
  *   tile.c     row-tiled regions (X·w and Xᵀ·g over one pass of X's rows)
+ *   native.c   generated C for row-fused regions (NB_COMPILE_NATIVE)
  *   instr.c    the executable instructions: kernel calls and fused groups
  *              with their registers allocated
  *   plan.c     sizes, liveness, the workspace, and the planned instruction
  *              list (nb_instr, kernels.h) -- the one interface a backend
- *              reads: the interpreter in run.c today, generated C later
+ *              reads: the interpreter in run.c, and native.c's generated C
  *   pool.c     worker threads
  *   run.c      executing a plan
  *   program.c  the nb_compile driver, binding sizes, the public getters
@@ -149,9 +150,11 @@ struct nb_program {
 };
 
 /* A row-tiled region (see tile.c). */
+typedef struct nb_native nb_native;
 typedef struct region {
     size_t start, end; /* instructions [start, end) */
     nb_dim D;
+    nb_native *native; /* NB_COMPILE_NATIVE: its row-fused form (native.c), or NULL */
     /* plan */
     int64_t rows, tile;
     int active, nt;
@@ -264,6 +267,18 @@ int nbc_fuse_and_order(nb_program *p);
 /* tile.c */
 int nbc_find_regions(nb_program *p);
 int nbc_plan_regions(nb_program *p, size_t *nacc, int64_t *extra);
+void nbc_free_regions(nb_program *p);
+/* native.c: NB_COMPILE_NATIVE.  find: when region R has the row-fused shape,
+ * gives it its native form (R->native); plan: generates, compiles and loads
+ * its code for the bound sizes (on failure ready is false and why says why);
+ * run: thread tid's rows r0..r1, its sums over the rows to its partials.
+ * find and plan return -1 only when out of memory. */
+int nbc_native_find(nb_program *p, region *R);
+int nbc_native_plan(nb_program *p, region *R);
+int nbc_native_ready(const region *R);
+const char *nbc_native_why(const region *R);
+void nbc_native_run(nb_program *p, const region *R, int tid, int64_t r0, int64_t r1);
+void nbc_native_free(nb_native *nat);
 /* plan.c */
 int nbc_build_instructions(nb_program *p);
 int nbc_plan(nb_program *p);

@@ -50,6 +50,43 @@ typedef struct {
                 X(SINCOS, 1) X(MULADD, 3) X(MULSUB, 3) X(MULMUL, 3) X(MULDIV, 3) X(ADDMUL, 3) X(SUBMUL, 3)       \
                     X(ADDADD, 3)
 
+/* The scalar definition of every element-wise micro-operation, written once
+ * for the kernels (kernels_impl.h, which instantiates them per REAL) and for
+ * generated code (native.c, which prints them): expressions in REAL, with
+ * T(name) the suffixed name and M(fn) the libm function for REAL; fused pairs
+ * (below) are compositions of two of these, SINCOS is SIN and COS. */
+/* Unary: X(name, expression of x). */
+#define NB_UNARY(X)                                                                                          \
+    X(COPY, x)                                                                                               \
+    X(NEG, -x)                                                                                               \
+    X(EXP, M(exp)(x))                                                                                        \
+    X(LOG, M(log)(x))                                                                                        \
+    X(SIN, M(sin)(x))                                                                                        \
+    X(COS, M(cos)(x))                                                                                        \
+    X(TAN, M(tan)(x))                                                                                        \
+    X(TANH, M(tanh)(x))                                                                                      \
+    X(SIGMOID, T(sc_sigmoid)(x))                                                                             \
+    X(ABS, M(fabs)(x))                                                                                       \
+    X(SIGN, T(sc_sign)(x))                                                                                   \
+    X(SQRT, M(sqrt)(x))                                                                                      \
+    X(SQUARE, x *x)                                                                                          \
+    X(RECIP, (REAL)1 / x)                                                                                    \
+    X(SOFTPLUS, T(sc_softplus)(x))                                                                           \
+    X(LOGSIGMOID, T(sc_logsigmoid)(x))
+/* Binary: X(name, expression of a and b). */
+#define NB_BINARY(X)                                                                                         \
+    X(ADD, a + b)                                                                                            \
+    X(SUB, a - b)                                                                                            \
+    X(MUL, a *b)                                                                                             \
+    X(DIV, a / b)                                                                                            \
+    X(POW, M(pow)(a, b))                                                                                     \
+    X(MAX, T(sc_max)(a, b))                                                                                  \
+    X(MIN, T(sc_min)(a, b))                                                                                  \
+    X(GT, (REAL)(a > b))                                                                                     \
+    X(GE, (REAL)(a >= b))                                                                                    \
+    X(LT, (REAL)(a < b))                                                                                     \
+    X(LE, (REAL)(a <= b))
+
 /* Fused pairs: one micro-operation for an inner binary operation whose
  * result only the outer one reads, X(name, inner, outer):
  * name(a, b, c) = outer(inner(a, b), c).  The inner result is rounded to

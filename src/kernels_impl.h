@@ -8,38 +8,7 @@
  * No other file defines a kernel. */
 
 /* ---- scalar definitions of every element-wise operation ---------------- */
-/* Unary: X(name, expression of x). */
-#define NB_UNARY(X)                                                                                          \
-    X(COPY, x)                                                                                               \
-    X(NEG, -x)                                                                                               \
-    X(EXP, M(exp)(x))                                                                                        \
-    X(LOG, M(log)(x))                                                                                        \
-    X(SIN, M(sin)(x))                                                                                        \
-    X(COS, M(cos)(x))                                                                                        \
-    X(TAN, M(tan)(x))                                                                                        \
-    X(TANH, M(tanh)(x))                                                                                      \
-    X(SIGMOID, T(sc_sigmoid)(x))                                                                             \
-    X(ABS, M(fabs)(x))                                                                                       \
-    X(SIGN, T(sc_sign)(x))                                                                                   \
-    X(SQRT, M(sqrt)(x))                                                                                      \
-    X(SQUARE, x *x)                                                                                          \
-    X(RECIP, (REAL)1 / x)                                                                                    \
-    X(SOFTPLUS, T(sc_softplus)(x))                                                                           \
-    X(LOGSIGMOID, T(sc_logsigmoid)(x))
-/* Binary: X(name, expression of a and b). */
-#define NB_BINARY(X)                                                                                         \
-    X(ADD, a + b)                                                                                            \
-    X(SUB, a - b)                                                                                            \
-    X(MUL, a *b)                                                                                             \
-    X(DIV, a / b)                                                                                            \
-    X(POW, M(pow)(a, b))                                                                                     \
-    X(MAX, T(sc_max)(a, b))                                                                                  \
-    X(MIN, T(sc_min)(a, b))                                                                                  \
-    X(GT, (REAL)(a > b))                                                                                     \
-    X(GE, (REAL)(a >= b))                                                                                    \
-    X(LT, (REAL)(a < b))                                                                                     \
-    X(LE, (REAL)(a <= b))
-
+/* (the expressions: NB_UNARY and NB_BINARY in kernels.h) */
 #include "scalar.h" /* sigmoid, sign, max, min */
 
 #define NB_DEF_UNARY(name, expr)                                                                             \
@@ -1165,8 +1134,6 @@ static void T(store)(void *base, int64_t off, double v) {
 const nb_kernels T(nb_kernels) = {sizeof(REAL), T(exec),       T(finish),    T(find_nonfinite),
                                   T(store),     T(exec_rows),  T(accumulate), T(prepare_scalar)};
 
-#undef NB_UNARY
-#undef NB_BINARY
 /* The instantiation's parameters end with it. */
 #undef REAL
 #undef NB_REAL_BYTES

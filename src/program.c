@@ -10,7 +10,8 @@
 #include <cblas.h>
 #endif
 
-#define NB_KNOWN_FLAGS (NB_COMPILE_DENSE | NB_COMPILE_CHECK_FINITE | NB_COMPILE_NO_COMBINE)
+#define NB_KNOWN_FLAGS                                                                                       \
+    (NB_COMPILE_DENSE | NB_COMPILE_CHECK_FINITE | NB_COMPILE_NO_COMBINE | NB_COMPILE_NATIVE)
 
 int nbc_perr(nb_program *p, int code, const char *fmt, ...) {
     va_list ap;
@@ -492,7 +493,7 @@ void nb_program_free(nb_program *p) {
     free(p->dim_ids);
     free(p->dim_vals);
     free(p->work);
-    free(p->regions);
+    nbc_free_regions(p);
     free(p->inst_region);
     free(p->acc_base);
     free(p->partial_off);

@@ -4,10 +4,15 @@
 #include "engine.h"
 
 /* Thread tid's share (of nt) of a row-tiled region: its rows, tile by tile,
- * every instruction of the region on each tile. */
+ * every instruction of the region on each tile (or its generated code in one
+ * call, native.c). */
 static void run_region_share(nb_program *p, const region *R, int tid, int nt) {
     const size_t rs = p->k->real_size;
     const int64_t r0 = R->rows * tid / nt, r1 = R->rows * (tid + 1) / nt;
+    if (nbc_native_ready(R)) {
+        nbc_native_run(p, R, tid, r0, r1);
+        return;
+    }
     int first = 1;
     for (int64_t a = r0; a < r1; a += R->tile) {
         const int64_t b = a + R->tile < r1 ? a + R->tile : r1;

@@ -5,7 +5,8 @@
  * X·w and Xᵀ·g) streams from memory once and is re-read from cache; each
  * thread takes a range of rows, and its sums over rows go to private
  * partials added at the end (run.c).  This file finds the regions after
- * fusion and sizes their tiles when the plan is made. */
+ * fusion and sizes their tiles when the plan is made; with NB_COMPILE_NATIVE
+ * a region of the row-fused shape runs as generated code instead (native.c). */
 #include "engine.h"
 
 typedef struct {
@@ -135,9 +136,10 @@ int nbc_find_regions(nb_program *p) {
                 if (count[touched[k]] >= 2 && mark[touched[k]] == 0) reuse = true;
             if (i - start >= 2 && has_product && reuse) {
                 if (grow((void **)&p->regions, &capr, p->nregions + 1, sizeof *p->regions)) goto oom;
-                p->regions[p->nregions] = (region){start, i, D, 0, 0, 0, 1};
+                p->regions[p->nregions] = (region){.start = start, .end = i, .D = D, .active = 1};
                 for (size_t j = start; j < i; j++)
                     p->inst_region[j] = (int32_t)p->nregions;
+                if ((p->flags & NB_COMPILE_NATIVE) && nbc_native_find(p, &p->regions[p->nregions])) goto oom;
                 p->nregions++;
             }
             for (size_t k = 0; k < ntouched; k++)
@@ -211,8 +213,16 @@ int nbc_plan_regions(nb_program *p, size_t *nacc, int64_t *extra_out) {
         stamp++;
         int64_t tile = (int64_t)((double)NB_TILE_BYTES / (per_row * (double)rs + 1)) / 8 * 8;
         R->tile = tile < 8 ? 8 : tile;
-        R->active = t.oom == 0 && R->tile >= 32 && R->rows >= 2 * R->tile;
-        R->nt = R->active && p->nthreads > 1 && R->rows >= 2 * R->tile * p->nthreads ? p->nthreads : 1;
+        if (R->native && nbc_native_plan(p, R)) t.oom = 1;
+        if (nbc_native_ready(R)) { /* one pass; a thread's share: at least NB_PAR_MIN_WORK entries */
+            R->active = t.oom == 0;
+            R->nt = p->nthreads > 1 && (double)R->rows * per_row >= (double)NB_PAR_MIN_WORK * p->nthreads
+                        ? p->nthreads
+                        : 1;
+        } else {
+            R->active = t.oom == 0 && R->tile >= 32 && R->rows >= 2 * R->tile;
+            R->nt = R->active && p->nthreads > 1 && R->rows >= 2 * R->tile * p->nthreads ? p->nthreads : 1;
+        }
         if (!R->active) continue;
         size_t base = 0;
         for (size_t i = R->start; i < R->end; i++) {
@@ -234,4 +244,10 @@ int nbc_plan_regions(nb_program *p, size_t *nacc, int64_t *extra_out) {
     free(seen);
     *extra_out = extra;
     return t.oom ? -1 : 0;
+}
+
+void nbc_free_regions(nb_program *p) {
+    for (size_t r = 0; r < p->nregions; r++)
+        nbc_native_free(p->regions[r].native);
+    free(p->regions);
 }

@@ -928,7 +928,7 @@ static void test_arguments(void) {
     nb_declare(ctx, "x: vector(n)");
     nb_expr *x = nb_lookup(ctx, "x"), *f = nb_parse(ctx, "sum(exp(x))");
     CHECK(nb_compile(NULL, 1, &f, 1, &x, NB_F64, 0) == NULL, "NULL context");
-    CHECK(nb_compile(ctx, 1, &f, 1, &x, NB_F64, 8u) == NULL && strstr(nb_error(ctx), "flags"),
+    CHECK(nb_compile(ctx, 1, &f, 1, &x, NB_F64, 16u) == NULL && strstr(nb_error(ctx), "flags"),
           "unknown flags: %s", nb_error(ctx));
     CHECK(nb_compile(ctx, 1, &f, 1, &x, (nb_dtype)-1, 0) == NULL && strstr(nb_error(ctx), "dtype"),
           "negative dtype: %s", nb_error(ctx));
