@@ -13,6 +13,9 @@
  * loses every digit to rounding, in both evaluators.
  * Errors are fine; crashes, sanitizer reports, a NULL without a message and
  * a wrong number are not.
+ * With NB_FUZZ_NATIVE=1 in the environment programs are compiled with
+ * NB_COMPILE_NATIVE (the system's cc runs for every new row-fused region:
+ * slow, so not in CI); generated code that the compiler rejects is a bug.
  *
  * Build and run: tests/fuzz/run.sh compile [SECONDS]. */
 #include "nb_internal.h"
@@ -199,10 +202,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         else nb_clear_error(ctx);
     }
     if (!moderate_sizes(ctx, outs, nout)) goto done;
-    p = nb_compile(ctx, nout, outs, nvars, vars, NB_F64, NB_COMPILE_DENSE);
+    const unsigned native = getenv("NB_FUZZ_NATIVE") ? NB_COMPILE_NATIVE : 0u;
+    p = nb_compile(ctx, nout, outs, nvars, vars, NB_F64, NB_COMPILE_DENSE | native);
     if (!p) {
         must(nb_error(ctx)[0] != '\0', "nb_compile failed without a message", src);
         goto done;
+    }
+    if (native) {
+        char *listing = nb_program_describe(p);
+        must(!listing || !strstr(listing, "failed on the generated code"), "generated code does not compile", src);
+        free(listing);
     }
     run_and_compare(ctx, p, nout, outs, nvars, vars, src);
 done:

@@ -35,8 +35,9 @@ known=tests/fuzz/known$suffix
 artifacts=$out/artifacts$suffix
 bin=$out/fuzz_$target
 mkdir -p "$out"
+make -s O="$out" "$out/src/scalar_text.inc" # src/native.c's copy of src/scalar.h
 "$CC" -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -std=c11 -D_POSIX_C_SOURCE=200809L \
-    -Iinclude -Isrc "tests/fuzz/fuzz_$target.c" src/*.c -lm -lpthread -o "$bin"
+    -Iinclude -Isrc -I"$out/src" "tests/fuzz/fuzz_$target.c" src/*.c -lm -lpthread -ldl -o "$bin"
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 if [ "$mode" = replay ]; then
     [ $# -gt 0 ] || set -- $(ls "$known"/* 2>/dev/null | grep -v README)
