@@ -116,11 +116,12 @@ static uint32_t nv_operand(nvbuild *b, const nb_program *p, int32_t v, const nb_
     return k;
 }
 
-/* Records that op k holds value v; stores it when it is read after the region. */
+/* Records that op k holds value v; stores it when it is read after the
+ * region (a product's result is in memory; a group's unless a register). */
 static void nv_made(nvbuild *b, const nb_program *p, int32_t v, uint32_t k, const nb_arg *dst, size_t inst) {
     const int32_t r = root_of(p, v);
     b->op_of[r] = (int32_t)k;
-    if (b->kept[r] && dst->mode != NB_A_REG)
+    if (b->kept[r] && (!p->ci[inst].is_group || dst->mode != NB_A_REG))
         nv_add(b, (nv_op){.kind = NV_STORE, .src = {k}, .inst = inst, .from = dst});
 }
 

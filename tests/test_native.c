@@ -213,7 +213,7 @@ static const char *const neuron_cost = "sum((y - max(0, X*w + b)).^2)/N";
 
 /* The neuron's cost and gradients, compiled native; NULL on failure. */
 static nb_program *compile_neuron(nb_ctx *ctx, size_t nextra, nb_expr *const *extra) {
-    nb_expr *f = nb_parse(ctx, neuron_cost), *ins[4], *outs[6];
+    nb_expr *f = nb_parse(ctx, neuron_cost), *ins[4], *outs[8];
     for (int i = 0; i < 4; i++)
         ins[i] = nb_lookup(ctx, input_names[i]);
     outs[0] = f;
@@ -300,23 +300,29 @@ static void missing_compiler(void) {
     }
 }
 
-/* Values the region makes that the program returns (X·w + b, and the
- * residual under a ReLU) are stored from the loop. */
+/* Values the region makes that the program returns (X·w + b, the residual
+ * under a ReLU, and X·w itself: a product's result, which the compile
+ * fuzzer found kept only inside the loop) are stored from the loop. */
 static void returned_values(void) {
     nb_ctx *ctx = nb_ctx_new();
     nb_declare(ctx, neuron_decls);
     set_neuron_point(ctx, 301, 24);
-    nb_expr *extra[2] = {nb_parse(ctx, "X*w + b"), nb_parse(ctx, "y - max(0, X*w + b)")};
-    nb_program *p = compile_neuron(ctx, 2, extra);
+    nb_expr *extra[3] = {nb_parse(ctx, "X*w + b"), nb_parse(ctx, "y - max(0, X*w + b)"),
+                         nb_parse(ctx, "X*w")};
+    nb_program *p = compile_neuron(ctx, 3, extra);
     CHECK(p != NULL, "compile: %s", nb_error(ctx));
     if (p) {
         char *d = nb_program_describe(p);
         CHECK(d && strstr(d, "as one native row loop"), "returned values: no native loop:\n%s", d ? d : "");
         free(d);
         nb_expr *f = nb_parse(ctx, neuron_cost);
-        nb_expr *outs[5] = {f, nb_gradient(ctx, f, nb_lookup(ctx, "w")),
-                            nb_gradient(ctx, f, nb_lookup(ctx, "b")), extra[0], extra[1]};
-        check_against_eval(ctx, p, 5, outs, "returned values");
+        nb_expr *outs[6] = {f,
+                            nb_gradient(ctx, f, nb_lookup(ctx, "w")),
+                            nb_gradient(ctx, f, nb_lookup(ctx, "b")),
+                            extra[0],
+                            extra[1],
+                            extra[2]};
+        check_against_eval(ctx, p, 6, outs, "returned values");
         nb_program_free(p);
     }
     nb_ctx_free(ctx);
