@@ -64,7 +64,7 @@ def built(src, exe, extra=()):
     path = os.path.join("/tmp", exe)
     subprocess.run(["cc", "-O3", "-I", os.path.join(ROOT, "include"), "-I", os.path.join(ROOT, "src"),
                     os.path.join(HERE, src), "-o", path]
-                   + list(extra) + ["-lopenblas", "-lm", "-lpthread"], check=True)
+                   + list(extra) + ["-lopenblas", "-lz", "-lm", "-lpthread", "-ldl"], check=True)
     return path
 
 
@@ -86,7 +86,8 @@ def neuron_vs_c(N, n, dtype, rounds):
                          env=env_for(1, False), check=True).stdout
     nab = re.search(r"nabla f: (\S+) us\s+f\+grad: (\S+) us", out)
     c = re.search(r"C\s+f: (\S+) us\s+f\+grad: (\S+) us", out)
-    return [float(v) * 1e-6 for v in nab.groups() + c.groups()]
+    native = re.search(r"nabla native f\+grad: (\S+) us", out)
+    return [float(v) * 1e-6 for v in nab.groups() + c.groups() + native.groups()]
 
 
 def chain_vs_c(rounds):
@@ -150,11 +151,13 @@ def main():
         for sizes in ("N=10000,n=100", "N=1000,n=1000"):
             for dt in ("f64", "f32"):
                 bench("(a)", "neuron cost+gradient " + sizes, "neuron", cases.NEURON, sizes, dt)
+                bench("(a)", "  the same, --native", "neuron", cases.NEURON, sizes, dt, extra=("--native",))
                 N, n = (int(v.split("=")[1]) for v in sizes.split(","))
                 if T == 1:
-                    nf, nfd, cf, cfd = neuron_vs_c(N, n, dt, max(15, 5 * args.rounds))
-                    print("    in one process, alternating: nabla f %s f+d %s (%.2fx f) | hand-written fused C loop "
-                          "f %s f+d %s (%.2fx f)" % (fmt_t(nf), fmt_t(nfd), nfd / nf, fmt_t(cf), fmt_t(cfd), cfd / cf),
+                    nf, nfd, cf, cfd, nnat = neuron_vs_c(N, n, dt, max(15, 5 * args.rounds))
+                    print("    in one process, alternating: nabla f %s f+d %s (%.2fx f), native f+d %s (%.2fx f) | "
+                          "hand-written fused C loop f %s f+d %s (%.2fx f)"
+                          % (fmt_t(nf), fmt_t(nfd), nfd / nf, fmt_t(nnat), nnat / nf, fmt_t(cf), fmt_t(cfd), cfd / cf),
                           flush=True)
     if "b" in only:
         for B in (64, 256):

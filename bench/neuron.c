@@ -1,5 +1,6 @@
 /* The neuron's cost f = sum((y - max(0, X*w + b)).^2)/N and its gradient,
- * compiled by nabla (f alone, and f with d/dw and d/db), against the same
+ * compiled by nabla (f alone, and f with d/dw and d/db, run by the
+ * interpreter's row tiles and as generated code, NB_COMPILE_NATIVE), against the same
  * computations written by hand in C as one fused loop over the rows of X
  * (the physical reference: X read once, each row used for X·w and, while it
  * is in registers or L1, for Xᵀ·g).  All four run in this process,
@@ -10,11 +11,11 @@
  * Usage: neuron N n f64|f32 [rounds]   (OPENBLAS_NUM_THREADS=1) */
 #include "nabla.h"
 
+#include "timing.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "timing.h"
 
 /* By hand: u_i = X_i·w + b, f = Σ (y_i − max(0, u_i))² / N, and with the
  * gradient c_i = 1[u_i > 0]·(u_i − y_i), d/dw = (2/N) Σ c_i X_i,
@@ -64,7 +65,7 @@
 HAND(double, f64)
 HAND(float, f32)
 
-#define NTIMERS 4
+#define NTIMERS 5 /* nabla f, f+grad, C f, C f+grad, nabla native f+grad */
 int main(int argc, char **argv) {
     if (argc < 4) {
         fprintf(stderr, "usage: neuron N n f64|f32 [rounds]\n");
@@ -85,9 +86,17 @@ int main(int argc, char **argv) {
     nb_expr *outs[3] = {f, nb_gradient(ctx, f, in[1]), nb_gradient(ctx, f, in[3])};
     nb_program *pf = nb_compile(ctx, 1, outs, 4, in, f32 ? NB_F32 : NB_F64, 0);
     nb_program *pg = pf ? nb_compile(ctx, 3, outs, 4, in, f32 ? NB_F32 : NB_F64, 0) : NULL;
-    if (!pg || nb_program_bind_dim(pf, "N", N) || nb_program_bind_dim(pf, "n", n) ||
-        nb_program_bind_dim(pg, "N", N) || nb_program_bind_dim(pg, "n", n))
+    nb_program *pn = pg ? nb_compile(ctx, 3, outs, 4, in, f32 ? NB_F32 : NB_F64, NB_COMPILE_NATIVE) : NULL;
+    if (!pn || nb_program_bind_dim(pf, "N", N) || nb_program_bind_dim(pf, "n", n) ||
+        nb_program_bind_dim(pg, "N", N) || nb_program_bind_dim(pg, "n", n) ||
+        nb_program_bind_dim(pn, "N", N) || nb_program_bind_dim(pn, "n", n))
         goto fail;
+    char *listing = nb_program_describe(pn);
+    if (!listing || !strstr(listing, "native row loop")) {
+        fprintf(stderr, "neuron: no native row loop:\n%s", listing ? listing : "");
+        return 1;
+    }
+    free(listing);
     /* inputs in f64, converted for f32 */
     double *Xd = malloc((size_t)(N * n + n + N + 1) * sizeof *Xd);
     void *buf = malloc((size_t)(N * n + n + N + 1) * rs), *out = malloc((size_t)(2 * n + 8) * rs);
@@ -105,23 +114,26 @@ int main(int argc, char **argv) {
     void *ov[3] = {out, (char *)out + rs, (char *)out + (n + 1) * rs};
     /* check nabla against the hand-written loop */
     double fh, gh0, gbh, fn, gn0, gbn;
-    if (nb_program_run(pg, ins, ov)) goto fail;
-    if (f32) {
-        float gw[n], gb;
-        fh = hand_fg_f32(N, n, ins[0], ins[1], ins[2], *(const float *)ins[3], gw, &gb);
-        gh0 = gw[0], gbh = gb;
-        fn = ((float *)out)[0], gn0 = ((float *)out)[1], gbn = ((float *)out)[n + 1];
-    } else {
-        double gw[n], gb;
-        fh = hand_fg_f64(N, n, ins[0], ins[1], ins[2], *(const double *)ins[3], gw, &gb);
-        gh0 = gw[0], gbh = gb;
-        fn = ((double *)out)[0], gn0 = ((double *)out)[1], gbn = ((double *)out)[n + 1];
-    }
-    double tol = f32 ? 1e-3 : 1e-9;
-    if (fabs(fn - fh) > tol * fabs(fh) || fabs(gn0 - gh0) > tol * (fabs(gh0) + 1e-3) ||
-        fabs(gbn - gbh) > tol * (fabs(gbh) + 1e-3)) {
-        fprintf(stderr, "neuron: nabla (%g, %g, %g) differs from C (%g, %g, %g)\n", fn, gn0, gbn, fh, gh0, gbh);
-        return 1;
+    for (int k = 0; k < 2; k++) {
+        if (nb_program_run(k ? pn : pg, ins, ov)) goto fail;
+        if (f32) {
+            float gw[n], gb;
+            fh = hand_fg_f32(N, n, ins[0], ins[1], ins[2], *(const float *)ins[3], gw, &gb);
+            gh0 = gw[0], gbh = gb;
+            fn = ((float *)out)[0], gn0 = ((float *)out)[1], gbn = ((float *)out)[n + 1];
+        } else {
+            double gw[n], gb;
+            fh = hand_fg_f64(N, n, ins[0], ins[1], ins[2], *(const double *)ins[3], gw, &gb);
+            gh0 = gw[0], gbh = gb;
+            fn = ((double *)out)[0], gn0 = ((double *)out)[1], gbn = ((double *)out)[n + 1];
+        }
+        double tol = f32 ? 1e-3 : 1e-9;
+        if (fabs(fn - fh) > tol * fabs(fh) || fabs(gn0 - gh0) > tol * (fabs(gh0) + 1e-3) ||
+            fabs(gbn - gbh) > tol * (fabs(gbh) + 1e-3)) {
+            fprintf(stderr, "neuron: nabla%s (%g, %g, %g) differs from C (%g, %g, %g)\n", k ? " native" : "",
+                    fn, gn0, gbn, fh, gh0, gbh);
+            return 1;
+        }
     }
     /* batches of ~2 ms */
     int batch = (int)(2e-3 / (1e-9 * (double)(N * n)) + 1);
@@ -133,8 +145,8 @@ int main(int argc, char **argv) {
         for (int k = 0; k < NTIMERS; k++) {
             double t0 = now();
             for (int i = 0; i < batch; i++) {
-                if (k < 2)
-                    nb_program_run(k == 0 ? pf : pg, ins, ov);
+                if (k < 2 || k == 4)
+                    nb_program_run(k == 0 ? pf : k == 1 ? pg : pn, ins, ov);
                 else if (f32) {
                     float gw[n], gb, b = *(const float *)ins[3];
                     sink += k == 2 ? hand_f_f32(N, n, ins[0], ins[1], ins[2], b)
@@ -157,11 +169,13 @@ int main(int argc, char **argv) {
     printf("  nabla f: %.4g us   f+grad: %.4g us   ratio %.3f\n", m[0] * 1e6, m[1] * 1e6, m[1] / m[0]);
     printf("  C     f: %.4g us   f+grad: %.4g us   ratio %.3f\n", m[2] * 1e6, m[3] * 1e6, m[3] / m[2]);
     printf("  nabla / C: f %.3f, f+grad %.3f\n", m[0] / m[2], m[1] / m[3]);
+    printf("  nabla native f+grad: %.4g us   ratio %.3f\n", m[4] * 1e6, m[4] / m[0]);
     free(Xd);
     free(buf);
     free(out);
     nb_program_free(pf);
     nb_program_free(pg);
+    nb_program_free(pn);
     nb_ctx_free(ctx);
     return 0;
 fail:
