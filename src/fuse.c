@@ -301,6 +301,24 @@ static void place_mop(fstate *f, size_t first_group, int32_t li) {
     L->group = gfind(p, gsel);
 }
 
+/* Before a kernel: the open one-element groups whose values are ready (every
+ * group they depend on emitted) are emitted now.  Kept open, such a group
+ * would take in later scalar work that waits for the kernel's results (a
+ * cost's final division), and a later product that reads the group's first
+ * value (its scale, η·2/N) would then wait for it too: a scalar instruction
+ * between X·w and Xᵀ·g, which splits their row region (tile.c). */
+static void seal_ready_scalars(fstate *f, size_t first_group) {
+    nb_program *p = f->p;
+    for (size_t g = first_group; g < p->ng && !f->oom; g++) {
+        cgroup *G = &p->g[g];
+        if (G->parent != (int32_t)g || G->sealed || G->R != 1 || G->C != 1) continue;
+        bool ready = true;
+        for (size_t k = 0; k < G->nd && ready; k++)
+            ready = p->g[gfind(p, G->deps[k])].sealed;
+        if (ready) seal(f, (int32_t)g);
+    }
+}
+
 /* Groups the live lops whose invariance is inv, taking them in readiness
  * order; a kernel lop seals the open groups it reads and is emitted. */
 static void fuse(fstate *f, int inv) {
@@ -323,6 +341,7 @@ static void fuse(fstate *f, int inv) {
             place_mop(f, first_group, li);
             continue;
         }
+        seal_ready_scalars(f, first_group);
         for (int k = 0; k < lop_nsrc(L); k++) {
             int32_t s = lop_src(p, L, k);
             int32_t G = s >= 0 ? open_group_of(p, s) : -1;

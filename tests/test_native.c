@@ -7,7 +7,8 @@
  * in registers and in memory (n = 300: four rows a step), row counts that are
  * not a multiple of the step.  Also: values the region makes and the program
  * returns (stored from the loop), sizes bound again (new code), and a
- * missing compiler (the program runs by tiles and says why).
+ * missing compiler (the program runs by tiles and says why), and a
+ * gradient-descent step compiled as one loop.
  * Usage: test_native [seed]. */
 #include "nabla.h"
 #include "test.h"
@@ -328,6 +329,53 @@ static void returned_values(void) {
     nb_ctx_free(ctx);
 }
 
+/* A gradient-descent step (the cost and p − η·∂C/∂p, as nabla fit compiles
+ * it) is one row loop: the scale η·2/N of Xᵀ·g is computed before X·w, not
+ * in the scalar group after the loop (which split the region in two). */
+static void descent_step(void) {
+    nb_ctx *ctx = nb_ctx_new();
+    nb_declare(ctx, neuron_decls);
+    set_neuron_point(ctx, 500, 12);
+    nb_expr *C = nb_parse(ctx, neuron_cost), *eta = nb_var(ctx, "eta", nb_scalar_type());
+    double lr = 0.25;
+    nb_set_value(ctx, "eta", 1, 1, &lr);
+    nb_expr *w = nb_lookup(ctx, "w"), *b = nb_lookup(ctx, "b");
+    nb_expr *outs[3] = {C, nb_sub(ctx, w, nb_mul(ctx, eta, nb_gradient(ctx, C, w))),
+                        nb_sub(ctx, b, nb_mul(ctx, eta, nb_gradient(ctx, C, b)))};
+    nb_expr *ins[5] = {nb_lookup(ctx, "X"), w, nb_lookup(ctx, "y"), b, eta};
+    nb_program *p = nb_compile(ctx, 3, outs, 5, ins, NB_F64, NB_COMPILE_NATIVE);
+    CHECK(p != NULL, "descent step: compile: %s", nb_error(ctx));
+    if (p) {
+        char *d = nb_program_describe(p);
+        CHECK(d && strstr(d, "as one native row loop"), "descent step: no native loop:\n%s", d ? d : "");
+        free(d);
+        nb_matrix v[5], ref[3];
+        const void *in[5];
+        void *out[3];
+        for (int i = 0; i < 5; i++) {
+            CHECK(nb_eval(ctx, ins[i], &v[i]) == 0, "descent step: eval input %d", i);
+            in[i] = v[i].data;
+        }
+        for (int k = 0; k < 3; k++) {
+            CHECK(nb_eval(ctx, outs[k], &ref[k]) == 0, "descent step: eval %d", k);
+            out[k] = calloc((size_t)(ref[k].rows * ref[k].cols), sizeof(double));
+        }
+        CHECK(nb_program_run(p, in, out) == NB_OK, "descent step: run: %s", nb_program_error(p));
+        for (int k = 0; k < 3; k++) {
+            for (int64_t e = 0; e < ref[k].rows * ref[k].cols; e++)
+                CHECK(fabs(((double *)out[k])[e] - ref[k].data[e]) <= 1e-12 * fmax(1, fabs(ref[k].data[e])),
+                      "descent step: output %d[%lld] = %.17g, nb_eval %.17g", k, (long long)e,
+                      ((double *)out[k])[e], ref[k].data[e]);
+            free(out[k]);
+            nb_matrix_free(&ref[k]);
+        }
+        for (int i = 0; i < 5; i++)
+            nb_matrix_free(&v[i]);
+        nb_program_free(p);
+    }
+    nb_ctx_free(ctx);
+}
+
 /* Binding other sizes makes new code; binding the first ones again reuses
  * it.  The references come from a context of each size's own. */
 static void sizes_bound_again(void) {
@@ -359,6 +407,7 @@ int main(int argc, char **argv) {
     rng_state = argc > 1 ? strtoull(argv[1], NULL, 10) : 12345;
     missing_compiler();
     returned_values();
+    descent_step();
     sizes_bound_again();
     /* n = 1 and widths with every tail (f64 and f32: whole, half and quarter
      * vectors, single values); 300 columns: the gradients in memory (four
