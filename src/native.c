@@ -21,14 +21,18 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 extern char **environ;
 
+/* the longest the C compiler may run on one region (seconds) */
+#define NB_NATIVE_CC_SECONDS 120
 /* the most ops of a native region (the run passes their addresses on the stack) */
 #define NB_NATIVE_MAX_OPS 96
 
@@ -604,6 +608,7 @@ static int run_compiler(const char *dir, char *why, size_t nwhy) {
                           NULL};
     posix_spawn_file_actions_t fa;
     if (posix_spawn_file_actions_init(&fa)) return -1;
+    posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     posix_spawn_file_actions_adddup2(&fa, STDOUT_FILENO, STDERR_FILENO);
     pid_t pid;
@@ -613,14 +618,32 @@ static int run_compiler(const char *dir, char *why, size_t nwhy) {
         snprintf(why, nwhy, "the C compiler '%.60s' could not be run (NABLA_CC)", cc);
         return -1;
     }
-    int status;
-    while (waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR) {
+    /* wait, polling, at most NB_NATIVE_CC_SECONDS; then the compiler is killed */
+    int status = 0;
+    for (long waited_ms = 0;; waited_ms += 5) {
+        const pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid) break;
+        if (r < 0 && errno != EINTR) {
             snprintf(why, nwhy, "waiting for the C compiler failed");
             return -1;
         }
+        if (waited_ms >= NB_NATIVE_CC_SECONDS * 1000L) {
+            kill(pid, SIGKILL);
+            while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+                ;
+            snprintf(why, nwhy, "the C compiler '%.60s' ran for more than %d s", cc, NB_NATIVE_CC_SECONDS);
+            return -1;
+        }
+        nanosleep(&(struct timespec){0, 5000000}, NULL);
+    }
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        snprintf(why, nwhy, "the C compiler '%.60s' failed on the generated code", cc);
+        char first[72] = "";
+        FILE *f = fopen(log, "r");
+        if (f) {
+            if (fgets(first, sizeof first, f)) first[strcspn(first, "\n")] = 0;
+            fclose(f);
+        }
+        snprintf(why, nwhy, "the C compiler '%.40s' failed on the generated code: %s", cc, first);
         return -1;
     }
     return 0;

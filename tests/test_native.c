@@ -17,6 +17,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static uint64_t rng_state;
 static double uniform(double lo, double hi) {
@@ -269,30 +271,42 @@ static void set_neuron_point(nb_ctx *ctx, int64_t N, int64_t n) {
     }
 }
 
-/* Without a C compiler the program runs by tiles, says why, and is right. */
+/* Without a working C compiler (none at NABLA_CC, or one that fails) the
+ * program runs by tiles, says why (with the compiler's first line), and is
+ * right. */
 static void missing_compiler(void) {
     const char *saved = getenv("NABLA_CC");
     char *keep = saved ? strdup(saved) : NULL;
-    setenv("NABLA_CC", "/nonexistent/nabla-test-cc", 1);
-    nb_ctx *ctx = nb_ctx_new();
-    nb_declare(ctx, neuron_decls);
-    set_neuron_point(ctx, 211, 17); /* sizes no other check uses: no code loaded for them yet */
-    nb_program *p = compile_neuron(ctx, 0, NULL);
-    CHECK(p != NULL, "compile without a compiler: %s", nb_error(ctx));
-    if (p) {
-        char *d = nb_program_describe(p);
-        CHECK(d &&
-                  strstr(d, "no native code (the C compiler '/nonexistent/nabla-test-cc' could not be run") &&
-                  !strstr(d, "native row loop"),
-              "listing without a compiler:\n%s", d ? d : "(null)");
-        free(d);
-        nb_expr *f = nb_parse(ctx, neuron_cost);
-        nb_expr *outs[3] = {f, nb_gradient(ctx, f, nb_lookup(ctx, "w")),
-                            nb_gradient(ctx, f, nb_lookup(ctx, "b"))};
-        check_against_eval(ctx, p, 3, outs, "without a compiler");
-        nb_program_free(p);
+    char failing[] = "/tmp/nabla-test-cc-XXXXXX";
+    const int fd = mkstemp(failing);
+    static const char script[] = "#!/bin/sh\necho 'cc: error: out of luck' >&2\nexit 1\n";
+    CHECK(fd >= 0 && write(fd, script, sizeof script - 1) == (ssize_t)(sizeof script - 1) && close(fd) == 0 &&
+              chmod(failing, 0700) == 0,
+          "a failing compiler script");
+    const char *compilers[2] = {"/nonexistent/nabla-test-cc", failing};
+    const char *whys[2] = {"could not be run (NABLA_CC)",
+                           "failed on the generated code: cc: error: out of luck"};
+    for (int c = 0; c < 2; c++) {
+        setenv("NABLA_CC", compilers[c], 1);
+        nb_ctx *ctx = nb_ctx_new();
+        nb_declare(ctx, neuron_decls);
+        set_neuron_point(ctx, 211, 17); /* sizes no other check uses: no code loaded for them yet */
+        nb_program *p = compile_neuron(ctx, 0, NULL);
+        CHECK(p != NULL, "compile without a compiler: %s", nb_error(ctx));
+        if (p) {
+            char *d = nb_program_describe(p);
+            CHECK(d && strstr(d, whys[c]) && strstr(d, compilers[c]) && !strstr(d, "native row loop"),
+                  "listing with NABLA_CC=%s:\n%s", compilers[c], d ? d : "(null)");
+            free(d);
+            nb_expr *f = nb_parse(ctx, neuron_cost);
+            nb_expr *outs[3] = {f, nb_gradient(ctx, f, nb_lookup(ctx, "w")),
+                                nb_gradient(ctx, f, nb_lookup(ctx, "b"))};
+            check_against_eval(ctx, p, 3, outs, "without a compiler");
+            nb_program_free(p);
+        }
+        nb_ctx_free(ctx);
     }
-    nb_ctx_free(ctx);
+    unlink(failing);
     if (keep) {
         setenv("NABLA_CC", keep, 1);
         free(keep);
