@@ -6,7 +6,9 @@ Usage (from the repository root, after `make`):
 
 For every case both sides run R rounds, alternating, each round reporting the
 median of several timed samples; the table shows the median over rounds.
-nabla's numbers are `nabla time`'s "f" and "f+derivative"; PyTorch's are the
+nabla's numbers are `nabla time`'s "f" and "f+derivative" (its defaults: generated
+code where a pass over a matrix's rows allows it; (a) also with --no-native, the
+interpreter alone); PyTorch's are the
 function under torch.no_grad() and the function plus backward() (gradients) or
 torch.autograd.functional.jacobian (Jacobians).  One thread against one thread
 (torch.set_num_threads(1), OPENBLAS_NUM_THREADS=1) unless --threads 2, where
@@ -151,7 +153,7 @@ def main():
         for sizes in ("N=10000,n=100", "N=1000,n=1000"):
             for dt in ("f64", "f32"):
                 bench("(a)", "neuron cost+gradient " + sizes, "neuron", cases.NEURON, sizes, dt)
-                bench("(a)", "  the same, --native", "neuron", cases.NEURON, sizes, dt, extra=("--native",))
+                bench("(a)", "  the same, --no-native", "neuron", cases.NEURON, sizes, dt, extra=("--no-native",))
                 N, n = (int(v.split("=")[1]) for v in sizes.split(","))
                 if T == 1:
                     nf, nfd, cf, cfd, nnat = neuron_vs_c(N, n, dt, max(15, 5 * args.rounds))

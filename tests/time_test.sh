@@ -30,6 +30,18 @@ MLP="X: matrix(B, 784); Y: matrix(B, 10); W1: matrix(784, 256); b1: vector(256);
 
 expect_time 'sum((y - max(0, X*w + b)).^2)/N' --wrt w,b --let "$NEURON" --size 'N=500, n=20'
 expect_time 'sum((y - max(0, X*w + b)).^2)/N' --wrt w,b --let "$NEURON" --size 'N=500, n=20' --dtype f32 --threads 2
+expect_time 'sum((y - max(0, X*w + b)).^2)/N' --wrt w,b --let "$NEURON" --size 'N=500, n=20' --no-native
+# by default the neuron's pass over X is generated code; --no-native and a missing compiler: the interpreter
+"$NABLA" time 'sum((y - max(0, X*w + b)).^2)/N' --wrt w,b --let "$NEURON" --size 'N=500, n=20' --repeat 1 --verbose \
+    >/dev/null 2>"$err"
+grep -q 'as one native row loop over 500 rows' "$err" && passed=$((passed + 1)) || fail "time: no native loop [$(cat "$err")]"
+"$NABLA" time 'sum((y - max(0, X*w + b)).^2)/N' --wrt w,b --let "$NEURON" --size 'N=500, n=20' --repeat 1 --verbose \
+    --no-native >/dev/null 2>"$err"
+! grep -q 'native' "$err" && passed=$((passed + 1)) || fail "time --no-native: [$(cat "$err")]"
+NABLA_CC=/nonexistent/cc "$NABLA" time 'sum((y - max(0, X*w + b)).^2)/N' --wrt w,b --let "$NEURON" --size 'N=500, n=20' \
+    --repeat 1 --verbose >/dev/null 2>"$err"
+grep -q "no native code (the C compiler '/nonexistent/cc' could not be run" "$err" && passed=$((passed + 1)) ||
+    fail "time without a compiler: [$(cat "$err")]"
 expect_time "H = relu(X*W1 + b1'); G = relu(H*W2 + b2'); Z = G*W3 + b3'; softmax_xent(Z, Y)" \
     --wrt W1,b1,W2,b2,W3,b3 --let "$MLP" --size B=8 --dtype f32
 expect_time 'exp(x).*sin(x) + x.^2' --wrt x --let 'x: vector(n)' --size n=64

@@ -13,7 +13,7 @@
 
 #define FIT_USAGE                                                                                            \
     "nabla fit (--data FILE.csv | --generate N,n [--noise S]) [--model EXPR --params P1,P2 [--let DECLS]] "  \
-    "[--lr R] [--epochs E] [--seed S] [--every K] [--native]"
+    "[--lr R] [--epochs E] [--seed S] [--every K] [--no-native]"
 #define NEURON_MODEL "sum((y - max(0, X*w + b)).^2)/N"
 #define NEURON_DECLS "X: matrix(N, n); y: vector(N); w: vector(n); b: scalar"
 
@@ -37,8 +37,9 @@ static const char fit_help[] =
     "  --epochs E      gradient-descent steps (default 1000)\n"
     "  --seed S        generated data and initial parameters (default 1)\n"
     "  --every K       print the cost every K epochs (default 1)\n"
-    "  --native        compute the cost and gradient as C generated for the data's\n"
-    "                  sizes, one pass over X per epoch (nabla time --native)\n"
+    "  --no-native     every epoch in nabla's interpreter; by default the pass over X\n"
+    "                  (X·w, the rows' residuals, Xᵀ·g) runs as C generated for the\n"
+    "                  data's sizes (as in nabla time)\n"
     "\n"
     "example: nabla fit --generate 200,3 --seed 1 --epochs 2000 --every 200\n";
 
@@ -144,7 +145,7 @@ int nb_cmd_fit(int argc, char **argv) {
     nb_cli_option opts[] = {{"help", false, NULL}, {"data", true, NULL},  {"generate", true, NULL},
                             {"noise", true, NULL}, {"model", true, NULL}, {"params", true, NULL},
                             {"let", true, NULL},   {"lr", true, NULL},    {"epochs", true, NULL},
-                            {"seed", true, NULL},  {"every", true, NULL}, {"native", false, NULL}};
+                            {"seed", true, NULL},  {"every", true, NULL}, {"no-native", false, NULL}};
     size_t npos;
     if (nb_cli_parse_options(argc, argv, opts, sizeof opts / sizeof opts[0], NULL, 0, &npos, FIT_USAGE))
         return 2;
@@ -214,7 +215,7 @@ int nb_cmd_fit(int argc, char **argv) {
             ins[3 + k] = params[k];
         }
         if (!(prog = nb_compile(ctx, 1 + np, outs, 3 + np, ins, NB_F64,
-                                NB_COMPILE_DENSE | (OPTION("native") ? NB_COMPILE_NATIVE : 0u))))
+                                NB_COMPILE_DENSE | (OPTION("no-native") ? 0u : NB_COMPILE_NATIVE))))
             status = nb_cli_error(NULL, -1, "%s", nb_error(ctx));
     }
     if (status == 0 && (nb_program_bind_input(prog, 0, d.N, d.n) != NB_OK ||

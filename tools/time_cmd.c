@@ -18,7 +18,7 @@
 
 #define TIME_USAGE                                                                                           \
     "nabla time EXPR --wrt VARS [--let DECLS] [--size 'N=10000, n=100'] [--dtype f32|f64] [--threads K] "    \
-    "[--repeat R] [--seed S] [--dense] [--native] [--verbose]"
+    "[--repeat R] [--seed S] [--dense] [--no-native] [--verbose]"
 
 static const char time_help[] =
     "usage: " TIME_USAGE "\n"
@@ -39,9 +39,10 @@ static const char time_help[] =
     "  --repeat R      timed samples of each program (default 15); the median is printed\n"
     "  --seed S        seed of the random inputs (default 1)\n"
     "  --dense         compute structured derivatives (diagonal Jacobians) as dense matrices\n"
-    "  --native        run a pass over a matrix's rows that computes X·w, element-wise work and Xᵀ·g as\n"
-    "                  C generated for the sizes, compiled by the system's C compiler (NABLA_CC, default\n"
-    "                  cc) when the programs are made (not timed); without a compiler, as without it\n"
+    "  --no-native     run everything in nabla's interpreter; by default a pass over a matrix's rows\n"
+    "                  that computes X·w, arithmetic on the rows and Xᵀ·g runs as C generated for the\n"
+    "                  sizes, compiled by the system's C compiler (NABLA_CC, default cc) when the\n"
+    "                  programs are made, before timing (without a compiler: the interpreter)\n"
     "  --verbose       print the compiled programs on stderr\n"
     "\n"
     "example:\n"
@@ -227,10 +228,10 @@ static void describe_program(const char *label, nb_program *p, int verbose) {
 }
 
 int nb_cmd_time(int argc, char **argv) {
-    nb_cli_option opts[] = {{"help", false, NULL},   {"let", true, NULL},     {"wrt", true, NULL},
-                            {"size", true, NULL},    {"dtype", true, NULL},   {"threads", true, NULL},
-                            {"repeat", true, NULL},  {"seed", true, NULL},    {"dense", false, NULL},
-                            {"native", false, NULL}, {"verbose", false, NULL}};
+    nb_cli_option opts[] = {{"help", false, NULL},      {"let", true, NULL},     {"wrt", true, NULL},
+                            {"size", true, NULL},       {"dtype", true, NULL},   {"threads", true, NULL},
+                            {"repeat", true, NULL},     {"seed", true, NULL},    {"dense", false, NULL},
+                            {"no-native", false, NULL}, {"verbose", false, NULL}};
     const size_t nopts = sizeof opts / sizeof *opts;
     const char *positional[1];
     size_t npos = 0;
@@ -257,7 +258,8 @@ int nb_cmd_time(int argc, char **argv) {
     if (repeat < 1 || repeat > 100000)
         return nb_cli_error(NULL, -1, "invalid --repeat value '%s' (1..100000)", OPT("repeat"));
     const int verbose = OPT("verbose") != NULL;
-    const unsigned flags = (OPT("dense") ? NB_COMPILE_DENSE : 0u) | (OPT("native") ? NB_COMPILE_NATIVE : 0u);
+    const unsigned flags =
+        (OPT("dense") ? NB_COMPILE_DENSE : 0u) | (OPT("no-native") ? 0u : NB_COMPILE_NATIVE);
 
     int status = 2;
     char *src = NULL;
