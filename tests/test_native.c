@@ -255,6 +255,20 @@ static void check_against_eval(nb_ctx *ctx, nb_program *p, size_t nout, nb_expr 
         nb_matrix_free(&v[i]);
 }
 
+/* p (the neuron's cost and gradients, compile_neuron) runs as one native
+ * loop or not (native), its listing says listing_has, and its values are
+ * nb_eval's in ctx. */
+static void check_neuron(nb_ctx *ctx, nb_program *p, int native, const char *listing_has, const char *what) {
+    char *d = nb_program_describe(p);
+    CHECK(d && strstr(d, listing_has) && !strstr(d, "native row loop") == !native, "%s: listing:\n%s", what,
+          d ? d : "(null)");
+    free(d);
+    nb_expr *f = nb_parse(ctx, neuron_cost);
+    nb_expr *outs[3] = {f, nb_gradient(ctx, f, nb_lookup(ctx, "w")),
+                        nb_gradient(ctx, f, nb_lookup(ctx, "b"))};
+    check_against_eval(ctx, p, 3, outs, what);
+}
+
 static void set_neuron_point(nb_ctx *ctx, int64_t N, int64_t n) {
     const int64_t lens[4] = {N * n, n, N, 1};
     for (int i = 0; i < 4; i++) {
@@ -293,17 +307,8 @@ static void missing_compiler(void) {
         set_neuron_point(ctx, 211, 17); /* sizes no other check uses: no code loaded for them yet */
         nb_program *p = compile_neuron(ctx, 0, NULL);
         CHECK(p != NULL, "compile without a compiler: %s", nb_error(ctx));
-        if (p) {
-            char *d = nb_program_describe(p);
-            CHECK(d && strstr(d, whys[c]) && strstr(d, compilers[c]) && !strstr(d, "native row loop"),
-                  "listing with NABLA_CC=%s:\n%s", compilers[c], d ? d : "(null)");
-            free(d);
-            nb_expr *f = nb_parse(ctx, neuron_cost);
-            nb_expr *outs[3] = {f, nb_gradient(ctx, f, nb_lookup(ctx, "w")),
-                                nb_gradient(ctx, f, nb_lookup(ctx, "b"))};
-            check_against_eval(ctx, p, 3, outs, "without a compiler");
-            nb_program_free(p);
-        }
+        if (p) check_neuron(ctx, p, 0, whys[c], compilers[c]);
+        nb_program_free(p);
         nb_ctx_free(ctx);
     }
     unlink(failing);
@@ -404,13 +409,7 @@ static void sizes_bound_again(void) {
         set_neuron_point(at, sizes[s][0], sizes[s][1]);
         CHECK(nb_program_bind_dim(p, "N", sizes[s][0]) == 0 && nb_program_bind_dim(p, "n", sizes[s][1]) == 0,
               "bind: %s", nb_program_error(p));
-        char *d = nb_program_describe(p);
-        CHECK(d && strstr(d, "as one native row loop"), "bound again: no native loop:\n%s", d ? d : "");
-        free(d);
-        nb_expr *f = nb_parse(at, neuron_cost);
-        nb_expr *outs[3] = {f, nb_gradient(at, f, nb_lookup(at, "w")),
-                            nb_gradient(at, f, nb_lookup(at, "b"))};
-        check_against_eval(at, p, 3, outs, "bound again");
+        check_neuron(at, p, 1, "as one native row loop", "bound again");
         nb_ctx_free(at);
     }
     nb_program_free(p);
