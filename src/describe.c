@@ -50,20 +50,20 @@ char *nb_program_describe(const nb_program *p) {
                  p->dtype == NB_F64 ? "f64" : "f32", p->nthreads, p->planned ? "" : " (sizes unbound)");
     for (size_t i = 0; i < p->nci; i++) {
         const nb_instr *in = &p->ins[i];
-        int32_t r = p->inst_region ? p->inst_region[i] : -1;
-        if (r >= 0 && p->regions[r].start == i && nbc_native_why(&p->regions[r]))
-            nb_sb_printf(&sb, "    region: instructions %zu..%zu: no native code (%s)\n", i,
-                         p->regions[r].end - 1, nbc_native_why(&p->regions[r]));
-        if (r >= 0 && p->regions[r].start == i && p->regions[r].active && nbc_native_ready(&p->regions[r]))
+        const int32_t r = p->inst_region ? p->inst_region[i] : -1;
+        const region *R = r >= 0 && p->regions[r].start == i ? &p->regions[r] : NULL; /* starting here */
+        if (R && nbc_native_why(R))
+            nb_sb_printf(&sb, "    region: instructions %zu..%zu: no native code (%s)\n", i, R->end - 1,
+                         nbc_native_why(R));
+        if (R && R->active && nbc_native_ready(R))
             nb_sb_printf(
                 &sb,
                 "    region: instructions %zu..%zu as one native row loop over %lld rows, %d thread(s)\n", i,
-                p->regions[r].end - 1, (long long)p->regions[r].rows, p->regions[r].nt);
-        else if (r >= 0 && p->regions[r].start == i && p->regions[r].active)
+                R->end - 1, (long long)R->rows, R->nt);
+        else if (R && R->active)
             nb_sb_printf(&sb,
                          "    region: instructions %zu..%zu by tiles of %lld rows of %lld, %d thread(s)\n", i,
-                         p->regions[r].end - 1, (long long)p->regions[r].tile, (long long)p->regions[r].rows,
-                         p->regions[r].nt);
+                         R->end - 1, (long long)R->tile, (long long)R->rows, R->nt);
         nb_sb_printf(&sb, "%s%3zu %s", i < p->ninit ? "init" : "    ", i, nb_instr_names[in->kind]);
         if (in->kind == NB_I_GROUP) {
             const nb_group *g = in->g;

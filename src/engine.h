@@ -239,6 +239,16 @@ static inline int64_t nb_entries(int64_t a, int64_t b) {
 
 bool nbc_whole_alias(const nb_program *p, int32_t v);
 
+/* The address of a planned operand in memory (any mode but NB_A_REG). */
+static inline void *nbc_address(const nb_program *p, const nb_arg *a) {
+    return (char *)p->bases[a->base] + (size_t)a->off * p->k->real_size;
+}
+/* Thread t's (t >= 1) partial sum over the rows of instruction i in a row
+ * region (tile.c lays them out in the workspace). */
+static inline void *nbc_partial(const nb_program *p, size_t i, int t) {
+    return (char *)p->work + (size_t)(p->partial_off[i] + (t - 1) * p->red_len[i]) * p->k->real_size;
+}
+
 /* ---- stages ------------------------------------------------------------- */
 /* program.c */
 int nbc_perr(nb_program *p, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -433,16 +433,6 @@ static void print_operations(nb_strbuf *sb) {
 #undef NB_PRINT_FUSED
 }
 
-/* The accumulator an RSUM adds to: its instruction's first slot (the slots
- * of the region's instructions in order, as nbc_plan_regions lays them out),
- * plus the group's. */
-static size_t acc_slot(const nb_program *p, const region *R, const nv_op *o) {
-    size_t base = 0;
-    for (size_t i = R->start; i < o->inst; i++)
-        base += nb_instr_accs(&p->ins[i]);
-    return base + o->acc;
-}
-
 /* Op k's value in row r of a step (a broadcast value is one for all rows). */
 static void value_ref(nb_strbuf *sb, const nb_native *nat, uint32_t k) {
     if (nat->ops[k].kind == NV_BCAST)
@@ -564,7 +554,7 @@ static char *native_source(const nb_program *p, const region *R, int64_t ncol) {
     for (uint32_t k = 0; k < nat->nops; k++) {
         const nv_op *o = &nat->ops[k];
         if (o->kind == NV_RSUM)
-            nb_sb_printf(&sb, "    acc[%zu] = r%u;\n", acc_slot(p, R, o), k);
+            nb_sb_printf(&sb, "    acc[%zu] = r%u;\n", p->acc_base[o->inst] + o->acc, k);
         else if (o->kind == NV_GRAD)
             nb_sb_printf(&sb, "    grad_store(&g%u, (REAL *)mem[%u], (REAL)alpha[%u]);\n", k, k + 1, k);
     }
@@ -586,14 +576,10 @@ static int write_file(const char *path, const char *text) {
     return rc;
 }
 
-/* Runs the C compiler on dir/region.c into dir/region.so; 0 when it succeeded. */
-static int run_compiler(const char *dir, char *why, size_t nwhy) {
+/* Runs the C compiler on src into so, its messages into log; 0 when it succeeded. */
+static int run_compiler(char *src, char *so, const char *log, char *why, size_t nwhy) {
     const char *cc = getenv("NABLA_CC");
     if (!cc || !*cc) cc = "cc";
-    char src[4200], so[4200], log[4200];
-    snprintf(src, sizeof src, "%s/region.c", dir);
-    snprintf(so, sizeof so, "%s/region.so", dir);
-    snprintf(log, sizeof log, "%s/cc.log", dir);
     char *const argv[] = {(char *)cc,
                           "-O3",
                           "-march=native",
@@ -664,7 +650,7 @@ static int compile_and_load(loaded *c, const char *source, char *why, size_t nwh
     snprintf(log, sizeof log, "%s/cc.log", dir);
     int rc = write_file(src, source);
     if (rc) snprintf(why, nwhy, "the generated code could not be written");
-    if (!rc) rc = run_compiler(dir, why, nwhy);
+    if (!rc) rc = run_compiler(src, so, log, why, nwhy);
     if (!rc) {
         c->handle = dlopen(so, RTLD_NOW | RTLD_LOCAL);
         void *sym = c->handle ? dlsym(c->handle, "nb_region") : NULL;
@@ -728,19 +714,15 @@ const char *nbc_native_why(const region *R) {
 /* the value of a product's scale: alpha, times the value at alpha_arg */
 static double product_alpha(const nb_program *p, const nb_instr *in) {
     if (!in->has_alpha) return in->alpha;
-    const char *a = (const char *)p->bases[in->alpha_arg.base] + (size_t)in->alpha_arg.off * p->k->real_size;
+    const void *a = nbc_address(p, &in->alpha_arg);
     return in->alpha * (p->dtype == NB_F32 ? (double)*(const float *)a : *(const double *)a);
-}
-
-static void *address(const nb_program *p, const nb_arg *a) {
-    return (char *)p->bases[a->base] + (size_t)a->off * p->k->real_size;
 }
 
 void nbc_native_run(nb_program *p, const region *R, int tid, int64_t r0, int64_t r1) {
     const nb_native *nat = R->native;
     void *mem[1 + NB_NATIVE_MAX_OPS];
     double alpha[NB_NATIVE_MAX_OPS];
-    mem[0] = address(p, &p->ins[nat->x_inst].a);
+    mem[0] = nbc_address(p, &p->ins[nat->x_inst].a);
     for (uint32_t k = 0; k < nat->nops; k++) {
         const nv_op *o = &nat->ops[k];
         const nb_instr *in = &p->ins[o->inst];
@@ -748,21 +730,18 @@ void nbc_native_run(nb_program *p, const region *R, int tid, int64_t r0, int64_t
         alpha[k] = 1;
         switch (o->kind) {
         case NV_DOT:
-            mem[k + 1] = address(p, &in->b);
+            mem[k + 1] = nbc_address(p, &in->b);
             alpha[k] = product_alpha(p, in);
             break;
         case NV_GRAD: /* the thread's partial sum, or the output */
-            mem[k + 1] =
-                tid > 0 && p->partial_off[o->inst] >= 0
-                    ? (char *)p->work + (size_t)(p->partial_off[o->inst] + (tid - 1) * p->red_len[o->inst]) *
-                                            p->k->real_size
-                    : address(p, &in->y);
+            mem[k + 1] = tid > 0 && p->partial_off[o->inst] >= 0 ? nbc_partial(p, o->inst, tid)
+                                                                 : nbc_address(p, &in->y);
             alpha[k] = product_alpha(p, in);
             break;
         case NV_LOAD:
         case NV_BCAST:
         case NV_STORE:
-            mem[k + 1] = address(p, o->from);
+            mem[k + 1] = nbc_address(p, o->from);
             break;
         default:
             break;

@@ -7,7 +7,6 @@
  * every instruction of the region on each tile (or its generated code in one
  * call, native.c). */
 static void run_region_share(nb_program *p, const region *R, int tid, int nt) {
-    const size_t rs = p->k->real_size;
     const int64_t r0 = R->rows * tid / nt, r1 = R->rows * (tid + 1) / nt;
     if (nbc_native_ready(R)) {
         nbc_native_run(p, R, tid, r0, r1);
@@ -18,8 +17,7 @@ static void run_region_share(nb_program *p, const region *R, int tid, int nt) {
         const int64_t b = a + R->tile < r1 ? a + R->tile : r1;
         for (size_t i = R->start; i < R->end; i++) {
             void *red = NULL;
-            if (tid > 0 && p->partial_off[i] >= 0)
-                red = (char *)p->work + (size_t)(p->partial_off[i] + (tid - 1) * p->red_len[i]) * rs;
+            if (tid > 0 && p->partial_off[i] >= 0) red = nbc_partial(p, i, tid);
             p->k->exec_rows(&p->ins[i], (void *const *)p->bases, p->scratch[tid],
                             p->acc[tid] + p->acc_base[i], a, b, first, red);
         }
@@ -44,20 +42,15 @@ static void run_task_share(void *arg, int tid, int nt) {
 /* A region: its tiles (split over threads), then the threads' partial sums
  * and accumulators combined. */
 static void run_region(nb_program *p, const region *R) {
-    const size_t rs = p->k->real_size;
     if (R->nt > 1)
         nbc_pool_run(p->pool, run_task_share, &(task){p, NULL, R}, R->nt);
     else
         run_region_share(p, R, 0, 1);
     for (size_t i = R->start; i < R->end; i++) {
         const nb_instr *in = &p->ins[i];
-        if (p->partial_off[i] >= 0) {
-            void *y = (char *)p->bases[in->y.base] + (size_t)in->y.off * rs;
+        if (p->partial_off[i] >= 0)
             for (int t = 1; t < R->nt; t++)
-                p->k->accumulate(y,
-                                 (char *)p->work + (size_t)(p->partial_off[i] + (t - 1) * p->red_len[i]) * rs,
-                                 p->red_len[i]);
-        }
+                p->k->accumulate(nbc_address(p, &in->y), nbc_partial(p, i, t), p->red_len[i]);
         if (nb_instr_accs(in)) {
             double *acc[NB_MAX_THREADS];
             for (int t = 0; t < R->nt; t++)

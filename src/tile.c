@@ -213,6 +213,12 @@ int nbc_plan_regions(nb_program *p, size_t *nacc, int64_t *extra_out) {
         stamp++;
         int64_t tile = (int64_t)((double)NB_TILE_BYTES / (per_row * (double)rs + 1)) / 8 * 8;
         R->tile = tile < 8 ? 8 : tile;
+        /* accumulator slots: the region's instructions' in order (generated code names them) */
+        size_t base = 0;
+        for (size_t i = R->start; i < R->end; i++) {
+            p->acc_base[i] = base;
+            base += nb_instr_accs(&p->ins[i]);
+        }
         if (R->native && nbc_native_plan(p, R)) t.oom = 1;
         if (nbc_native_ready(R)) { /* one pass; a thread's share: at least NB_PAR_MIN_WORK entries */
             R->active = t.oom == 0;
@@ -224,11 +230,8 @@ int nbc_plan_regions(nb_program *p, size_t *nacc, int64_t *extra_out) {
             R->nt = R->active && p->nthreads > 1 && R->rows >= 2 * R->tile * p->nthreads ? p->nthreads : 1;
         }
         if (!R->active) continue;
-        size_t base = 0;
         for (size_t i = R->start; i < R->end; i++) {
             nb_instr *in = &p->ins[i];
-            p->acc_base[i] = base;
-            base += nb_instr_accs(in);
             int reduce = (in->kind == NB_I_GEMV || in->kind == NB_I_GEMM) ? in->ta : in->kind == NB_I_COLSUM;
             if (reduce) {
                 p->red_len[i] = in->kind == NB_I_GEMM ? in->m * in->n : in->n;
