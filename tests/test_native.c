@@ -227,13 +227,14 @@ static nb_program *compile_neuron(nb_ctx *ctx, size_t nextra, nb_expr *const *ex
     return nb_compile(ctx, 3 + nextra, outs, 4, ins, NB_F64, NB_COMPILE_NATIVE);
 }
 
-/* Runs p on the context's values of X, w, y, b and compares each output with nb_eval of outs[k]. */
-static void check_against_eval(nb_ctx *ctx, nb_program *p, size_t nout, nb_expr *const *outs,
-                               const char *what) {
-    const void *in[4];
-    nb_matrix v[4];
-    for (int i = 0; i < 4; i++) {
-        CHECK(nb_eval(ctx, nb_lookup(ctx, input_names[i]), &v[i]) == 0, "%s: eval", what);
+/* Runs p on the context's values of its inputs ins[0..nin) and compares
+ * each output with nb_eval of outs[k], within tol relative to max(1, |value|). */
+static void check_against_eval_of(nb_ctx *ctx, nb_program *p, size_t nin, nb_expr *const *ins, size_t nout,
+                                  nb_expr *const *outs, double tol, const char *what) {
+    const void *in[8];
+    nb_matrix v[8];
+    for (size_t i = 0; i < nin; i++) {
+        CHECK(nb_eval(ctx, ins[i], &v[i]) == 0, "%s: eval input %zu", what, i);
         in[i] = v[i].data;
     }
     void *out[8];
@@ -247,12 +248,21 @@ static void check_against_eval(nb_ctx *ctx, nb_program *p, size_t nout, nb_expr 
         double worst = 0;
         for (int64_t e = 0; e < ref[k].rows * ref[k].cols; e++)
             worst = fmax(worst, fabs(((double *)out[k])[e] - ref[k].data[e]) / fmax(1, fabs(ref[k].data[e])));
-        CHECK(worst <= 1e-9, "%s: output %zu off by %g", what, k, worst);
+        CHECK(worst <= tol, "%s: output %zu off by %g", what, k, worst);
         free(out[k]);
         nb_matrix_free(&ref[k]);
     }
-    for (int i = 0; i < 4; i++)
+    for (size_t i = 0; i < nin; i++)
         nb_matrix_free(&v[i]);
+}
+
+/* The same for the neuron's inputs X, w, y, b, within 1e-9. */
+static void check_against_eval(nb_ctx *ctx, nb_program *p, size_t nout, nb_expr *const *outs,
+                               const char *what) {
+    nb_expr *ins[4];
+    for (int i = 0; i < 4; i++)
+        ins[i] = nb_lookup(ctx, input_names[i]);
+    check_against_eval_of(ctx, p, 4, ins, nout, outs, 1e-9, what);
 }
 
 /* p (the neuron's cost and gradients, compile_neuron) runs as one native
@@ -368,28 +378,7 @@ static void descent_step(void) {
         char *d = nb_program_describe(p);
         CHECK(d && strstr(d, "as one native row loop"), "descent step: no native loop:\n%s", d ? d : "");
         free(d);
-        nb_matrix v[5], ref[3];
-        const void *in[5];
-        void *out[3];
-        for (int i = 0; i < 5; i++) {
-            CHECK(nb_eval(ctx, ins[i], &v[i]) == 0, "descent step: eval input %d", i);
-            in[i] = v[i].data;
-        }
-        for (int k = 0; k < 3; k++) {
-            CHECK(nb_eval(ctx, outs[k], &ref[k]) == 0, "descent step: eval %d", k);
-            out[k] = calloc((size_t)(ref[k].rows * ref[k].cols), sizeof(double));
-        }
-        CHECK(nb_program_run(p, in, out) == NB_OK, "descent step: run: %s", nb_program_error(p));
-        for (int k = 0; k < 3; k++) {
-            for (int64_t e = 0; e < ref[k].rows * ref[k].cols; e++)
-                CHECK(fabs(((double *)out[k])[e] - ref[k].data[e]) <= 1e-12 * fmax(1, fabs(ref[k].data[e])),
-                      "descent step: output %d[%lld] = %.17g, nb_eval %.17g", k, (long long)e,
-                      ((double *)out[k])[e], ref[k].data[e]);
-            free(out[k]);
-            nb_matrix_free(&ref[k]);
-        }
-        for (int i = 0; i < 5; i++)
-            nb_matrix_free(&v[i]);
+        check_against_eval_of(ctx, p, 5, ins, 3, outs, 1e-12, "descent step");
         nb_program_free(p);
     }
     nb_ctx_free(ctx);
